@@ -1,0 +1,127 @@
+"""Atomic writes, content digests and stage manifests (what makes a checkpoint trustworthy)."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+_CHUNK = 1 << 20
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write text atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return path
+
+
+def write_json(path: Path, data: Any) -> Path:
+    """Write JSON atomically (indented, keys in insertion order)."""
+    return write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file's content."""
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_text(*parts: str) -> str:
+    """SHA-256 of strings joined with a separator that cannot occur in hex digests."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+class DigestCache:
+    """Content digests of files, recomputed only when a file's size, mtime or inode changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[str, list[Any]] = {}
+        if path.exists():
+            with contextlib.suppress(ValueError, OSError):
+                self._entries = json.loads(path.read_text())
+        self._dirty = False
+
+    def digest(self, file: Path) -> str:
+        st = file.stat()
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino]
+        key = str(file.resolve())
+        hit = self._entries.get(key)
+        if hit and hit[:3] == stamp:
+            return str(hit[3])
+        value = sha256_file(file)
+        self._entries[key] = [*stamp, value]
+        self._dirty = True
+        return value
+
+    def save(self) -> None:
+        if self._dirty:
+            write_json(self.path, self._entries)
+            self._dirty = False
+
+
+def files_digest(files: Iterable[Path], root: Path, cache: DigestCache) -> str:
+    """One digest over the names (relative to root) and contents of files."""
+    parts = [f"{f.relative_to(root).as_posix()}={cache.digest(f)}" for f in sorted(files)]
+    return sha256_text(*parts)
+
+
+def write_manifest(path: Path, stage: str, fingerprint: str, outputs: Iterable[Path], root: Path) -> Path:
+    """Record a finished stage: its fingerprint and the digest of each output file (written last)."""
+    entries = {
+        o.relative_to(root).as_posix(): {"sha256": sha256_file(o), "size": o.stat().st_size}
+        for o in sorted(outputs)
+    }
+    return write_json(path, {"stage": stage, "fingerprint": fingerprint, "outputs": entries})
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """A stage manifest, or None when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "fingerprint" in data else None
+
+
+def manifest_valid(path: Path, fingerprint: str, root: Path, cache: DigestCache) -> bool:
+    """True when the manifest matches `fingerprint` and every output still has its recorded content."""
+    data = read_manifest(path)
+    if data is None or data["fingerprint"] != fingerprint:
+        return False
+    for rel, entry in data["outputs"].items():
+        f = root / rel
+        if not f.is_file() or f.stat().st_size != entry["size"] or cache.digest(f) != entry["sha256"]:
+            return False
+    return True
+
+
+def outputs_digest(path: Path) -> str:
+    """Digest of a finished stage's outputs as its manifest records them (the next stage's input key)."""
+    data = read_manifest(path)
+    if data is None:
+        raise FileNotFoundError(f"stage manifest {path} is missing: run the stage first")
+    return sha256_text(json.dumps(data["outputs"], sort_keys=True))

@@ -1,0 +1,119 @@
+"""ProjectTree: the one place that names every artifact path of a project (ODM's ODM_Tree)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ProjectTree:
+    """Paths of an ODM-style project folder; computes paths only, touches nothing."""
+
+    root: Path
+
+    # --- inputs -----------------------------------------------------------------------------
+    @property
+    def images(self) -> Path:
+        return self.root / "images"
+
+    @property
+    def gcp_list(self) -> Path:
+        return self.root / "gcp_list.txt"
+
+    # --- dataset ----------------------------------------------------------------------------
+    @property
+    def images_json(self) -> Path:
+        return self.root / "images.json"
+
+    @property
+    def img_list(self) -> Path:
+        return self.root / "img_list.txt"
+
+    @property
+    def georeferencing(self) -> Path:
+        return self.root / "odm_georeferencing"
+
+    @property
+    def coords_txt(self) -> Path:
+        return self.georeferencing / "coords.txt"
+
+    @property
+    def proj_txt(self) -> Path:
+        return self.georeferencing / "proj.txt"
+
+    # --- opensfm ----------------------------------------------------------------------------
+    @property
+    def opensfm(self) -> Path:
+        return self.root / "opensfm"
+
+    @property
+    def colmap_database(self) -> Path:
+        return self.opensfm / "colmap" / "database.db"
+
+    @property
+    def colmap_model(self) -> Path:
+        """COLMAP's binary model of the largest reconstruction, in UTM-offset coordinates."""
+        return self.opensfm / "colmap" / "sparse"
+
+    @property
+    def reconstruction_json(self) -> Path:
+        return self.opensfm / "reconstruction.json"
+
+    @property
+    def reference_lla(self) -> Path:
+        return self.opensfm / "reference_lla.json"
+
+    @property
+    def opensfm_stats(self) -> Path:
+        return self.opensfm / "stats" / "stats.json"
+
+    @property
+    def sparse_ply(self) -> Path:
+        return self.opensfm / "reconstruction.ply"
+
+    @property
+    def sparse_laz(self) -> Path:
+        return self.georeferencing / "odm_sparse_model.laz"
+
+    @property
+    def cameras_json(self) -> Path:
+        return self.root / "cameras.json"
+
+    # --- odm_report -------------------------------------------------------------------------
+    @property
+    def report(self) -> Path:
+        return self.root / "odm_report"
+
+    @property
+    def shots_geojson(self) -> Path:
+        return self.report / "shots.geojson"
+
+    @property
+    def report_stats(self) -> Path:
+        return self.report / "stats.json"
+
+    # --- odmflow's own bookkeeping ----------------------------------------------------------
+    @property
+    def state(self) -> Path:
+        """odmflow's checkpoint folder: stage manifests, digest cache, Prefect results."""
+        return self.root / ".odmflow"
+
+    def manifest(self, stage: str) -> Path:
+        return self.state / "manifests" / f"{stage}.json"
+
+    @property
+    def results(self) -> Path:
+        return self.state / "results"
+
+    @property
+    def digest_cache(self) -> Path:
+        return self.state / "digests.json"
+
+    @property
+    def log_json(self) -> Path:
+        return self.root / "log.json"
+
+    @property
+    def options_json(self) -> Path:
+        return self.root / "options.json"

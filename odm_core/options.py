@@ -1,0 +1,121 @@
+"""Frozen, validated options: one model per stage, gathered in PipelineOptions.
+
+Field names are ODM's option names with dashes as underscores, and defaults are ODM's
+(opendm/config.py), so `--min-num-features 8000` means what it means in ODM.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from odm_core.stages import STAGES, StageName
+
+Quality = Literal["ultra", "high", "medium", "low", "lowest"]
+CameraLens = Literal[
+    "auto", "perspective", "brown", "fisheye", "fisheye_opencv", "spherical", "equirectangular", "dual"
+]
+
+# ODM's feature_process_size ratios (opendm/config.py, --feature-quality).
+FEATURE_QUALITY_RATIO: dict[str, float] = {
+    "ultra": 1.0,
+    "high": 0.5,
+    "medium": 0.25,
+    "low": 0.125,
+    "lowest": 0.0675,
+}
+
+
+class StageOptions(BaseModel):
+    """Base of every stage's options: frozen, no unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DatasetOptions(StageOptions):
+    """Options of the `dataset` stage (reading photos and their EXIF/XMP)."""
+
+    use_exif: bool = Field(
+        False, description="Use EXIF GPS for georeferencing even when a gcp_list.txt is present."
+    )
+    gps_accuracy: float = Field(
+        3.0, gt=0, le=1000, description="GPS accuracy in metres, set for every photo (ODM default 3)."
+    )
+    gps_z_offset: float = Field(0.0, description="Metres added to every photo's GPS altitude.")
+
+
+class OpensfmOptions(StageOptions):
+    """Options of the `opensfm` stage (structure from motion; pycolmap is the engine)."""
+
+    feature_quality: Quality = Field(
+        "high", description="Image size for feature extraction: ultra=full, high=1/2, medium=1/4, ..."
+    )
+    min_num_features: int = Field(
+        10000, ge=100, le=200000, description="Number of features to extract per image."
+    )
+    matcher_neighbors: int = Field(
+        0,
+        ge=0,
+        le=1000,
+        description="Match each photo with its N nearest photos by GPS; 0 = neighbours of a triangulation.",
+    )
+    camera_lens: CameraLens = Field(
+        "auto", description="Camera model: auto, perspective, brown, fisheye, fisheye_opencv."
+    )
+
+    @model_validator(mode="after")
+    def _supported_lens(self) -> OpensfmOptions:
+        if self.camera_lens in ("spherical", "equirectangular", "dual"):
+            raise ValueError(
+                f"--camera-lens {self.camera_lens} is not supported by odmflow's SfM engine; "
+                "use auto, perspective, brown, fisheye or fisheye_opencv"
+            )
+        return self
+
+
+class ReportOptions(StageOptions):
+    """Options of the `odm_report` stage (nothing to set yet; kept so the stage has a key)."""
+
+
+class PipelineOptions(StageOptions):
+    """All options of a run: each stage's model plus how the run is driven."""
+
+    dataset: DatasetOptions = DatasetOptions()
+    opensfm: OpensfmOptions = OpensfmOptions()
+    odm_report: ReportOptions = ReportOptions()
+    end_with: StageName = Field(STAGES[-1], description="Stop after this stage.")
+    rerun_from: StageName | None = Field(None, description="Re-run this stage and all after it.")
+    rerun_all: bool = Field(False, description="Re-run every stage, ignoring checkpoints.")
+    max_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024, description="Threads/processes to use."
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> PipelineOptions:
+        if self.rerun_from and STAGES.index(self.rerun_from) > STAGES.index(self.end_with):
+            raise ValueError(
+                f"--rerun-from {self.rerun_from} comes after --end-with {self.end_with}; nothing would run"
+            )
+        return self
+
+    def forced_stages(self) -> set[str]:
+        """Stages whose checkpoints are ignored in this run."""
+        if self.rerun_all:
+            return set(STAGES)
+        if self.rerun_from:
+            return set(STAGES[STAGES.index(self.rerun_from) :])
+        return set()
+
+
+def feature_process_size(width: int, height: int, quality: str) -> int:
+    """ODM's feature extraction size (longest side, px) for a photo and --feature-quality."""
+    max_dim = max(width, height)
+    ratio = FEATURE_QUALITY_RATIO[quality]
+    megapixels = width * height / 1e6
+    if megapixels < 2:
+        ratio *= 2
+    elif megapixels > 42:
+        ratio *= 0.5
+    return int(min(max_dim, max(320, min(4480, round(max_dim * ratio)))))
