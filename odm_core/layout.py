@@ -61,10 +61,6 @@ class ProjectTree:
         return self.opensfm / "reconstruction.json"
 
     @property
-    def reference_lla(self) -> Path:
-        return self.opensfm / "reference_lla.json"
-
-    @property
     def opensfm_stats(self) -> Path:
         return self.opensfm / "stats" / "stats.json"
 
@@ -74,7 +70,7 @@ class ProjectTree:
 
     @property
     def sparse_laz(self) -> Path:
-        return self.georeferencing / "odm_sparse_model.laz"
+        return self.opensfm / "reconstruction.laz"
 
     @property
     def cameras_json(self) -> Path:

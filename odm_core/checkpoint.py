@@ -1,0 +1,86 @@
+"""Stage fingerprints and manifests: a checkpoint counts only when inputs, options and code all match.
+
+A stage's fingerprint digests (1) the content of its inputs: the photos for `dataset`, the manifests of
+the stages it reads for the others, (2) its own options, (3) the code: every source file of odm_core and
+the versions of the engines it calls. A stage deletes its manifest before it starts and writes it after
+its last output, so a stage killed half-way has no manifest and is run again.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from odm_core import __version__
+from odm_core.artifacts import (
+    DigestCache,
+    files_digest,
+    manifest_valid,
+    outputs_digest,
+    sha256_file,
+    sha256_text,
+    write_manifest,
+)
+from odm_core.layout import ProjectTree
+
+# The stages whose outputs each stage reads.
+STAGE_INPUTS: dict[str, tuple[str, ...]] = {
+    "dataset": (),
+    "opensfm": ("dataset",),
+    "odm_report": ("dataset", "opensfm"),
+}
+ENGINES = ("pycolmap", "numpy", "laspy", "pyproj")
+
+
+class StageResult(Protocol):
+    outputs: tuple[Path, ...]
+
+
+R = TypeVar("R", bound=StageResult)
+
+
+@functools.cache
+def code_digest() -> str:
+    """Digest of odm_core's source and the engine versions."""
+    root = Path(__file__).parent
+    parts = [__version__] + [f"{p.relative_to(root)}={sha256_file(p)}" for p in sorted(root.rglob("*.py"))]
+    parts += [f"{e}={importlib.metadata.version(e)}" for e in ENGINES]
+    return sha256_text(*parts)
+
+
+def photo_files(tree: ProjectTree) -> list[Path]:
+    """Every file in images/ plus gcp_list.txt: the dataset stage's inputs."""
+    files = [p for p in tree.images.iterdir() if p.is_file()] if tree.images.is_dir() else []
+    return files + ([tree.gcp_list] if tree.gcp_list.is_file() else [])
+
+
+def fingerprint(stage: str, tree: ProjectTree, options: BaseModel, cache: DigestCache) -> str:
+    """The fingerprint a valid checkpoint of `stage` must carry."""
+    if stage == "dataset":
+        inputs = [files_digest(photo_files(tree), tree.root, cache)]
+    else:
+        inputs = [outputs_digest(tree.manifest(s)) for s in STAGE_INPUTS[stage]]
+    return sha256_text(stage, code_digest(), type(options).__name__, options.model_dump_json(), *inputs)
+
+
+def is_complete(stage: str, tree: ProjectTree, fp: str, cache: DigestCache) -> bool:
+    """True when the stage's manifest carries `fp` and its outputs still hold the recorded content."""
+    return manifest_valid(tree.manifest(stage), fp, tree.root, cache)
+
+
+def run_stage(stage: str, tree: ProjectTree, fp: str, work: Callable[[], R]) -> R:
+    """Run a stage's work with its manifest removed during the run and written after it."""
+    manifest = tree.manifest(stage)
+    manifest.unlink(missing_ok=True)
+    result = work()
+    write_manifest(manifest, stage, fp, _unique(result.outputs), tree.root)
+    return result
+
+
+def _unique(paths: Iterable[Path]) -> list[Path]:
+    return sorted(set(paths))

@@ -1,0 +1,60 @@
+"""What every stage task shares: the content-keyed cache policy, checkpoint runs and progress logging."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.context import TaskRunContext
+from prefect.logging import get_run_logger
+
+from odm_core import checkpoint
+from odm_core.artifacts import DigestCache
+from odm_core.layout import ProjectTree
+
+R = TypeVar("R", bound=checkpoint.StageResult)
+PROGRESS_LOGGER = "odmflow.progress"
+
+
+def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """The stage's fingerprint when its checkpoint is intact; a key that matches nothing otherwise."""
+    tree = ProjectTree(Path(parameters["project"]))
+    stage = context.task.name
+    cache = DigestCache(tree.digest_cache)
+    fp = checkpoint.fingerprint(stage, tree, parameters["opts"], cache)
+    complete = checkpoint.is_complete(stage, tree, fp, cache)
+    cache.save()
+    return f"{stage}-{fp}" if complete else f"{stage}-{fp}-incomplete-{uuid.uuid4().hex}"
+
+
+STAGE_CACHE = CacheKeyFnPolicy(cache_key_fn=stage_cache_key)
+
+
+def run_checkpointed(stage: str, project: str, opts: Any, work: Callable[[ProjectTree], R]) -> R:
+    """Run a stage's core function and record its manifest under the fingerprint of this run."""
+    tree = ProjectTree(Path(project))
+    cache = DigestCache(tree.digest_cache)
+    fp = checkpoint.fingerprint(stage, tree, opts, cache)
+    cache.save()
+    return checkpoint.run_stage(stage, tree, fp, lambda: work(tree))
+
+
+def progress_reporter(stage: str, min_interval_s: float = 1.0) -> Callable[[float, str], None]:
+    """A progress callback that logs 'stage: NN% message' lines (the CLI's display reads them too)."""
+    logger = get_run_logger()
+    side = logging.getLogger(PROGRESS_LOGGER)
+    last = [0.0, ""]
+
+    def report(fraction: float, message: str) -> None:
+        now = time.monotonic()
+        side.info(message, extra={"odm_stage": stage, "odm_fraction": fraction})
+        if message != last[1] and now - last[0] >= min_interval_s:
+            logger.info("%s: %3.0f%% %s", stage, 100 * fraction, message)
+            last[:] = [now, message]
+
+    return report
