@@ -15,7 +15,7 @@ from tasks.odm_report import odm_report
 from tasks.opensfm import opensfm
 
 
-@flow(name="odm-pipeline", log_prints=True)
+@flow(name="odm-pipeline")
 def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[str, Any]:
     """Process an ODM project folder (PROJECT/images) up to options.end_with."""
     options = options or PipelineOptions()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,14 +21,20 @@ PROGRESS_LOGGER = "odmflow.progress"
 
 
 def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    """The stage's fingerprint when its checkpoint is intact; a key that matches nothing otherwise."""
+    """The stage's fingerprint; its cached result is dropped when the outputs on disk are not intact.
+
+    Results live in the project's own store (ProjectTree.results), so a result whose stage outputs were
+    deleted, edited or half-written is removed here and the stage runs again under the same key.
+    """
     tree = ProjectTree(Path(parameters["project"]))
     stage = context.task.name
     cache = DigestCache(tree.digest_cache)
     fp = checkpoint.fingerprint(stage, tree, parameters["opts"], cache)
-    complete = checkpoint.is_complete(stage, tree, fp, cache)
+    key = f"{stage}-{fp}"
+    if not checkpoint.is_complete(stage, tree, fp, cache):
+        (tree.results / key).unlink(missing_ok=True)
     cache.save()
-    return f"{stage}-{fp}" if complete else f"{stage}-{fp}-incomplete-{uuid.uuid4().hex}"
+    return key
 
 
 STAGE_CACHE = CacheKeyFnPolicy(cache_key_fn=stage_cache_key)

@@ -1,0 +1,1 @@
+"""odmflow's command line: `odmflow run PROJECT` and friends."""

@@ -1,0 +1,137 @@
+"""`odmflow`: process ODM project folders from the command line."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+from odm_core.errors import OdmInputError, OdmStageError
+from odm_core.options import CameraLens, DatasetOptions, OpensfmOptions, PipelineOptions, Quality
+from odm_core.stages import STAGES, StageName
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Drone photos in, OpenDroneMap's products out; every stage a resumable Prefect task.",
+)
+
+_SFM, _DS = OpensfmOptions(), DatasetOptions()  # the defaults shown in --help
+
+OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
+    "feature_quality": "--feature-quality",
+    "min_num_features": "--min-num-features",
+    "matcher_neighbors": "--matcher-neighbors",
+    "camera_lens": "--camera-lens",
+    "use_exif": "--use-exif",
+    "gps_accuracy": "--gps-accuracy",
+    "gps_z_offset": "--gps-z-offset",
+    "end_with": "--end-with",
+    "rerun_from": "--rerun-from",
+    "max_concurrency": "--max-concurrency",
+}
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+def _validation_message(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = next((str(loc) for loc in reversed(e["loc"]) if isinstance(loc, str)), "")
+        flag = OPTION_NAMES.get(field, field)
+        lines.append(f"{flag}: {e['msg'].removeprefix('Value error, ')}")
+    return "invalid options:\n  " + "\n  ".join(lines)
+
+
+def _check_project(project: Path) -> Path:
+    if not project.exists():
+        raise _fail(f"project folder {project} does not exist; create it and put your photos in images/")
+    if not project.is_dir():
+        raise _fail(f"{project} is a file; give the project folder that holds images/")
+    if not (project / "images").is_dir():
+        raise _fail(f"no images/ folder in {project}: put your photos in {project / 'images'}/")
+    return project.resolve()
+
+
+@app.callback()
+def _main() -> None:
+    """Drone photos in, OpenDroneMap's products out; every stage a resumable Prefect task."""
+
+
+@app.command()
+def run(
+    project: Annotated[Path, typer.Argument(help="ODM project folder holding images/; outputs go here.")],
+    feature_quality: Annotated[
+        Quality,
+        typer.Option(
+            help="Feature extraction size: ultra=full image, high=1/2, medium=1/4, low=1/8, lowest=1/16.",
+        ),
+    ] = _SFM.feature_quality,
+    min_num_features: Annotated[
+        int, typer.Option(help="Features to extract per photo.")
+    ] = _SFM.min_num_features,
+    matcher_neighbors: Annotated[
+        int,
+        typer.Option(help="Match each photo with its N nearest by GPS; 0 = neighbours in a triangulation."),
+    ] = _SFM.matcher_neighbors,
+    camera_lens: Annotated[
+        CameraLens,
+        typer.Option(
+            help="Camera model: auto, perspective, brown, fisheye, fisheye_opencv.",
+        ),
+    ] = _SFM.camera_lens,
+    use_exif: Annotated[
+        bool, typer.Option("--use-exif", help="Use EXIF GPS even when a gcp_list.txt is present.")
+    ] = False,
+    gps_accuracy: Annotated[
+        float, typer.Option(help="GPS accuracy in metres, for every photo.")
+    ] = _DS.gps_accuracy,
+    gps_z_offset: Annotated[
+        float, typer.Option(help="Metres added to every photo's GPS altitude.")
+    ] = _DS.gps_z_offset,
+    end_with: Annotated[StageName, typer.Option(help="Stop after this stage.")] = STAGES[-1],
+    rerun_from: Annotated[
+        StageName | None, typer.Option(help="Re-run this stage and every one after it.")
+    ] = None,
+    rerun_all: Annotated[
+        bool, typer.Option("--rerun-all", help="Re-run every stage, ignoring checkpoints.")
+    ] = False,
+    max_concurrency: Annotated[
+        int, typer.Option(help="Threads to use (default: CPU count).")
+    ] = os.cpu_count() or 1,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
+) -> None:
+    """Process PROJECT/images into ODM's outputs in PROJECT, resuming from finished stages."""
+    try:
+        options = PipelineOptions(
+            dataset=DatasetOptions(use_exif=use_exif, gps_accuracy=gps_accuracy, gps_z_offset=gps_z_offset),
+            opensfm=OpensfmOptions(
+                feature_quality=feature_quality,
+                min_num_features=min_num_features,
+                matcher_neighbors=matcher_neighbors,
+                camera_lens=camera_lens,
+            ),
+            end_with=end_with,
+            rerun_from=rerun_from,
+            rerun_all=rerun_all,
+            max_concurrency=max_concurrency,
+        )
+    except ValidationError as err:
+        raise _fail(_validation_message(err)) from None
+    project = _check_project(project)
+    from odmflow.runner import run_pipeline  # Prefect is slow to import: only once options are valid
+
+    try:
+        run_pipeline(project, options, verbose=verbose)
+    except (OdmInputError, OdmStageError) as err:
+        raise _fail(str(err), 2 if isinstance(err, OdmInputError) else 1) from None
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,68 @@
+"""Runs the pipeline flow for the CLI: Prefect set-up, the live display and the closing summary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from odm_core.layout import ProjectTree
+from odm_core.options import PipelineOptions
+from odmflow.display import ProgressDisplay
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """Keep Prefect's INFO lines out of the terminal (they still reach the Prefect API)."""
+    if verbose:
+        return
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler):
+                handler.setLevel(logging.WARNING)
+
+
+def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False) -> dict[str, Any]:
+    """Run (or resume) the pipeline on a project and print what it made."""
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.odm_pipeline import odm_pipeline
+
+    _quiet_prefect_console(verbose)
+    api = PREFECT_API_URL.value()
+    where = f"Prefect server {api}" if api else "Prefect's embedded server (set PREFECT_API_URL to keep runs)"
+    typer.echo(f"odmflow: processing {project} with {where}", err=True)
+    start = time.monotonic()
+    with ProgressDisplay(options.end_with):
+        state = odm_pipeline.with_options(flow_run_name=project.name)(
+            str(project), options, return_state=True
+        )
+    results: dict[str, Any] = state.result(raise_on_failure=True)  # re-raises the stage's own error
+    _summary(ProjectTree(project), results, time.monotonic() - start)
+    return results
+
+
+def _summary(tree: ProjectTree, results: dict[str, Any], elapsed_s: float) -> None:
+    lines = [f"finished in {elapsed_s:.1f} s"]
+    if ds := results.get("dataset"):
+        lines.append(f"dataset: {ds.n_photos} photos used, {len(ds.skipped)} skipped")
+    if sfm := results.get("opensfm"):
+        lines.append(
+            f"opensfm: {sfm.n_registered}/{sfm.n_photos} photos registered, {sfm.n_points} points, "
+            f"reprojection error {sfm.mean_reprojection_error_px:.3f} px"
+        )
+        if sfm.unregistered:
+            lines.append(f"  not registered: {', '.join(sfm.unregistered)}")
+        if sfm.gps_rms_horizontal_m is not None:
+            lines.append(f"  camera centres vs GPS: {sfm.gps_rms_horizontal_m:.2f} m RMS horizontal")
+        else:
+            lines.append("  not georeferenced: local coordinates (no GPS)")
+    if "odm_report" in results and tree.shots_geojson.exists():
+        lines.append(f"shots: {tree.shots_geojson}")
+    typer.echo("\n".join(lines))
