@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
+from prefect import Task, flow
+from prefect.states import State
 
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
@@ -15,21 +18,38 @@ from tasks.odm_report import odm_report
 from tasks.opensfm import opensfm
 
 
+@dataclass(frozen=True)
+class StageRun:
+    """One stage of a run: its result and whether it came from the checkpoint."""
+
+    stage: str
+    cached: bool
+    result: Any
+
+
+def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task], State]]:
+    """How each stage's task is called: the project and only that stage's options."""
+    return {
+        "dataset": lambda t: t(project, options.dataset, return_state=True),
+        "opensfm": lambda t: t(project, options.opensfm, options.max_concurrency, return_state=True),
+        "odm_report": lambda t: t(project, options.odm_report, return_state=True),
+    }
+
+
+STAGE_TASKS: dict[str, Task] = {"dataset": dataset, "opensfm": opensfm, "odm_report": odm_report}
+
+
 @flow(name="odm-pipeline")
-def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[str, Any]:
+def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[str, StageRun]:
     """Process an ODM project folder (PROJECT/images) up to options.end_with."""
     options = options or PipelineOptions()
     project = str(Path(project).resolve())
     store = ProjectTree(Path(project)).results
     forced = options.forced_stages()
-    tasks = {
-        "dataset": lambda t: t(project, options.dataset),
-        "opensfm": lambda t: t(project, options.opensfm, options.max_concurrency),
-        "odm_report": lambda t: t(project, options.odm_report),
-    }
-    stage_tasks = {"dataset": dataset, "opensfm": opensfm, "odm_report": odm_report}
-    results: dict[str, Any] = {}
+    calls = _calls(project, options)
+    runs: dict[str, StageRun] = {}
     for stage in stages_between("dataset", options.end_with):
-        task = stage_tasks[stage].with_options(result_storage=store, refresh_cache=stage in forced)
-        results[stage] = tasks[stage](task)
-    return results
+        task = STAGE_TASKS[stage].with_options(result_storage=store, refresh_cache=stage in forced)
+        state = calls[stage](task)
+        runs[stage] = StageRun(stage, state.name == "Cached", state.result())
+    return runs

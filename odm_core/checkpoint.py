@@ -8,6 +8,7 @@ its last output, so a stage killed half-way has no manifest and is run again.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.metadata
 from collections.abc import Callable, Iterable
@@ -34,7 +35,8 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "opensfm": ("dataset",),
     "odm_report": ("dataset", "opensfm"),
 }
-ENGINES = ("pycolmap", "numpy", "laspy", "pyproj")
+ENGINES = ("pycolmap", "numpy", "laspy", "pyproj", "pillow")
+_ROOT = Path(__file__).parent
 
 
 class StageResult(Protocol):
@@ -45,12 +47,36 @@ R = TypeVar("R", bound=StageResult)
 
 
 @functools.cache
-def code_digest() -> str:
-    """Digest of odm_core's source and the engine versions."""
-    root = Path(__file__).parent
-    parts = [__version__] + [f"{p.relative_to(root)}={sha256_file(p)}" for p in sorted(root.rglob("*.py"))]
+def code_digest(stage: str) -> str:
+    """Digest of the source of the stage's module and every odm_core module it imports, and engine versions."""
+    modules = _module_closure(f"odm_core.{stage}") | {"odm_core.checkpoint"}
+    parts = [__version__] + [f"{m}={sha256_file(_module_file(m))}" for m in sorted(modules)]
     parts += [f"{e}={importlib.metadata.version(e)}" for e in ENGINES]
     return sha256_text(*parts)
+
+
+def _module_file(module: str) -> Path:
+    base = _ROOT.parent.joinpath(*module.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _module_closure(module: str) -> set[str]:
+    """odm_core modules that `module` imports, directly or not (read from the source with ast)."""
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or not _module_file(name).exists():
+            continue
+        seen.add(name)
+        tree = ast.parse(_module_file(name).read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("odm_core"):
+                todo.append(node.module)
+                todo += [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("odm_core")]
+    return seen
 
 
 def photo_files(tree: ProjectTree) -> list[Path]:
@@ -65,7 +91,7 @@ def fingerprint(stage: str, tree: ProjectTree, options: BaseModel, cache: Digest
         inputs = [files_digest(photo_files(tree), tree.root, cache)]
     else:
         inputs = [outputs_digest(tree.manifest(s)) for s in STAGE_INPUTS[stage]]
-    return sha256_text(stage, code_digest(), type(options).__name__, options.model_dump_json(), *inputs)
+    return sha256_text(stage, code_digest(stage), type(options).__name__, options.model_dump_json(), *inputs)
 
 
 def is_complete(stage: str, tree: ProjectTree, fp: str, cache: DigestCache) -> bool:

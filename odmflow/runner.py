@@ -6,13 +6,16 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odmflow.display import ProgressDisplay
+
+if TYPE_CHECKING:
+    from flows.odm_pipeline import StageRun
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
@@ -27,7 +30,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
                 handler.setLevel(logging.WARNING)
 
 
-def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False) -> dict[str, Any]:
+def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False) -> dict[str, StageRun]:
     """Run (or resume) the pipeline on a project and print what it made."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.settings import PREFECT_API_URL
@@ -43,13 +46,15 @@ def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False)
         state = odm_pipeline.with_options(flow_run_name=project.name)(
             str(project), options, return_state=True
         )
-    results: dict[str, Any] = state.result(raise_on_failure=True)  # re-raises the stage's own error
-    _summary(ProjectTree(project), results, time.monotonic() - start)
-    return results
+    runs: dict[str, StageRun] = state.result(raise_on_failure=True)  # re-raises the stage's own error
+    _summary(ProjectTree(project), runs, time.monotonic() - start)
+    return runs
 
 
-def _summary(tree: ProjectTree, results: dict[str, Any], elapsed_s: float) -> None:
-    lines = [f"finished in {elapsed_s:.1f} s"]
+def _summary(tree: ProjectTree, runs: dict[str, StageRun], elapsed_s: float) -> None:
+    done = ", ".join(f"{r.stage} ({'checkpoint' if r.cached else 'ran'})" for r in runs.values())
+    lines = [f"finished in {elapsed_s:.1f} s: {done}"]
+    results = {stage: r.result for stage, r in runs.items()}
     if ds := results.get("dataset"):
         lines.append(f"dataset: {ds.n_photos} photos used, {len(ds.skipped)} skipped")
     if sfm := results.get("opensfm"):
