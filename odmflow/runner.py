@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from odm_core.errors import OdmInputError, OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odmflow.display import ProgressDisplay
@@ -18,8 +19,21 @@ if TYPE_CHECKING:
     from flows.odm_pipeline import StageRun
 
 
+class _TerminalFilter(logging.Filter):
+    """Drops Prefect's INFO lines and its tracebacks of errors the CLI reports itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("prefect") and record.levelno < logging.WARNING:
+            return False
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, OdmInputError | OdmStageError):
+            return False
+        text = record.getMessage()
+        return not (record.name.startswith("prefect") and ("OdmInputError" in text or "OdmStageError" in text))
+
+
 def _quiet_prefect_console(verbose: bool) -> None:
-    """Keep Prefect's INFO lines out of the terminal (they still reach the Prefect API)."""
+    """Keep the terminal to odmflow's own lines (everything still reaches the Prefect API)."""
     if verbose:
         return
     from prefect.logging.handlers import PrefectConsoleHandler
@@ -27,7 +41,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, PrefectConsoleHandler):
-                handler.setLevel(logging.WARNING)
+                handler.addFilter(_TerminalFilter())
 
 
 def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False) -> dict[str, StageRun]:

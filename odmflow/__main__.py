@@ -1,0 +1,5 @@
+"""`python -m odmflow` runs the CLI."""
+
+from odmflow.cli import main
+
+main()

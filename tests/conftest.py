@@ -1,0 +1,61 @@
+"""Shared fixtures: paths to ../shared data, a Prefect server for the run, a CLI runner in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+BRIGHTON = SHARED / "datasets" / "brighton_beach"
+
+
+def require_brighton() -> Path:
+    """The Brighton Beach photos, or a skip that says where they were looked for."""
+    if not (BRIGHTON / "images").is_dir():
+        pytest.skip(f"needs the shared Brighton Beach photos at {BRIGHTON} (absent in a fresh clone)")
+    return BRIGHTON
+
+
+def copy_project(src_images: Path, dest: Path) -> Path:
+    """A writable ODM project at dest with a copy of src_images as images/."""
+    shutil.copytree(src_images, dest / "images")
+    for f in (dest / "images").iterdir():
+        f.chmod(0o644)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment for CLI subprocesses: one Prefect server for the whole session, a temp PREFECT_HOME."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with prefect_test_harness(server_startup_timeout=60):
+        env = dict(os.environ)
+        env.update(
+            PREFECT_API_URL=str(PREFECT_API_URL.value()),
+            PREFECT_HOME=str(home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        )
+        yield env
+
+
+def run_cli(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run `odmflow ARGS` as a user would, capturing its output."""
+    return subprocess.run(
+        [sys.executable, "-m", "odmflow", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )

@@ -1,0 +1,72 @@
+"""Brighton Beach, 18 real DJI photos: `odmflow run` with defaults, then again from its checkpoints."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import laspy
+import numpy as np
+import pytest
+
+from odm_core.geo import lla_to_utm
+from odm_core.layout import ProjectTree
+from tests.conftest import copy_project, require_brighton, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared]
+
+
+@pytest.fixture(scope="module")
+def brighton_run(tmp_path_factory: pytest.TempPathFactory, prefect_env: dict[str, str]) -> ProjectTree:
+    src = require_brighton()
+    project = copy_project(src / "images", tmp_path_factory.mktemp("brighton") / "project")
+    result = run_cli(["run", str(project)], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return ProjectTree(project)
+
+
+def test_registers_photos_with_subpixel_error(brighton_run: ProjectTree) -> None:
+    stats = json.loads(brighton_run.opensfm_stats.read_text())["reconstruction_statistics"]
+    assert stats["reconstructed_shots_count"] >= 17
+    assert stats["reprojection_error_pixels"] < 1.0
+    recon = json.loads(brighton_run.reconstruction_json.read_text())[0]
+    assert len(recon["shots"]) == stats["reconstructed_shots_count"]
+    assert len(recon["points"]) > 2000
+
+
+def test_camera_centres_match_exif_gps_in_utm_15n(brighton_run: ProjectTree) -> None:
+    assert brighton_run.coords_txt.read_text().startswith("WGS84 UTM 15N")
+    photos = {p["filename"]: p for p in json.loads(brighton_run.images_json.read_text())}
+    shots = json.loads(brighton_run.shots_geojson.read_text())["features"]
+    assert len(shots) >= 17
+    centres = np.array([f["properties"]["translation"] for f in shots])
+    exif = [photos[f["properties"]["filename"]] for f in shots]
+    gps = lla_to_utm(
+        32615, [p["latitude"] for p in exif], [p["longitude"] for p in exif], [p["altitude"] for p in exif]
+    )
+    rms_h = float(np.sqrt(np.mean(np.sum((centres[:, :2] - gps[:, :2]) ** 2, axis=1))))
+    assert rms_h < 3.0
+    lon_lat = np.array([f["geometry"]["coordinates"][:2] for f in shots])
+    assert np.allclose(lon_lat.mean(axis=0), [-91.9944, 46.8426], atol=0.01)
+
+
+def test_sparse_laz_carries_utm_15n(brighton_run: ProjectTree) -> None:
+    las = laspy.read(brighton_run.sparse_laz)
+    assert las.header.parse_crs().to_epsg() == 32615
+    assert len(las.points) > 2000
+    assert 570_000 < float(np.mean(las.x)) < 585_000 and 5_180_000 < float(np.mean(las.y)) < 5_195_000
+
+
+def test_second_run_uses_every_checkpoint(brighton_run: ProjectTree, prefect_env: dict[str, str]) -> None:
+    before = brighton_run.reconstruction_json.stat().st_mtime_ns
+    result = run_cli(["run", str(brighton_run.root)], prefect_env)
+    assert result.returncode == 0, result.stderr
+    assert "dataset (checkpoint), opensfm (checkpoint), odm_report (checkpoint)" in result.stdout
+    assert brighton_run.reconstruction_json.stat().st_mtime_ns == before
+
+
+def test_images_are_untouched(brighton_run: ProjectTree) -> None:
+    src = require_brighton() / "images"
+    for photo in src.iterdir():
+        assert (brighton_run.images / photo.name).read_bytes() == photo.read_bytes()
+    assert sorted(p.name for p in brighton_run.images.iterdir()) == sorted(p.name for p in src.iterdir())
