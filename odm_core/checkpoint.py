@@ -48,7 +48,7 @@ R = TypeVar("R", bound=StageResult)
 
 @functools.cache
 def code_digest(stage: str) -> str:
-    """Digest of the source of the stage's module and every odm_core module it imports, and engine versions."""
+    """Digest of the stage module's source, every odm_core module it imports, and the engine versions."""
     modules = _module_closure(f"odm_core.{stage}") | {"odm_core.checkpoint"}
     parts = [__version__] + [f"{m}={sha256_file(_module_file(m))}" for m in sorted(modules)]
     parts += [f"{e}={importlib.metadata.version(e)}" for e in ENGINES]

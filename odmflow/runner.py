@@ -29,7 +29,8 @@ class _TerminalFilter(logging.Filter):
         if isinstance(exc, OdmInputError | OdmStageError):
             return False
         text = record.getMessage()
-        return not (record.name.startswith("prefect") and ("OdmInputError" in text or "OdmStageError" in text))
+        ours = "OdmInputError" in text or "OdmStageError" in text
+        return not (record.name.startswith("prefect") and ours)
 
 
 def _quiet_prefect_console(verbose: bool) -> None:

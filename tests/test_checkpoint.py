@@ -80,7 +80,8 @@ def test_fingerprint_does_not_depend_on_project_location(tmp_path: Path) -> None
     tree.root.rename(moved.root)
     fp_moved = checkpoint.fingerprint("dataset", moved, DatasetOptions(), DigestCache(moved.digest_cache))
     tree2 = _project(tmp_path)
-    assert checkpoint.fingerprint("dataset", tree2, DatasetOptions(), DigestCache(tree2.digest_cache)) == fp_moved
+    fp = checkpoint.fingerprint("dataset", tree2, DatasetOptions(), DigestCache(tree2.digest_cache))
+    assert fp == fp_moved
 
 
 def test_downstream_fingerprint_follows_upstream_outputs(tmp_path: Path) -> None:

@@ -36,7 +36,10 @@ def test_every_deployment_resolves_to_a_flow() -> None:
 def test_odm_process_validates_cli_style_options() -> None:
     flow = _flow(next(d for d in _deployments() if d["name"] == "odm-process")["entrypoint"])
     params = flow.validate_parameters(
-        {"project": "/data/site", "options": {"opensfm": {"feature_quality": "medium"}, "end_with": "opensfm"}}
+        {
+            "project": "/data/site",
+            "options": {"opensfm": {"feature_quality": "medium"}, "end_with": "opensfm"},
+        }
     )
     assert isinstance(params["options"], PipelineOptions)
     assert params["options"].opensfm.feature_quality == "medium"
