@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -103,9 +104,21 @@ def run_stage(stage: str, tree: ProjectTree, fp: str, work: Callable[[], R]) -> 
     """Run a stage's work with its manifest removed during the run and written after it."""
     manifest = tree.manifest(stage)
     manifest.unlink(missing_ok=True)
+    remove_partial_files(tree)
     result = work()
     write_manifest(manifest, stage, fp, _unique(result.outputs), tree.root)
     return result
+
+
+def remove_partial_files(tree: ProjectTree) -> None:
+    """Delete temporary files that a killed run left beside their targets (never inside images/)."""
+    for path in tree.root.rglob("*.part"):
+        if tree.images in path.parents:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _unique(paths: Iterable[Path]) -> list[Path]:

@@ -113,3 +113,14 @@ def test_code_digest_covers_imported_modules_only() -> None:
     modules = checkpoint._module_closure("odm_core.odm_report")
     assert "odm_core.geo" in modules and "odm_core.opensfm" not in modules
     assert checkpoint.code_digest("opensfm") != checkpoint.code_digest("odm_report")
+
+
+def test_partial_files_are_cleaned_but_never_in_images(tmp_path: Path) -> None:
+    tree = _project(tmp_path)
+    stale = tree.opensfm / ".reconstruction.json.x1.part"
+    write_text(tree.opensfm / "keep.json", "{}")
+    stale.write_text("half")
+    user = tree.images / "photo.part"
+    user.write_text("the user's file")
+    checkpoint.remove_partial_files(tree)
+    assert not stale.exists() and user.exists() and (tree.opensfm / "keep.json").exists()
