@@ -69,7 +69,9 @@ def _fields(rng: np.random.Generator, x: np.ndarray, y: np.ndarray, theta: float
     rgb = FIELD_RGB[cls[key]] * jitter[key]
     w = np.where(along_u[key], u, vs)
     rgb *= (1.0 + amp[key] * np.sin(2 * np.pi * w / period[key])).astype(np.float32)[..., None]
-    edge = np.minimum(np.minimum(u - pc * pw, (pc + 1) * pw - u), np.minimum(vs - pr * ph, (pr + 1) * ph - vs))
+    edge = np.minimum(
+        np.minimum(u - pc * pw, (pc + 1) * pw - u), np.minimum(vs - pr * ph, (pr + 1) * ph - vs)
+    )
     hedge = (_smoothstep(1.1, 0.7, edge) * hedged[key]).astype(np.float32)[..., None]
     return rgb * (1 - hedge) + HEDGE_RGB * hedge
 
@@ -95,7 +97,11 @@ def road_distance(roads: tuple[Road, ...], x: float, y: float) -> float:
 
 
 def _paint_trees(
-    rgb: np.ndarray, rng: np.random.Generator, origin: tuple[float, float], roads: tuple[Road, ...], sun: np.ndarray
+    rgb: np.ndarray,
+    rng: np.random.Generator,
+    origin: tuple[float, float],
+    roads: tuple[Road, ...],
+    sun: np.ndarray,
 ) -> None:
     """Round crowns, lit from the sun's side, each with its shadow cast on the ground beside it."""
     rows, cols = rgb.shape[:2]
@@ -143,7 +149,7 @@ def ground_layer(
     rgb *= (1.0 + 0.10 * band_noise(rng, shape, 3.0, 25.0))[..., None]
     rgb *= (1.0 + 0.12 * band_noise(rng, shape, 25.0, 400.0))[..., None]
     for ch in range(3):
-        rgb[..., ch] += 0.035 * band_noise(rng, shape, 40.0, 400.0)
+        rgb[..., ch] += 0.02 * band_noise(rng, shape, 40.0, 400.0)
     _paint_roads(rgb, x, y, roads)
     _paint_trees(rgb, rng, (xmin, ymin), roads, sun)
     return np.clip(rgb, 0.02, 1.0)

@@ -15,6 +15,7 @@ from odm_core.synthetic.landcover import GROUND_RES_M, Road, ground_layer, road_
 from odm_core.synthetic.texture import Pyramid, band_noise, detail_tile
 
 TERRAIN_RES_M = 0.5
+SUN_ENU = np.array([0.3, -0.3 * np.sqrt(3.0), 0.8])  # unit vector: azimuth 150 deg, elevation 53 deg
 ROOF_RGB = np.array(
     [[0.62, 0.33, 0.25], [0.50, 0.50, 0.52], [0.33, 0.33, 0.36], [0.47, 0.33, 0.26], [0.76, 0.73, 0.68]]
 )
@@ -150,6 +151,12 @@ def _terrain(
     return Terrain(z - z[under].mean(), float(xs[0]), float(ys[0]), TERRAIN_RES_M)
 
 
+def _roof_item(rng: np.random.Generator, hu: float, hv: float) -> tuple[float, float, float, float, float]:
+    """A rooftop box or skylight: (u, v, half_u, half_v, brightness gain)."""
+    u, v = rng.uniform(-0.6, 0.6) * hu, rng.uniform(-0.6, 0.6) * hv
+    return u, v, rng.uniform(0.4, 1.3), rng.uniform(0.4, 1.3), float(rng.choice([0.45, 0.7, 1.35]))
+
+
 def _building(rng: np.random.Generator, terrain: Terrain, cx: float, cy: float, theta: float) -> Building:
     hu, hv = rng.uniform(3.0, 8.0), rng.uniform(3.0, 7.0)
     angle = theta + rng.integers(0, 4) * np.pi / 2 + np.radians(rng.normal(0.0, 4.0))
@@ -158,19 +165,20 @@ def _building(rng: np.random.Generator, terrain: Terrain, cx: float, cy: float, 
     zs = terrain.height(cx + c * uu.ravel() - s * vv.ravel(), cy + s * uu.ravel() + c * vv.ravel())
     z_centre = float(terrain.height(np.array([cx]), np.array([cy]))[0])
     roof_z = float(zs.max()) + rng.uniform(4.0, 12.0)
-    items = tuple(
-        (rng.uniform(-0.6, 0.6) * hu, rng.uniform(-0.6, 0.6) * hv, rng.uniform(0.4, 1.3), rng.uniform(0.4, 1.3),
-         rng.choice([0.45, 0.7, 1.35]))
-        for _ in range(rng.integers(2, 5))
-    )
-    return Building(
-        cx, cy, hu, hv, angle, roof_z, float(zs.min()) - 1.0, roof_z - z_centre,
-        tuple(ROOF_RGB[rng.integers(len(ROOF_RGB))]), tuple(WALL_RGB[rng.integers(len(WALL_RGB))]), items,
-    )  # fmt: skip
+    items = tuple(_roof_item(rng, hu, hv) for _ in range(rng.integers(2, 5)))
+    roof_rgb = tuple(float(v) for v in ROOF_RGB[rng.integers(len(ROOF_RGB))])
+    wall_rgb = tuple(float(v) for v in WALL_RGB[rng.integers(len(WALL_RGB))])
+    base_z = float(zs.min()) - 1.0
+    return Building(cx, cy, hu, hv, angle, roof_z, base_z, roof_z - z_centre, roof_rgb, wall_rgb, items)
 
 
 def _buildings(
-    rng: np.random.Generator, terrain: Terrain, block: tuple[float, ...], roads: tuple[Road, ...], n: int, theta: float
+    rng: np.random.Generator,
+    terrain: Terrain,
+    block: tuple[float, ...],
+    roads: tuple[Road, ...],
+    n: int,
+    theta: float,
 ) -> tuple[Building, ...]:
     placed: list[Building] = []
     for _ in range(400 * max(n, 1)):
@@ -179,33 +187,44 @@ def _buildings(
         cx, cy = rng.uniform(block[0], block[2]), rng.uniform(block[1], block[3])
         b = _building(rng, terrain, cx, cy, theta)
         radius = np.hypot(b.half_u, b.half_v)
-        clear = all(np.hypot(cx - o.cx, cy - o.cy) > radius + np.hypot(o.half_u, o.half_v) + 4 for o in placed)
+        clear = all(
+            np.hypot(cx - o.cx, cy - o.cy) > radius + np.hypot(o.half_u, o.half_v) + 4 for o in placed
+        )
         if clear and road_distance(roads, cx, cy) > radius + 1.5:
             placed.append(b)
     return tuple(placed)
 
 
+def _road(rng: np.random.Generator, block: tuple[float, ...], angle_rad: float) -> Road:
+    """A road crossing the block near its centre, roughly along `angle_rad`."""
+    fx, fy = rng.uniform(0.3, 0.7, 2)
+    x = block[0] + fx * (block[2] - block[0])
+    y = block[1] + fy * (block[3] - block[1])
+    return Road(float(x), float(y), angle_rad + np.radians(rng.normal(0, 3)), rng.uniform(4.5, 6.5))
+
+
 def make_scene(
-    seed: int, bounds: tuple[float, ...], block: tuple[float, ...], relief_m: float, n_buildings: int, gsd_m: float
+    seed: int,
+    bounds: tuple[float, ...],
+    block: tuple[float, ...],
+    relief_m: float,
+    n_buildings: int,
+    gsd_m: float,
 ) -> Scene:
     """Seeded scene over `bounds`; relief and buildings normalised/placed over the nadir `block`."""
     rng = np.random.default_rng([seed, 2])
     theta = rng.uniform(0, np.pi / 2)
-    sun = np.array([np.sin(np.radians(150)) * 0.6, np.cos(np.radians(150)) * 0.6, 0.8])
     terrain = _terrain(rng, bounds, block, relief_m)
-    cx, cy = (block[0] + block[2]) / 2, (block[1] + block[3]) / 2
-    roads = tuple(
-        Road(cx + rng.uniform(-0.4, 0.4) * (block[2] - cx), cy + rng.uniform(-0.4, 0.4) * (block[3] - cy),
-             theta + k * np.pi / 2 + np.radians(rng.normal(0, 3)), rng.uniform(4.5, 6.5))
-        for k in range(2)
-    )  # fmt: skip
-    inner = (0.7 * block[0] + 0.3 * cx, 0.7 * block[1] + 0.3 * cy, 0.7 * block[2] + 0.3 * cx, 0.7 * block[3] + 0.3 * cy)
+    roads = tuple(_road(rng, block, theta + k * np.pi / 2) for k in range(2))
+    mx, my = 0.15 * (block[2] - block[0]), 0.15 * (block[3] - block[1])
+    inner = (block[0] + mx, block[1] + my, block[2] - mx, block[3] - my)
     buildings = _buildings(rng, terrain, inner, roads, n_buildings, theta)
-    ground_rgb = ground_layer(rng, tuple(bounds), theta, roads, sun)
+    ground_rgb = ground_layer(rng, tuple(bounds), theta, roads, SUN_ENU)
     ground = Pyramid.build(ground_rgb, GROUND_RES_M, (bounds[0], bounds[1]))
-    res = gsd_m / 2
+    # Two periodic detail tiles at GSD/2 scale, rotated and of incommensurate periods: their product
+    # does not repeat within a photo, so fine features stay distinctive.
     detail = (
-        Pyramid.build(detail_tile(rng), res, (0.0, 0.0), 0.31, wrap=True),
-        Pyramid.build(detail_tile(rng, 1024), res * 2.37, (7.0, 3.0), -0.83, wrap=True),
+        Pyramid.build(detail_tile(rng), gsd_m / 2, (0.0, 0.0), 0.31, wrap=True),
+        Pyramid.build(detail_tile(rng, 1024), gsd_m * 1.185, (7.0, 3.0), -0.83, wrap=True),
     )
-    return Scene(terrain, buildings, roads, ground, detail, sun, tuple(bounds))
+    return Scene(terrain, buildings, roads, ground, detail, SUN_ENU, tuple(bounds))
