@@ -112,6 +112,11 @@ def _extract(
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = COLMAP_MODEL[opts.camera_lens]
     names = [p.filename for p in photos]
+    # Images and cameras first, in one call, so CameraMode.AUTO shares a camera across all chunks.
+    pycolmap.Database.open(tree.colmap_database).close()
+    pycolmap.import_images(
+        tree.colmap_database, tree.images, pycolmap.CameraMode.AUTO, image_names=names, options=reader
+    )
     chunk = max(4, 2 * max(num_threads, 1))
     for start in range(0, len(names), chunk):
         progress(0.4 * start / len(names), f"extracting features ({start}/{len(names)} photos)")
