@@ -163,3 +163,18 @@ def test_sigkill_during_opensfm_resumes_there(
     assert gap < 0.01 * survey.flying_height_m
     assert _outputs(tree) == _outputs(processed)
     assert not [p for p in tree.root.rglob("*.part")]  # no half-written file left with a final-looking name
+
+
+def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[processed.root.name]))
+        )
+        assert runs, "the CLI's flow run is not in the server named by PREFECT_API_URL"
+        first = min(runs, key=lambda r: r.start_time or r.created)
+        assert first.state and first.state.is_completed()
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [first.id]}))
+        assert sorted(t.name.rsplit("-", 1)[0] for t in task_runs) == ["dataset", "odm_report", "opensfm"]
