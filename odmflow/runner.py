@@ -34,10 +34,13 @@ class _TerminalFilter(logging.Filter):
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
-    """Keep the terminal to odmflow's own lines (everything still reaches the Prefect API)."""
+    """Keep the terminal to odmflow's own lines (Prefect's still reach its API)."""
     if verbose:
         return
+    import pycolmap
     from prefect.logging.handlers import PrefectConsoleHandler
+
+    pycolmap.logging.minloglevel = pycolmap.logging.WARNING  # COLMAP's INFO lines are per image and pair
 
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:

@@ -40,13 +40,21 @@ def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 STAGE_CACHE = CacheKeyFnPolicy(cache_key_fn=stage_cache_key)
 
 
-def run_checkpointed(stage: str, project: str, opts: Any, work: Callable[[ProjectTree], R]) -> R:
-    """Run a stage's core function and record its manifest under the fingerprint of this run."""
+def run_checkpointed(
+    stage: str,
+    project: str,
+    opts: Any,
+    work: Callable[[ProjectTree, Callable[[float, str], None]], R],
+) -> R:
+    """Run a stage's core function, with progress lines, and record its manifest under this fingerprint."""
     tree = ProjectTree(Path(project))
     cache = DigestCache(tree.digest_cache)
     fp = checkpoint.fingerprint(stage, tree, opts, cache)
     cache.save()
-    return checkpoint.run_stage(stage, tree, fp, lambda: work(tree))
+    report = progress_reporter(stage)
+    result = checkpoint.run_stage(stage, tree, fp, lambda: work(tree, report))
+    report(1.0, "done")
+    return result
 
 
 def progress_reporter(stage: str, min_interval_s: float = 1.0) -> Callable[[float, str], None]:

@@ -5,11 +5,10 @@ from prefect import task
 from odm_core.dataset import DatasetResult
 from odm_core.dataset import dataset as run_dataset
 from odm_core.options import DatasetOptions
-from tasks._stage import STAGE_CACHE, progress_reporter, run_checkpointed
+from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="dataset", cache_policy=STAGE_CACHE, persist_result=True)
 def dataset(project: str, opts: DatasetOptions) -> DatasetResult:
     """Read the photos' EXIF/XMP; write images.json and the georeference files."""
-    report = progress_reporter("dataset")
-    return run_checkpointed("dataset", project, opts, lambda tree: run_dataset(tree, opts, report))
+    return run_checkpointed("dataset", project, opts, lambda tree, report: run_dataset(tree, opts, report))

@@ -5,12 +5,10 @@ from prefect import task
 from odm_core.odm_report import ReportResult
 from odm_core.odm_report import odm_report as run_report
 from odm_core.options import ReportOptions
-from tasks._stage import STAGE_CACHE, progress_reporter, run_checkpointed
+from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="odm_report", cache_policy=STAGE_CACHE, persist_result=True)
 def odm_report(project: str, opts: ReportOptions) -> ReportResult:
     """Camera shots (shots.geojson) and statistics (stats.json)."""
-    report = progress_reporter("odm_report")
-    report(0.0, "writing shots and statistics")
-    return run_checkpointed("odm_report", project, opts, lambda tree: run_report(tree, opts))
+    return run_checkpointed("odm_report", project, opts, lambda tree, report: run_report(tree, opts))

@@ -5,13 +5,12 @@ from prefect import task
 from odm_core.opensfm import OpensfmResult
 from odm_core.opensfm import opensfm as run_opensfm
 from odm_core.options import OpensfmOptions
-from tasks._stage import STAGE_CACHE, progress_reporter, run_checkpointed
+from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="opensfm", cache_policy=STAGE_CACHE, persist_result=True)
 def opensfm(project: str, opts: OpensfmOptions, num_threads: int = -1) -> OpensfmResult:
     """Structure from motion, georeferenced by GPS priors; ODM's and COLMAP's model files."""
-    report = progress_reporter("opensfm")
     return run_checkpointed(
-        "opensfm", project, opts, lambda tree: run_opensfm(tree, opts, num_threads, report)
+        "opensfm", project, opts, lambda tree, report: run_opensfm(tree, opts, num_threads, report)
     )
