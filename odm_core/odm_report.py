@@ -24,6 +24,7 @@ class ReportResult:
     """Counts and output files of the report stage."""
 
     n_shots: int
+    average_gsd_cm: float | None
     outputs: tuple[Path, ...]
 
 
@@ -36,10 +37,26 @@ def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
         outputs.append(write_json(tree.shots_geojson, shots_geojson(recon, georef)))
     elif tree.shots_geojson.exists():
         tree.shots_geojson.unlink()  # shots of an earlier georeferenced run no longer apply
+    gsd_cm = average_gsd_cm(recon) if georef is not None else None
     stats = json.loads(tree.opensfm_stats.read_text())
-    stats["odm_processing_statistics"] = {"odmflow_version": __version__}
+    stats["odm_processing_statistics"] = {"odmflow_version": __version__, "average_gsd": gsd_cm}
     outputs.append(write_json(tree.report_stats, stats))
-    return ReportResult(n_shots=len(recon["shots"]), outputs=tuple(outputs))
+    return ReportResult(n_shots=len(recon["shots"]), average_gsd_cm=gsd_cm, outputs=tuple(outputs))
+
+
+def average_gsd_cm(recon: dict) -> float | None:
+    """ODM's average GSD (cm/px): each shot's height above the median sparse point over its focal in px."""
+    if not recon["points"]:
+        return None
+    ground_z = float(np.median([p["coordinates"][2] for p in recon["points"].values()]))
+    gsds = []
+    for shot in recon["shots"].values():
+        cam = recon["cameras"][shot["camera"]]
+        focal_px = cam.get("focal", cam.get("focal_x", 0.0)) * max(cam["width"], cam["height"])
+        centre_z = -Rotation.from_rotvec(shot["rotation"]).inv().apply(shot["translation"])[2]
+        if centre_z > ground_z and focal_px > 0:
+            gsds.append((centre_z - ground_z) / focal_px)
+    return 100.0 * float(np.mean(gsds)) if gsds else None
 
 
 def shots_geojson(recon: dict, georef: GeoReference) -> dict:

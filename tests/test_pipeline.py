@@ -178,3 +178,10 @@ def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: 
         assert first.state and first.state.is_completed()
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [first.id]}))
         assert sorted(t.name.rsplit("-", 1)[0] for t in task_runs) == ["dataset", "odm_report", "opensfm"]
+
+
+def test_report_gives_the_ground_sampling_distance(survey: SyntheticTruth, processed: ProjectTree) -> None:
+    stats = json.loads(processed.report_stats.read_text())
+    gsd_cm = stats["odm_processing_statistics"]["average_gsd"]
+    assert gsd_cm == pytest.approx(100 * survey.gsd_m, rel=0.05)
+    assert stats["reconstruction_statistics"]["reconstructed_shots_count"] == survey.n_photos
