@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from odm_core.stages import stages_between
 from tasks.dataset import dataset
 from tasks.odm_report import odm_report
 from tasks.opensfm import opensfm
+from tasks.run_artifacts import publish_summary, start_progress
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,18 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     """Process an ODM project folder (PROJECT/images) up to options.end_with."""
     options = options or PipelineOptions()
     project = str(Path(project).resolve())
-    store = ProjectTree(Path(project)).results
+    tree = ProjectTree(Path(project))
     forced = options.forced_stages()
     calls = _calls(project, options)
+    start_progress(options.end_with)
     runs: dict[str, StageRun] = {}
+    seconds: dict[str, float] = {}
     for stage in stages_between("dataset", options.end_with):
-        task = STAGE_TASKS[stage].with_options(result_storage=store, refresh_cache=stage in forced)
+        task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
+        start = time.perf_counter()
         state = calls[stage](task)
         runs[stage] = StageRun(stage, state.name == "Cached", state.result())
+        seconds[stage] = time.perf_counter() - start
+    links = {name: path.as_uri() for name, path in tree.key_outputs().items()}
+    publish_summary(project, runs, seconds, links)
     return runs

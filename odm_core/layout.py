@@ -89,6 +89,18 @@ class ProjectTree:
     def report_stats(self) -> Path:
         return self.report / "stats.json"
 
+    def key_outputs(self) -> dict[str, Path]:
+        """The outputs a user looks for first, by name, where they exist."""
+        named = {
+            "shots.geojson": self.shots_geojson,
+            "stats.json": self.report_stats,
+            "reconstruction.json": self.reconstruction_json,
+            "cameras.json": self.cameras_json,
+            "sparse cloud (LAZ)": self.sparse_laz,
+            "images.json": self.images_json,
+        }
+        return {name: path for name, path in named.items() if path.exists()}
+
     # --- odmflow's own bookkeeping ----------------------------------------------------------
     @property
     def state(self) -> Path:

@@ -15,6 +15,7 @@ from prefect.logging import get_run_logger
 from odm_core import checkpoint
 from odm_core.artifacts import DigestCache
 from odm_core.layout import ProjectTree
+from tasks.run_artifacts import update_progress
 
 R = TypeVar("R", bound=checkpoint.StageResult)
 PROGRESS_LOGGER = "odmflow.progress"
@@ -66,6 +67,7 @@ def progress_reporter(stage: str, min_interval_s: float = 1.0) -> Callable[[floa
     def report(fraction: float, message: str) -> None:
         now = time.monotonic()
         side.info(message, extra={"odm_stage": stage, "odm_fraction": fraction})
+        update_progress(stage, fraction)
         if message != last[1] and now - last[0] >= min_interval_s:
             logger.info("%s: %3.0f%% %s", stage, 100 * fraction, message)
             last[:] = [now, message]

@@ -167,7 +167,12 @@ def test_sigkill_during_opensfm_resumes_there(
 
 def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
@@ -178,6 +183,17 @@ def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: 
         assert first.state and first.state.is_completed()
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [first.id]}))
         assert sorted(t.name.rsplit("-", 1)[0] for t in task_runs) == ["dataset", "odm_report", "opensfm"]
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[first.id]))
+        )
+    by_type = {a.type: a for a in artifacts}
+    assert float(by_type["progress"].data) == pytest.approx(100.0)
+    assert "**Registered**: 11 of 11 photos" in str(by_type["markdown"].data)
+    assert "shots.geojson" in str(by_type["markdown"].data)
+    rows = by_type["table"].data
+    rows = json.loads(rows) if isinstance(rows, str) else rows
+    assert [r["stage"] for r in rows] == ["dataset", "opensfm", "odm_report"]
+    assert all(r["state"] == "ran" for r in rows)
 
 
 def test_report_gives_the_ground_sampling_distance(survey: SyntheticTruth, processed: ProjectTree) -> None:

@@ -1,0 +1,94 @@
+"""What a run shows in Prefect's UI besides its task runs: progress, a summary and stage timings."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+from uuid import UUID
+
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.runtime import flow_run
+
+from odm_core.stages import overall_percent
+
+# The progress artifact of each flow run in this process: flow run id -> (artifact id, last stage).
+_PROGRESS: dict[str, tuple[UUID, str]] = {}
+_LAST_UPDATE: dict[str, float] = {}
+_LOCK = threading.Lock()
+MIN_UPDATE_INTERVAL_S = 2.0
+
+
+def start_progress(end_with: str) -> None:
+    """Create the run's progress artifact (0%), updated by the stage tasks as they report."""
+    artifact_id = create_progress_artifact(0.0, description="odmflow: progress of the whole run (%)")
+    with _LOCK:
+        _PROGRESS[str(flow_run.get_id())] = (artifact_id, end_with)
+
+
+def update_progress(stage: str, fraction: float) -> None:
+    """Move the run's progress artifact (throttled; always at a stage's end)."""
+    run_id = str(flow_run.get_id())
+    with _LOCK:
+        entry = _PROGRESS.get(run_id)
+        now = time.monotonic()
+        if entry is None or (fraction < 1.0 and now - _LAST_UPDATE.get(run_id, 0.0) < MIN_UPDATE_INTERVAL_S):
+            return
+        _LAST_UPDATE[run_id] = now
+    artifact_id, end_with = entry
+    update_progress_artifact(artifact_id, overall_percent(stage, fraction, end_with))
+
+
+def publish_summary(
+    project: str, runs: dict[str, Any], seconds: dict[str, float], links: dict[str, str]
+) -> None:
+    """A markdown summary (photos, accuracy, GSD, outputs) and a table of stage timings."""
+    create_markdown_artifact(
+        summary_markdown(project, runs, links), key="odm-summary", description=f"odmflow summary of {project}"
+    )
+    create_table_artifact(
+        [
+            {
+                "stage": stage,
+                "state": "checkpoint" if run.cached else "ran",
+                "seconds": round(seconds[stage], 1),
+            }
+            for stage, run in runs.items()
+        ],
+        key="odm-stage-timings",
+        description="Wall time of each stage in this run",
+    )
+    with _LOCK:
+        _PROGRESS.pop(str(flow_run.get_id()), None)
+
+
+def summary_markdown(project: str, runs: dict[str, Any], links: dict[str, str]) -> str:
+    """The summary's markdown: what was used, how well it registered, where the outputs are."""
+    lines = [f"# odmflow: {project}", ""]
+    if ds := _result(runs, "dataset"):
+        lines.append(f"- **Photos used**: {ds.n_photos} ({len(ds.skipped)} skipped)")
+        lines += [f"  - skipped `{s.filename}`: {s.reason}" for s in ds.skipped]
+    if sfm := _result(runs, "opensfm"):
+        lines.append(
+            f"- **Registered**: {sfm.n_registered} of {sfm.n_photos} photos, {sfm.n_points} sparse points"
+        )
+        lines.append(f"- **Mean reprojection error**: {sfm.mean_reprojection_error_px:.3f} px")
+        if sfm.gps_rms_horizontal_m is not None:
+            lines.append(f"- **Camera centres vs GPS**: {sfm.gps_rms_horizontal_m:.2f} m RMS (horizontal)")
+        if sfm.unregistered:
+            lines.append(f"- **Not registered**: {', '.join(sfm.unregistered)}")
+    if (report := _result(runs, "odm_report")) and report.average_gsd_cm is not None:
+        lines.append(f"- **Average GSD**: {report.average_gsd_cm:.2f} cm/px")
+    if links:
+        lines += ["", "## Outputs", ""] + [f"- [{name}]({url})" for name, url in links.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _result(runs: dict[str, Any], stage: str) -> Any:
+    run = runs.get(stage)
+    return run.result if run is not None else None
