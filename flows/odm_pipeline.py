@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import Task, flow
+from prefect.runtime import flow_run
 from prefect.states import State
 
 from odm_core.layout import ProjectTree
@@ -41,7 +42,13 @@ def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task],
 STAGE_TASKS: dict[str, Task] = {"dataset": dataset, "opensfm": opensfm, "odm_report": odm_report}
 
 
-@flow(name="odm-pipeline")
+def _run_name() -> str:
+    """Runs are named after the project folder (or bucket prefix) they process."""
+    project = str(flow_run.parameters.get("project", "project")).rstrip("/")
+    return project.rsplit("/", 1)[-1] or project
+
+
+@flow(name="odm-pipeline", flow_run_name=_run_name)
 def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[str, StageRun]:
     """Process an ODM project folder (PROJECT/images) up to options.end_with."""
     options = options or PipelineOptions()

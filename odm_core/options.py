@@ -119,3 +119,27 @@ def feature_process_size(width: int, height: int, quality: str) -> int:
     elif megapixels > 42:
         ratio *= 0.5
     return int(min(max_dim, max(320, min(4480, round(max_dim * ratio)))))
+
+
+def pipeline_options_from_odm(values: dict[str, str]) -> PipelineOptions:
+    """PipelineOptions from ODM-style names and text values ({"feature-quality": "medium", ...}).
+
+    Raises ValueError naming an unknown option, and pydantic's ValidationError for a bad value.
+    """
+    stage_models = {
+        name: field.annotation
+        for name, field in PipelineOptions.model_fields.items()
+        if isinstance(field.annotation, type) and issubclass(field.annotation, StageOptions)
+    }
+    nested: dict[str, dict[str, str]] = {name: {} for name in stage_models}
+    top: dict[str, object] = {}
+    for odm_name, value in values.items():
+        field = odm_name.lstrip("-").replace("-", "_")
+        stage = next((s for s, m in stage_models.items() if field in m.model_fields), None)
+        if stage is not None:
+            nested[stage][field] = value
+        elif field in PipelineOptions.model_fields:
+            top[field] = value
+        else:
+            raise ValueError(f"unknown option --{odm_name.lstrip('-')}")
+    return PipelineOptions.model_validate({**top, **{s: v for s, v in nested.items() if v}})

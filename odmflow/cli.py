@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from odm_core.errors import OdmInputError, OdmStageError
 from odm_core.options import CameraLens, DatasetOptions, OpensfmOptions, PipelineOptions, Quality
 from odm_core.stages import STAGES, StageName
+from odmflow import cli_runs
 
 app = typer.Typer(
     add_completion=False,
@@ -137,6 +138,11 @@ def run(
         run_pipeline(project, options, verbose=verbose)
     except (OdmInputError, OdmStageError) as err:
         raise _fail(str(err), 2 if isinstance(err, OdmInputError) else 1) from None
+
+
+for _command in (cli_runs.submit, cli_runs.status, cli_runs.logs, cli_runs.cancel, cli_runs.download):
+    app.command()(_command)
+app.command("list")(cli_runs.list_)
 
 
 def main() -> None:

@@ -61,9 +61,7 @@ def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False)
     typer.echo(f"odmflow: processing {project} with {where}", err=True)
     start = time.monotonic()
     with ProgressDisplay(options.end_with):
-        state = odm_pipeline.with_options(flow_run_name=project.name)(
-            str(project), options, return_state=True
-        )
+        state = odm_pipeline(str(project), options, return_state=True)
     runs: dict[str, StageRun] = state.result(raise_on_failure=True)  # re-raises the stage's own error
     _summary(ProjectTree(project), runs, time.monotonic() - start)
     return runs

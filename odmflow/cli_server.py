@@ -1,0 +1,120 @@
+"""`odmflow server up|down|status`: a local processing node (Prefect server, worker, Dask) in one command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from odmflow import server
+
+server_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Run a local processing node: a Prefect server with its UI, a process worker, and a Dask cluster.",
+)
+
+Home = Annotated[
+    Path | None,
+    typer.Option(
+        envvar=server.HOME_ENV,
+        help="Node folder: Prefect home (SQLite database), logs, state.json. [default: ~/.odmflow/server]",
+        show_default=False,
+    ),
+]
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.secho(f"error: {message}", fg="red", err=True)
+    return typer.Exit(code)
+
+
+@server_app.command()
+def up(
+    home: Home = None,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect API and UI.")] = 4200,
+    host: Annotated[str, typer.Option(help="Address the Prefect server listens on.")] = "127.0.0.1",
+    pool: Annotated[str, typer.Option(help="Process work pool to create and serve.")] = "odmflow-process",
+    dask_workers: Annotated[
+        int, typer.Option(min=0, help="Dask worker processes (1 thread each); 0 = no Dask cluster.")
+    ] = 0,
+    dask_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Dask scheduler.")] = 8786,
+    no_worker: Annotated[bool, typer.Option("--no-worker", help="Start no Prefect worker.")] = False,
+    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each part to be ready.")] = 90.0,
+) -> None:
+    """Start the node in the background and wait until every part answers."""
+    cfg = server.NodeConfig(
+        home=server.resolve_home(home),
+        host=host,
+        port=port,
+        pool=pool,
+        worker=not no_worker,
+        dask_workers=dask_workers,
+        dask_port=dask_port,
+        timeout_s=timeout,
+    )
+    try:
+        state = server.up(cfg, echo=typer.echo)
+    except server.NodeError as err:
+        raise _fail(f"{err}\nnothing was left running") from None
+    except KeyboardInterrupt:
+        raise _fail("interrupted; stopped what had been started", 130) from None
+    home_opt = "" if home is None else f" --home {state.home}"
+    lines = [
+        "",
+        f"Prefect UI    {state.ui_url}",
+        f"Prefect API   {state.api_url}   (database: {state.database})",
+        f"work pool     {state.pool}" + (f"   (worker {state.worker_name})" if state.worker_name else ""),
+    ]
+    if state.dask_address:
+        lines.append(f"Dask          {state.dask_address}   ({state.dask_workers} worker(s))")
+    lines += [
+        f"state, logs   {state.home}",
+        "",
+        f"export PREFECT_API_URL={state.api_url}",
+        f"stop with:    odmflow server down{home_opt}",
+    ]
+    typer.echo("\n".join(lines))
+
+
+@server_app.command()
+def down(home: Home = None) -> None:
+    """Stop every process of the node (SIGTERM, then SIGKILL after 15 s) and forget it."""
+    try:
+        state, stopped = server.down(server.resolve_home(home))
+    except server.NodeError as err:
+        raise _fail(str(err), 1) from None
+    if state is None:
+        typer.echo(f"no node recorded in {server.resolve_home(home)}; nothing to stop")
+        return
+    names = ", ".join(f"{p.name} (pid {p.pid})" for p in stopped) or "none was still running"
+    typer.echo(f"stopped the node of {state.home}: {names}")
+
+
+@server_app.command()
+def status(home: Home = None) -> None:
+    """Show the node's processes, its API URL and health; exit code 1 unless all are up."""
+    try:
+        st = server.status(server.resolve_home(home))
+    except server.NodeError as err:
+        raise _fail(str(err), 1) from None
+    if st is None:
+        typer.echo(f"no node recorded in {server.resolve_home(home)}; start one with `odmflow server up`")
+        raise typer.Exit(1)
+    state = st.state
+    for proc in state.processes:
+        pids = st.alive[proc.name]
+        what = f"running (pid {proc.pid}, {len(pids)} process(es))" if pids else "not running"
+        typer.echo(f"{proc.name:<16}{what:<36}log {proc.log}")
+    typer.echo(f"API           {state.api_url}   health: {'ok' if st.healthy else 'NOT ANSWERING'}")
+    typer.echo(f"UI            {state.ui_url}")
+    typer.echo(
+        f"work pool     {state.pool}" + (f" (worker {state.worker_name})" if state.worker_name else "")
+    )
+    if state.dask_address:
+        typer.echo(f"Dask          {state.dask_address}")
+    if not state.ready:
+        typer.echo("(the node was still starting, or its `up` was killed; `odmflow server down` cleans up)")
+    if not (st.healthy and state.ready and all(st.alive.values())):
+        raise typer.Exit(1)

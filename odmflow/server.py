@@ -1,0 +1,400 @@
+"""A local processing node: a Prefect server, a process worker and a Dask cluster as OS processes.
+
+Each runs in its own session (process group), logs to HOME/NAME.log, and is recorded in HOME/state.json.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+HOME_ENV = "ODMFLOW_SERVER_HOME"
+DB_ENVS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+BIN = Path(sys.executable).parent  # the venv's own `prefect` and `dask`
+Echo = Callable[[str], object]
+
+
+class NodeError(Exception):
+    """The node cannot be started, or a process of it failed; the message says why."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What `up` starts. `timeout_s` bounds each wait for readiness."""
+
+    home: Path
+    host: str = "127.0.0.1"
+    port: int = 4200
+    pool: str = "odmflow-process"
+    worker: bool = True
+    dask_workers: int = 0
+    dask_port: int = 8786
+    timeout_s: float = 90.0
+
+
+@dataclass
+class Proc:
+    """One started process; its pid is also its process group id."""
+
+    name: str
+    pid: int
+    start_ticks: int | None  # from /proc/PID/stat: tells our process from a later one with the same pid
+    log: str
+
+    def running(self) -> list[int]:
+        """Live pids of this process's group: [] once they are all gone."""
+        stat = _stat(self.pid)
+        if stat and self.start_ticks is not None and stat[2] != self.start_ticks:
+            return []  # pid reused, so our group had emptied: pids are not reused while a group lives
+        return _members(self.pid)
+
+
+@dataclass
+class NodeState:
+    """The contents of HOME/state.json."""
+
+    home: str
+    api_url: str
+    ui_url: str
+    pool: str
+    database: str
+    worker_name: str | None = None
+    dask_address: str | None = None
+    dask_workers: int = 0
+    ready: bool = False
+    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    processes: list[Proc] = field(default_factory=list)
+
+    def save(self) -> None:
+        path = state_path(Path(self.home))
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, home: Path) -> NodeState | None:
+        path = state_path(home)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            data["processes"] = [Proc(**p) for p in data["processes"]]
+            return cls(**data)
+        except (ValueError, TypeError, KeyError) as err:
+            raise NodeError(
+                f"{path} is unreadable ({err}); stop its processes by hand and delete it"
+            ) from None
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """What `status` found: each recorded process's live pids and whether the API answers."""
+
+    state: NodeState
+    alive: dict[str, list[int]]
+    healthy: bool
+
+
+def resolve_home(home: Path | None = None) -> Path:
+    """--home, else $ODMFLOW_SERVER_HOME, else ~/.odmflow/server; absolute."""
+    chosen = home or Path(os.environ.get(HOME_ENV) or "~/.odmflow/server")
+    return chosen.expanduser().resolve()
+
+
+def state_path(home: Path) -> Path:
+    return home / "state.json"
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, process group, start time in ticks) of pid, or None if there is no such process."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[0], int(fields[2]), int(fields[19])
+
+
+def _members(pgid: int) -> list[int]:
+    """Pids of the non-zombie processes in process group pgid (Linux /proc)."""
+    pids = (int(d) for d in os.listdir("/proc") if d.isdigit())
+    return [pid for pid in pids if (s := _stat(pid)) and s[1] == pgid and s[0] not in "ZX"]
+
+
+def _reap(pid: int) -> None:
+    """Collect pid's exit status if it is our own child (a zombie otherwise counts as a process)."""
+    with suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _wait_gone(groups: list[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for pgid in groups:
+            _reap(pgid)
+        if not any(_members(g) for g in groups):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+def stop_processes(procs: list[Proc], grace_s: float = 15.0) -> list[Proc]:
+    """SIGTERM each running process group, SIGKILL what is left after grace_s; return those signalled."""
+    live = [p for p in procs if p.running()]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in live:
+            with suppress(ProcessLookupError):
+                os.killpg(p.pid, sig)
+        if _wait_gone([p.pid for p in live], grace_s if sig == signal.SIGTERM else 5.0):
+            break
+    return live
+
+
+def _tail(log: str, lines: int = 25) -> str:
+    try:
+        text = Path(log).read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return f"(no log at {log})"
+    return f"last lines of {log}:\n  " + "\n  ".join(text)
+
+
+@dataclass
+class _Launch:
+    """The processes one `up` starts: recorded in state.json at once, watched through their Popen handles."""
+
+    state: NodeState
+    env: dict[str, str]
+    timeout_s: float
+    popens: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def spawn(self, name: str, *args: str) -> None:
+        """Start a process in its own session, its output to HOME/NAME.log."""
+        log = Path(self.state.home) / f"{name}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env, start_new_session=True
+            )
+        self.popens.append(popen)
+        stat = _stat(popen.pid)
+        self.state.processes.append(Proc(name, popen.pid, stat[2] if stat else None, str(log)))
+        self.state.save()
+
+    def wait(self, what: str, ready: Callable[[], bool]) -> None:
+        """Poll ready() until true; fail with the log's tail if a process exits or time runs out."""
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            for popen, proc in zip(self.popens, self.state.processes, strict=True):
+                if popen.poll() is not None:
+                    raise NodeError(
+                        f"{proc.name} exited (code {popen.returncode}) before {what}\n{_tail(proc.log)}"
+                    )
+            with suppress(Exception):  # not answering yet
+                if ready():
+                    return
+            if time.monotonic() > deadline:
+                raise NodeError(
+                    f"no {what} after {self.timeout_s:.0f} s\n{_tail(self.state.processes[-1].log)}"
+                )
+            time.sleep(0.25)
+
+
+def _port_free(host: str, port: int) -> bool:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and Dask do
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _check(cfg: NodeConfig, home: Path) -> None:
+    """Refuse before starting anything: a live node in this home, a bad pool name, a taken port."""
+    old = NodeState.load(home)
+    if old and (live := [p.name for p in old.processes if p.running()]):
+        raise NodeError(
+            f"a node from {home} is already running ({', '.join(live)}; API {old.api_url}); "
+            f"stop it first with `odmflow server down --home {home}`"
+        )
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from pydantic import ValidationError
+
+    try:
+        WorkPoolCreate(name=cfg.pool, type="process")
+    except ValidationError as err:
+        raise NodeError(f"invalid work pool name {cfg.pool!r}: {err.errors()[0]['msg']}") from None
+    ports = [("Prefect server", cfg.host, cfg.port)]
+    if cfg.dask_workers > 0:
+        ports.append(("Dask scheduler", "127.0.0.1", cfg.dask_port))
+        if cfg.dask_port == cfg.port:
+            raise NodeError(f"--dask-port and --port are both {cfg.port}; give them different ports")
+    for what, host, port in ports:
+        if not _port_free(host, port):
+            raise NodeError(f"port {port} on {host} is already in use; choose another port for the {what}")
+
+
+def _database(env: dict[str, str], home: Path) -> str:
+    """Where the server keeps its data, password hidden."""
+    url = next((env[k] for k in DB_ENVS if env.get(k)), None)
+    if url is None:
+        return f"SQLite {home / 'prefect.db'}"
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _env(home: Path, cfg: NodeConfig, api_url: str) -> dict[str, str]:
+    """The caller's environment (a database URL passes through), pointed at this node."""
+    env = dict(os.environ)
+    env.update(
+        PREFECT_HOME=str(home),
+        PREFECT_API_URL=api_url,
+        PREFECT_SERVER_API_HOST=cfg.host,
+        PREFECT_SERVER_API_PORT=str(cfg.port),
+        PREFECT_UI_API_URL=os.environ.get("PREFECT_UI_API_URL") or api_url,
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_CLI_PROMPT="false",
+    )
+    return env
+
+
+def _healthy(api_url: str) -> bool:
+    with urllib.request.urlopen(f"{api_url}/health", timeout=3) as resp:
+        return resp.status == 200
+
+
+def _ensure_pool(api_url: str, pool: str) -> None:
+    """Create the process work pool unless it exists (its settings, if so, are left alone)."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    with SyncPrefectClient(api_url) as client, suppress(ObjectAlreadyExists):
+        client.create_work_pool(WorkPoolCreate(name=pool, type="process", base_job_template=template))
+
+
+def _worker_online(api_url: str, pool: str, name: str) -> bool:
+    from prefect.client.orchestration import SyncPrefectClient
+
+    with SyncPrefectClient(api_url) as client:
+        workers = client.read_workers_for_work_pool(pool)
+    return any(w.name == name and w.status == "ONLINE" for w in workers)
+
+
+def _start_server(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
+    api = run.state.api_url
+    echo(f"starting the Prefect server at {run.state.ui_url} (log {run.state.home}/server.log)")
+    run.spawn("server", str(BIN / "prefect"), "server", "start", "--host", cfg.host, "--port", str(cfg.port))
+    run.wait(f"answer from {api}/health", lambda: _healthy(api))
+    _ensure_pool(api, cfg.pool)
+
+
+def _start_worker(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
+    api, pool = run.state.api_url, cfg.pool
+    name = run.state.worker_name = f"odmflow-{uuid.uuid4().hex[:8]}"  # to tell it from earlier workers
+    echo(f"starting worker {name} for work pool {pool!r} (log {run.state.home}/worker.log)")
+    args = ("--pool", pool, "--type", "process", "--name", name, "--install-policy", "never")
+    run.spawn("worker", str(BIN / "prefect"), "worker", "start", *args)
+    run.wait(f"online worker {name} in pool {pool!r}", lambda: _worker_online(api, pool, name))
+
+
+def _start_dask(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
+    from distributed import Client
+
+    address = run.state.dask_address = f"tcp://127.0.0.1:{cfg.dask_port}"
+    dask, n = str(BIN / "dask"), cfg.dask_workers
+    clients: list[Client] = []
+    echo(f"starting a Dask scheduler at {address} and {n} worker(s)")
+    run.spawn("dask-scheduler", dask, "scheduler", "--host", "127.0.0.1", "--port", str(cfg.dask_port),
+              "--no-dashboard")  # fmt: skip
+    for i in range(1, n + 1):
+        args = ("--nworkers", "1", "--nthreads", "1", "--no-dashboard")
+        run.spawn(f"dask-worker-{i}", dask, "worker", address, *args)
+
+    def ready() -> bool:
+        clients[:] = clients or [Client(address, timeout="3s")]  # connects once the scheduler listens
+        return len(clients[0].nthreads()) >= n
+
+    try:
+        run.wait(f"{n} Dask worker(s) at {address}", ready)
+    finally:
+        for client in clients:
+            client.close()
+
+
+def up(cfg: NodeConfig, echo: Echo = lambda _: None) -> NodeState:
+    """Start the node and wait until each part is ready; on any failure stop what was started and raise."""
+    home = resolve_home(cfg.home)
+    home.mkdir(parents=True, exist_ok=True)
+    with (home / ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise NodeError(f"another `odmflow server up` is starting a node in {home}") from None
+        _check(cfg, home)
+        connect = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+        ui_url = f"http://{connect}:{cfg.port}"
+        env = _env(home, cfg, f"{ui_url}/api")
+        state = NodeState(str(home), f"{ui_url}/api", ui_url, cfg.pool, _database(env, home))
+        state.dask_workers = cfg.dask_workers
+        state.save()
+        run = _Launch(state, env, cfg.timeout_s)
+        try:
+            _start_server(run, cfg, echo)
+            if cfg.worker:
+                _start_worker(run, cfg, echo)
+            if cfg.dask_workers > 0:
+                _start_dask(run, cfg, echo)
+        except BaseException as err:
+            stop_processes(state.processes, grace_s=10.0)
+            for popen in run.popens:
+                popen.wait()
+            state_path(home).unlink(missing_ok=True)
+            if isinstance(err, Exception):
+                note = "; stopped what had been started" if state.processes else ""
+                raise NodeError(f"{err if isinstance(err, NodeError) else repr(err)}{note}") from err
+            raise
+        state.ready = True
+        state.save()
+        return state
+
+
+def down(home: Path, grace_s: float = 15.0) -> tuple[NodeState | None, list[Proc]]:
+    """Stop every process recorded in HOME/state.json and remove it; (None, []) if there is none."""
+    home = resolve_home(home)
+    state = NodeState.load(home)
+    if state is None:
+        return None, []
+    stopped = stop_processes(list(reversed(state.processes)), grace_s)
+    if left := [p.name for p in state.processes if p.running()]:
+        raise NodeError(f"could not stop {', '.join(left)}; state kept in {state_path(home)}")
+    state_path(home).unlink(missing_ok=True)
+    return state, stopped
+
+
+def status(home: Path) -> NodeStatus | None:
+    """The recorded node's live processes and API health, or None if HOME has no state.json."""
+    state = NodeState.load(resolve_home(home))
+    if state is None:
+        return None
+    try:
+        healthy = _healthy(state.api_url)
+    except OSError:
+        healthy = False
+    return NodeStatus(state, {p.name: p.running() for p in state.processes}, healthy)
