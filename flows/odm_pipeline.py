@@ -14,10 +14,12 @@ from prefect.states import State
 
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
+from odm_core.remote_fs import is_remote
 from odm_core.stages import stages_between
 from tasks.dataset import dataset
 from tasks.odm_report import odm_report
 from tasks.opensfm import opensfm
+from tasks.remote import pull, push
 from tasks.run_artifacts import publish_summary, start_progress
 
 
@@ -42,6 +44,11 @@ def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task],
 STAGE_TASKS: dict[str, Task] = {"dataset": dataset, "opensfm": opensfm, "odm_report": odm_report}
 
 
+def _link(path: Path, tree: ProjectTree, url: str | None) -> str:
+    """Where a user finds an output: its s3:// address for bucket projects, else a file:// URI."""
+    return f"{url}/{path.relative_to(tree.root).as_posix()}" if url else path.as_uri()
+
+
 def _run_name() -> str:
     """Runs are named after the project folder (or bucket prefix) they process."""
     project = str(flow_run.parameters.get("project", "project")).rstrip("/")
@@ -50,9 +57,14 @@ def _run_name() -> str:
 
 @flow(name="odm-pipeline", flow_run_name=_run_name)
 def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[str, StageRun]:
-    """Process an ODM project folder (PROJECT/images) up to options.end_with."""
+    """Process an ODM project (a folder with images/, or s3://bucket/prefix) up to options.end_with.
+
+    A bucket project is mirrored onto this machine first and each finished stage is uploaded back,
+    checkpoints included, so a run resumed by a worker on another machine continues from there.
+    """
     options = options or PipelineOptions()
-    project = str(Path(project).resolve())
+    url = project if is_remote(project) else None
+    project = pull(url) if url else str(Path(project).resolve())
     tree = ProjectTree(Path(project))
     forced = options.forced_stages()
     calls = _calls(project, options)
@@ -64,7 +76,9 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
         start = time.perf_counter()
         state = calls[stage](task)
         runs[stage] = StageRun(stage, state.name == "Cached", state.result())
+        if url:
+            push(url, project, stage)
         seconds[stage] = time.perf_counter() - start
-    links = {name: path.as_uri() for name, path in tree.key_outputs().items()}
+    links = {name: _link(path, tree, url) for name, path in tree.key_outputs().items()}
     publish_summary(project, runs, seconds, links)
     return runs

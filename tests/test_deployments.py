@@ -28,7 +28,7 @@ def _flow(entrypoint: str) -> Flow:
 
 def test_every_deployment_resolves_to_a_flow() -> None:
     names = {d["name"] for d in _deployments()}
-    assert "odm-process" in names
+    assert {"odm-process", "odm-watch-bucket"} <= names
     for d in _deployments():
         _flow(d["entrypoint"])
 

@@ -1,0 +1,44 @@
+"""Prefect tasks that move a bucket project to a worker's disk and its finished stages back."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from prefect import Task, task
+from prefect.client.schemas.objects import TaskRun
+from prefect.states import State
+
+from odm_core.errors import OdmInputError
+from odm_core.remote import pull_project, push_stage
+from odm_core.remote_fs import parse_remote, s3_filesystem
+
+
+def _io_error(task: Task, task_run: TaskRun, state: State) -> bool:
+    """Retry network trouble, not a bad address or missing credentials."""
+    try:
+        state.result()
+    except OdmInputError:
+        return False
+    except Exception:
+        return True
+    return False
+
+
+def work_dir(url: str) -> Path:
+    """Where a worker keeps its copy of a bucket project: $ODMFLOW_WORK_DIR or ~/.odmflow/work."""
+    base = Path(os.environ.get("ODMFLOW_WORK_DIR", Path.home() / ".odmflow" / "work"))
+    remote = parse_remote(url)
+    return base / remote.bucket / (remote.prefix or "_root")
+
+
+@task(name="pull_project", retries=2, retry_delay_seconds=[5, 20], retry_condition_fn=_io_error)
+def pull(url: str) -> str:
+    """Check the bucket project and mirror it (photos and earlier checkpoints) onto this machine."""
+    return str(pull_project(parse_remote(url), work_dir(url), s3_filesystem()))
+
+
+@task(name="push_stage", retries=2, retry_delay_seconds=[5, 20], retry_condition_fn=_io_error)
+def push(url: str, local: str, stage: str) -> int:
+    """Upload a finished stage's outputs, result and manifest (last) to the bucket project."""
+    return len(push_stage(parse_remote(url), Path(local), stage, s3_filesystem()))
