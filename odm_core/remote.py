@@ -112,7 +112,7 @@ def pull_project(remote: RemoteProject, local: Path, fs: s3fs.S3FileSystem) -> P
     todo = [f for f in files.values() if not index.up_to_date(local, f)]
     for batch in _batches([f.rel for f in todo]):
         with remote_errors(remote):
-            _download(fs, remote, local, [files[r] for r in batch])
+            download_files(fs, remote, local, [files[r] for r in batch])
         for rel in batch:
             index.record(local, files[rel])
         index.save(local, files)
@@ -146,7 +146,9 @@ def _batches(rels: Iterable[str]) -> list[list[str]]:
     return [g[i : i + _BATCH] for g in groups for i in range(0, len(g), _BATCH)]
 
 
-def _download(fs: s3fs.S3FileSystem, remote: RemoteProject, local: Path, files: list[RemoteFile]) -> None:
+def download_files(
+    fs: s3fs.S3FileSystem, remote: RemoteProject, local: Path, files: list[RemoteFile]
+) -> None:
     """Download to temporary names beside the targets, then rename: no half file under a final name."""
     targets = [local / f.rel for f in files]
     temps: list[str] = []

@@ -10,6 +10,7 @@ from odm_core.errors import OdmInputError
 def prepare(target: str, upload: str | None) -> tuple[str, str]:
     """The project address a worker will process, and a run name; checks it before anything starts."""
     from odm_core import remote
+    from odm_core.remote_transfer import upload_images
 
     if remote.is_remote(target):
         if upload:
@@ -24,6 +25,6 @@ def prepare(target: str, upload: str | None) -> tuple[str, str]:
         return str(folder), folder.name
     dest = remote.parse_remote(f"{upload.rstrip('/')}/{folder.name}")
     fs = remote.s3_filesystem()
-    remote.upload_images(folder, dest, fs)
+    upload_images(folder, dest, fs)
     remote.check_remote(dest, fs)
     return dest.url, folder.name
