@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from odm_core.errors import OdmInputError, OdmStageError
 from odm_core.options import CameraLens, DatasetOptions, OpensfmOptions, PipelineOptions, Quality
+from odm_core.remote_fs import is_remote, parse_remote
 from odm_core.stages import STAGES, StageName
 from odmflow import cli_runs
 
@@ -73,7 +74,10 @@ def _main() -> None:
 
 @app.command()
 def run(
-    project: Annotated[Path, typer.Argument(help="ODM project folder holding images/; outputs go here.")],
+    project: Annotated[
+        str,
+        typer.Argument(help="ODM project folder holding images/ (or s3://bucket/prefix); outputs go here."),
+    ],
     feature_quality: Annotated[
         Quality,
         typer.Option(
@@ -131,11 +135,14 @@ def run(
         )
     except ValidationError as err:
         raise _fail(_validation_message(err)) from None
-    project = _check_project(project)
+    try:
+        target = parse_remote(project).url if is_remote(project) else _check_project(Path(project))
+    except OdmInputError as err:
+        raise _fail(str(err)) from None
     from odmflow.runner import run_pipeline  # Prefect is slow to import: only once options are valid
 
     try:
-        run_pipeline(project, options, verbose=verbose)
+        run_pipeline(target, options, verbose=verbose)
     except (OdmInputError, OdmStageError) as err:
         raise _fail(str(err), 2 if isinstance(err, OdmInputError) else 1) from None
 

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 import typer
 
 from odm_core.errors import OdmInputError, OdmStageError
-from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odmflow.display import ProgressDisplay
 
@@ -48,7 +47,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
                 handler.addFilter(_TerminalFilter())
 
 
-def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False) -> dict[str, StageRun]:
+def run_pipeline(project: Path | str, options: PipelineOptions, verbose: bool = False) -> dict[str, StageRun]:
     """Run (or resume) the pipeline on a project and print what it made."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from prefect.settings import PREFECT_API_URL
@@ -59,15 +58,16 @@ def run_pipeline(project: Path, options: PipelineOptions, verbose: bool = False)
     api = PREFECT_API_URL.value()
     where = f"Prefect server {api}" if api else "Prefect's embedded server (set PREFECT_API_URL to keep runs)"
     typer.echo(f"odmflow: processing {project} with {where}", err=True)
+    project = str(project)
     start = time.monotonic()
     with ProgressDisplay(options.end_with):
-        state = odm_pipeline(str(project), options, return_state=True)
+        state = odm_pipeline(project, options, return_state=True)
     runs: dict[str, StageRun] = state.result(raise_on_failure=True)  # re-raises the stage's own error
-    _summary(ProjectTree(project), runs, time.monotonic() - start)
+    _summary(runs, time.monotonic() - start)
     return runs
 
 
-def _summary(tree: ProjectTree, runs: dict[str, StageRun], elapsed_s: float) -> None:
+def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
     done = ", ".join(f"{r.stage} ({'checkpoint' if r.cached else 'ran'})" for r in runs.values())
     lines = [f"finished in {elapsed_s:.1f} s: {done}"]
     results = {stage: r.result for stage, r in runs.items()}
@@ -84,6 +84,6 @@ def _summary(tree: ProjectTree, runs: dict[str, StageRun], elapsed_s: float) -> 
             lines.append(f"  camera centres vs GPS: {sfm.gps_rms_horizontal_m:.2f} m RMS horizontal")
         else:
             lines.append("  not georeferenced: local coordinates (no GPS)")
-    if "odm_report" in results and tree.shots_geojson.exists():
-        lines.append(f"shots: {tree.shots_geojson}")
+    if (report := results.get("odm_report")) and report.average_gsd_cm is not None:
+        lines.append(f"odm_report: average GSD {report.average_gsd_cm:.2f} cm")
     typer.echo("\n".join(lines))

@@ -11,9 +11,33 @@ from pathlib import Path
 
 import pytest
 
+from odm_core.synthetic import SyntheticOptions, SyntheticTruth, generate_synthetic
+from tests.s3server import s3_endpoint_fixture  # noqa: F401 (the session's `s3_endpoint` fixture)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 BRIGHTON = SHARED / "datasets" / "brighton_beach"
+
+
+# A small survey: 3 lines of 3 nadir photos and 2 obliques at 800 x 600, EXIF GPS noise sigma 0.3 m.
+# Absolute accuracy is bounded by the GPS noise: the truth itself, fitted to the noisy GPS by the best
+# similarity, is 0.45 m off at worst here; with sigma 0.5 m that bound alone exceeds 1% of the height.
+SYNTHETIC = SyntheticOptions(
+    n_cols=3,
+    n_rows=3,
+    n_oblique=2,
+    image_width=800,
+    image_height=600,
+    gps_sigma_h_m=0.3,
+    gps_sigma_v_m=0.3,
+    seed=2,
+)
+
+
+@pytest.fixture(scope="session")
+def survey(tmp_path_factory: pytest.TempPathFactory) -> SyntheticTruth:
+    """The small synthetic survey, generated once per session (treat as read-only; copy to process)."""
+    return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "survey", SYNTHETIC)
 
 
 def require_brighton() -> Path:

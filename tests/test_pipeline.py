@@ -16,36 +16,21 @@ import pytest
 
 from odm_core.geo import lla_to_utm
 from odm_core.layout import ProjectTree
-from odm_core.synthetic import SyntheticOptions, SyntheticTruth, generate_synthetic
+from odm_core.synthetic import SyntheticTruth
 from tests.conftest import REPO, run_cli
 
-# A small survey: 3 lines of 3 nadir photos and 2 obliques at 800 x 600, EXIF GPS noise sigma 0.3 m.
-# Absolute accuracy is bounded by the GPS noise: the truth itself, fitted to the noisy GPS by the best
-# similarity, is 0.45 m off at worst here; with sigma 0.5 m that bound alone exceeds 1% of the height.
-SYNTHETIC = SyntheticOptions(
-    n_cols=3,
-    n_rows=3,
-    n_oblique=2,
-    image_width=800,
-    image_height=600,
-    gps_sigma_h_m=0.3,
-    gps_sigma_v_m=0.3,
-    seed=2,
-)
 ALL_CACHED = "dataset (checkpoint), opensfm (checkpoint), odm_report (checkpoint)"
 
 
 @pytest.fixture(scope="module")
-def survey(tmp_path_factory: pytest.TempPathFactory) -> SyntheticTruth:
-    return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "survey", SYNTHETIC)
-
-
-@pytest.fixture(scope="module")
-def processed(survey: SyntheticTruth, prefect_env: dict[str, str]) -> ProjectTree:
-    result = run_cli(["run", str(survey.project_dir)], prefect_env)
+def processed(
+    survey: SyntheticTruth, prefect_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> ProjectTree:
+    tree = _copy_photos(survey, tmp_path_factory.mktemp("processed") / "survey")
+    result = run_cli(["run", str(tree.root)], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dataset (ran), opensfm (ran), odm_report (ran)" in result.stdout
-    return ProjectTree(survey.project_dir)
+    return tree
 
 
 def centres(tree: ProjectTree) -> dict[str, np.ndarray]:

@@ -29,7 +29,6 @@ from tests.s3server import (
     free_port,
     moto_server,
     reset,
-    s3_endpoint_fixture,  # noqa: F401 (the `s3_endpoint` fixture)
 )
 
 BUCKET = "survey-data"
