@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -19,8 +22,8 @@ Home = Annotated[
     Path | None,
     typer.Option(
         envvar=server.HOME_ENV,
-        help="Node folder: Prefect home (SQLite database), logs, state.json. [default: ~/.odmflow/server]",
-        show_default=False,
+        help="Node folder: Prefect home (SQLite database), logs, state.json.",
+        show_default="~/.odmflow/server",
     ),
 ]
 
@@ -28,6 +31,18 @@ Home = Annotated[
 def _fail(message: str, code: int = 2) -> typer.Exit:
     typer.secho(f"error: {message}", fg="red", err=True)
     return typer.Exit(code)
+
+
+@contextmanager
+def _interrupt_on_term() -> Iterator[None]:
+    """SIGTERM or SIGHUP while starting act as Ctrl-C does: `up` stops what it had started."""
+    sigs = (signal.SIGTERM, signal.SIGHUP)
+    old = [signal.signal(sig, signal.default_int_handler) for sig in sigs]
+    try:
+        yield
+    finally:
+        for sig, handler in zip(sigs, old, strict=True):
+            signal.signal(sig, handler)
 
 
 @server_app.command()
@@ -55,9 +70,10 @@ def up(
         timeout_s=timeout,
     )
     try:
-        state = server.up(cfg, echo=typer.echo)
+        with _interrupt_on_term():
+            state = server.up(cfg, echo=typer.echo)
     except server.NodeError as err:
-        raise _fail(f"{err}\nnothing was left running") from None
+        raise _fail(str(err)) from None
     except KeyboardInterrupt:
         raise _fail("interrupted; stopped what had been started", 130) from None
     home_opt = "" if home is None else f" --home {state.home}"

@@ -194,20 +194,21 @@ class _Launch:
 
     def wait(self, what: str, ready: Callable[[], bool]) -> None:
         """Poll ready() until true; fail with the log's tail if a process exits or time runs out."""
-        deadline = time.monotonic() + self.timeout_s
+        deadline, last = time.monotonic() + self.timeout_s, "none"
         while True:
             for popen, proc in zip(self.popens, self.state.processes, strict=True):
                 if popen.poll() is not None:
                     raise NodeError(
                         f"{proc.name} exited (code {popen.returncode}) before {what}\n{_tail(proc.log)}"
                     )
-            with suppress(Exception):  # not answering yet
+            try:
                 if ready():
                     return
+            except Exception as err:  # not answering yet
+                last = repr(err)
             if time.monotonic() > deadline:
-                raise NodeError(
-                    f"no {what} after {self.timeout_s:.0f} s\n{_tail(self.state.processes[-1].log)}"
-                )
+                log = _tail(self.state.processes[-1].log)
+                raise NodeError(f"no {what} after {self.timeout_s:.0f} s (last error: {last})\n{log}")
             time.sleep(0.25)
 
 
@@ -217,6 +218,8 @@ def _port_free(host: str, port: int) -> bool:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and Dask do
         try:
             s.bind((host, port))
+        except socket.gaierror as err:
+            raise NodeError(f"--host {host}: {err.strerror}") from None
         except OSError:
             return False
     return True
@@ -273,7 +276,8 @@ def _env(home: Path, cfg: NodeConfig, api_url: str) -> dict[str, str]:
 
 
 def _healthy(api_url: str) -> bool:
-    with urllib.request.urlopen(f"{api_url}/health", timeout=3) as resp:
+    no_proxy = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # the node is local
+    with no_proxy.open(f"{api_url}/health", timeout=3) as resp:
         return resp.status == 200
 
 
@@ -318,18 +322,19 @@ def _start_dask(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
     from distributed import Client
 
     address = run.state.dask_address = f"tcp://127.0.0.1:{cfg.dask_port}"
-    dask, n = str(BIN / "dask"), cfg.dask_workers
-    clients: list[Client] = []
+    dask, n, info = str(BIN / "dask"), cfg.dask_workers, Path(run.state.home) / "dask-scheduler.json"
+    info.unlink(missing_ok=True)
     echo(f"starting a Dask scheduler at {address} and {n} worker(s)")
-    run.spawn("dask-scheduler", dask, "scheduler", "--host", "127.0.0.1", "--port", str(cfg.dask_port),
-              "--no-dashboard")  # fmt: skip
+    args = ("--host", "127.0.0.1", "--port", str(cfg.dask_port), "--scheduler-file", str(info))
+    run.spawn("dask-scheduler", dask, "scheduler", *args, "--no-dashboard")
     for i in range(1, n + 1):
         args = ("--nworkers", "1", "--nthreads", "1", "--no-dashboard")
         run.spawn(f"dask-worker-{i}", dask, "worker", address, *args)
+    clients: list[Client] = []
 
-    def ready() -> bool:
-        clients[:] = clients or [Client(address, timeout="3s")]  # connects once the scheduler listens
-        return len(clients[0].nthreads()) >= n
+    def ready() -> bool:  # connect only once our scheduler has written its file: a stranger may never answer
+        clients[:] = clients or ([Client(scheduler_file=str(info), timeout="5s")] if info.exists() else [])
+        return bool(clients) and len(clients[0].nthreads()) >= n
 
     try:
         run.wait(f"{n} Dask worker(s) at {address}", ready)
@@ -349,6 +354,7 @@ def up(cfg: NodeConfig, echo: Echo = lambda _: None) -> NodeState:
             raise NodeError(f"another `odmflow server up` is starting a node in {home}") from None
         _check(cfg, home)
         connect = "127.0.0.1" if cfg.host in ("0.0.0.0", "::", "") else cfg.host
+        connect = f"[{connect}]" if ":" in connect else connect  # an IPv6 address in a URL
         ui_url = f"http://{connect}:{cfg.port}"
         env = _env(home, cfg, f"{ui_url}/api")
         state = NodeState(str(home), f"{ui_url}/api", ui_url, cfg.pool, _database(env, home))
@@ -367,8 +373,8 @@ def up(cfg: NodeConfig, echo: Echo = lambda _: None) -> NodeState:
                 popen.wait()
             state_path(home).unlink(missing_ok=True)
             if isinstance(err, Exception):
-                note = "; stopped what had been started" if state.processes else ""
-                raise NodeError(f"{err if isinstance(err, NodeError) else repr(err)}{note}") from err
+                head, _, rest = (str(err) if isinstance(err, NodeError) else repr(err)).partition("\n")
+                raise NodeError(f"{head}; stopped what had been started\n{rest}".rstrip()) from err
             raise
         state.ready = True
         state.save()

@@ -1,0 +1,146 @@
+"""`odmflow server up|status|down`: a real Prefect server, worker and Dask cluster on free ports, tmp home."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from odmflow import server
+from odmflow.cli_server import server_app
+
+runner = CliRunner()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recorded(home: Path) -> list[server.Proc]:
+    state = server.NodeState.load(home)
+    assert state is not None, f"no state.json in {home}"
+    return state.processes
+
+
+def assert_gone(procs: list[server.Proc]) -> None:
+    """Each process, and every process of its group, has exited (and was reaped: it was our child)."""
+    for proc in procs:
+        with pytest.raises(ProcessLookupError):
+            os.kill(proc.pid, 0)
+        assert proc.running() == [], f"{proc.name}'s process group is still alive"
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """One node for this module: a Prefect server, a worker and 1 Dask worker; stopped whatever happens."""
+    home = tmp_path_factory.mktemp("node")
+    args = ["up", "--home", str(home), "--port", str(free_port()), "--timeout", "50"]
+    try:
+        result = runner.invoke(server_app, [*args, "--dask-workers", "1", "--dask-port", str(free_port())])
+        assert result.exit_code == 0, result.output
+        yield home, result.output
+    finally:
+        if server.NodeState.load(home):
+            server.down(home, grace_s=5)
+
+
+def test_up_starts_a_ready_node(node: tuple[Path, str]) -> None:
+    from distributed import Client
+    from prefect.client.orchestration import SyncPrefectClient
+
+    home, output = node
+    state = json.loads((home / "state.json").read_text())
+    assert f"export PREFECT_API_URL={state['api_url']}" in output
+    assert state["ready"] and state["database"] == f"SQLite {home / 'prefect.db'}"
+    names = [p["name"] for p in state["processes"]]
+    assert names == ["server", "worker", "dask-scheduler", "dask-worker-1"]
+    for proc in recorded(home):
+        os.kill(proc.pid, 0)
+        assert proc.running() and Path(proc.log) == home / f"{proc.name}.log"
+    with urllib.request.urlopen(f"{state['api_url']}/health", timeout=5) as resp:
+        assert resp.status == 200
+    with SyncPrefectClient(state["api_url"]) as client:
+        assert client.read_work_pool("odmflow-process").type == "process"
+        workers = client.read_workers_for_work_pool("odmflow-process")
+    assert [w.status for w in workers if w.name == state["worker_name"]] == ["ONLINE"]
+    with Client(state["dask_address"], timeout="10s") as dask:
+        assert len(dask.nthreads()) == 1
+
+
+def test_status_reports_the_node(node: tuple[Path, str]) -> None:
+    home, _ = node
+    result = runner.invoke(server_app, ["status", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    for proc in recorded(home):
+        assert f"running (pid {proc.pid}" in result.output
+    assert "health: ok" in result.output
+
+
+def test_second_up_on_the_same_home_is_refused(node: tuple[Path, str]) -> None:
+    home, _ = node
+    before = recorded(home)
+    result = runner.invoke(server_app, ["up", "--home", str(home), "--port", str(free_port())])
+    assert result.exit_code == 2
+    assert "already running" in result.output and "odmflow server down" in result.output
+    assert recorded(home) == before
+
+
+def test_down_stops_every_process(node: tuple[Path, str]) -> None:
+    home, _ = node
+    procs = recorded(home)
+    result = runner.invoke(server_app, ["down", "--home", str(home)])
+    assert result.exit_code == 0, result.output
+    assert "stopped" in result.output
+    assert_gone(procs)
+    assert not (home / "state.json").exists()
+    again = runner.invoke(server_app, ["down", "--home", str(home)])
+    assert again.exit_code == 0 and "nothing to stop" in again.output
+    status = runner.invoke(server_app, ["status", "--home", str(home)])
+    assert status.exit_code == 1 and "no node" in status.output
+
+
+def test_up_on_a_taken_port_fails_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(server_app, ["up", "--home", str(tmp_path), "--port", str(port)])
+    assert result.exit_code == 2
+    assert f"port {port} on 127.0.0.1 is already in use" in result.output
+    assert not (tmp_path / "state.json").exists() and not (tmp_path / "server.log").exists()
+
+
+def test_failure_half_way_stops_what_was_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Dask port is taken after the check (a race): the scheduler dies, and up stops server and worker."""
+    started: list[server.Proc] = []
+    spawn = server._Launch.spawn
+
+    def spy(self: server._Launch, name: str, *args: str) -> None:
+        spawn(self, name, *args)
+        started.append(self.state.processes[-1])
+
+    monkeypatch.setattr(server._Launch, "spawn", spy)
+    monkeypatch.setattr(server, "_port_free", lambda host, port: True)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            dask_port = taken.getsockname()[1]
+            args = ["--port", str(free_port()), "--dask-workers", "1", "--dask-port", str(dask_port)]
+            result = runner.invoke(server_app, ["up", "--home", str(tmp_path), *args, "--timeout", "50"])
+        assert result.exit_code == 2, result.output
+        assert "dask-scheduler exited" in result.output and "stopped what had been started" in result.output
+        assert "dask-scheduler.log" in result.output  # the log's tail comes with the error
+        assert [p.name for p in started] == ["server", "worker", "dask-scheduler", "dask-worker-1"]
+        assert_gone(started)
+        assert not (tmp_path / "state.json").exists()
+    finally:
+        server.stop_processes(started, grace_s=5)
