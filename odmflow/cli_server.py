@@ -57,6 +57,15 @@ def up(
     dask_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Dask scheduler.")] = 8786,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Start no Prefect worker.")] = False,
     timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each part to be ready.")] = 90.0,
+    bucket: Annotated[
+        str | None,
+        typer.Option(
+            help="Watch s3://bucket/prefix: deploy odm-watch-bucket, which processes each new dataset."
+        ),
+    ] = None,
+    no_deploy: Annotated[
+        bool, typer.Option("--no-deploy", help="Do not register prefect.yaml's deployments.")
+    ] = False,
 ) -> None:
     """Start the node in the background and wait until every part answers."""
     cfg = server.NodeConfig(
@@ -68,6 +77,8 @@ def up(
         dask_workers=dask_workers,
         dask_port=dask_port,
         timeout_s=timeout,
+        deploy=not no_deploy,
+        bucket=bucket,
     )
     try:
         with _interrupt_on_term():

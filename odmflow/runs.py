@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun
 from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-from prefect.states import Cancelling
+from prefect.states import Cancelling, Scheduled
 
 from odm_core.errors import OdmInputError
 
@@ -161,3 +163,41 @@ def download(ref: str, dest: Path) -> list[Path]:
             shutil.copy2(item, target)
         copied.append(target)
     return copied
+
+
+def recover_orphaned_runs(pool: str) -> list[FlowRun]:
+    """Put back in the queue the pool's runs whose process on this machine is gone (a killed worker).
+
+    A process worker records each run's process as `host:pid`. A run still Running whose process no
+    longer exists on this host is scheduled again; the worker that picks it up resumes it from the
+    stage checkpoints (on local disk, or in the bucket for s3:// projects).
+    """
+    host = socket.gethostname()
+    recovered = []
+    with _client() as client:
+        running = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
+            flow_run_filter=FlowRunFilter(state={"type": {"any_": ["RUNNING", "PENDING"]}}),
+        )
+        for run in running:
+            if run.work_pool_name != pool or not _process_gone(run.infrastructure_pid, host):
+                continue
+            client.set_flow_run_state(run.id, Scheduled(), force=True)
+            recovered.append(run)
+    return recovered
+
+
+def _process_gone(infrastructure_pid: str | None, host: str) -> bool:
+    """True when `host:pid` names a process of this host that no longer runs."""
+    if not infrastructure_pid or ":" not in infrastructure_pid:
+        return False
+    run_host, _, pid = infrastructure_pid.rpartition(":")
+    if run_host != host or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

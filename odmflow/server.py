@@ -8,7 +8,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,9 +20,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from odmflow.procs import Proc, proc_stat, stop_processes
+
 HOME_ENV = "ODMFLOW_SERVER_HOME"
 DB_ENVS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
 BIN = Path(sys.executable).parent  # the venv's own `prefect` and `dask`
+REPO = Path(__file__).resolve().parents[1]  # the checkout holding prefect.yaml and flows/
 Echo = Callable[[str], object]
 
 
@@ -43,23 +45,8 @@ class NodeConfig:
     dask_workers: int = 0
     dask_port: int = 8786
     timeout_s: float = 90.0
-
-
-@dataclass
-class Proc:
-    """One started process; its pid is also its process group id."""
-
-    name: str
-    pid: int
-    start_ticks: int | None  # from /proc/PID/stat: tells our process from a later one with the same pid
-    log: str
-
-    def running(self) -> list[int]:
-        """Live pids of this process's group: [] once they are all gone."""
-        stat = _stat(self.pid)
-        if stat and self.start_ticks is not None and stat[2] != self.start_ticks:
-            return []  # pid reused, so our group had emptied: pids are not reused while a group lives
-        return _members(self.pid)
+    deploy: bool = True
+    bucket: str | None = None  # s3://bucket/prefix watched by odm-watch-bucket; None: no watcher
 
 
 @dataclass
@@ -118,51 +105,6 @@ def state_path(home: Path) -> Path:
     return home / "state.json"
 
 
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, process group, start time in ticks) of pid, or None if there is no such process."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return fields[0], int(fields[2]), int(fields[19])
-
-
-def _members(pgid: int) -> list[int]:
-    """Pids of the non-zombie processes in process group pgid (Linux /proc)."""
-    pids = (int(d) for d in os.listdir("/proc") if d.isdigit())
-    return [pid for pid in pids if (s := _stat(pid)) and s[1] == pgid and s[0] not in "ZX"]
-
-
-def _reap(pid: int) -> None:
-    """Collect pid's exit status if it is our own child (a zombie otherwise counts as a process)."""
-    with suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _wait_gone(groups: list[int], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        for pgid in groups:
-            _reap(pgid)
-        if not any(_members(g) for g in groups):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-
-
-def stop_processes(procs: list[Proc], grace_s: float = 15.0) -> list[Proc]:
-    """SIGTERM each running process group, SIGKILL what is left after grace_s; return those signalled."""
-    live = [p for p in procs if p.running()]
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        for p in live:
-            with suppress(ProcessLookupError):
-                os.killpg(p.pid, sig)
-        if _wait_gone([p.pid for p in live], grace_s if sig == signal.SIGTERM else 5.0):
-            break
-    return live
-
-
 def _tail(log: str, lines: int = 25) -> str:
     try:
         text = Path(log).read_text(errors="replace").splitlines()[-lines:]
@@ -188,7 +130,7 @@ class _Launch:
                 args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env, start_new_session=True
             )
         self.popens.append(popen)
-        stat = _stat(popen.pid)
+        stat = proc_stat(popen.pid)
         self.state.processes.append(Proc(name, popen.pid, stat[2] if stat else None, str(log)))
         self.state.save()
 
@@ -271,6 +213,7 @@ def _env(home: Path, cfg: NodeConfig, api_url: str) -> dict[str, str]:
         PREFECT_UI_API_URL=os.environ.get("PREFECT_UI_API_URL") or api_url,
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_CLI_PROMPT="false",
+        ODMFLOW_HOME=str(REPO),
     )
     return env
 
@@ -307,6 +250,32 @@ def _start_server(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
     run.spawn("server", str(BIN / "prefect"), "server", "start", "--host", cfg.host, "--port", str(cfg.port))
     run.wait(f"answer from {api}/health", lambda: _healthy(api))
     _ensure_pool(api, cfg.pool)
+
+
+def _deploy(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
+    """Register prefect.yaml's deployments on the node: odm-process, and the watcher for --bucket."""
+    names = ["odm-process"] + (["odm-watch-bucket"] if cfg.bucket else [])
+    echo(f"deploying {', '.join(names)} from {REPO / 'prefect.yaml'}")
+    env = {**run.env, "ODMFLOW_HOME": str(REPO), "ODMFLOW_BUCKET": cfg.bucket or ""}
+    args = [str(BIN / "prefect"), "--no-prompt", "deploy", "--prefect-file", str(REPO / "prefect.yaml")]
+    for name in names:
+        args += ["--name", name]
+    done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=cfg.timeout_s)
+    if done.returncode != 0:
+        raise NodeError(f"`prefect deploy` failed:\n{(done.stdout + done.stderr)[-3000:]}")
+
+
+def _recover(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
+    """Queue again the runs that a worker of this machine was running when it died."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from odmflow.runs import recover_orphaned_runs
+
+    with temporary_settings({PREFECT_API_URL: run.state.api_url}):
+        for flow_run in recover_orphaned_runs(cfg.pool):
+            echo(
+                f"run {flow_run.name} ({flow_run.id}) lost its worker: queued again, to resume"
+            )
 
 
 def _start_worker(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
@@ -363,8 +332,11 @@ def up(cfg: NodeConfig, echo: Echo = lambda _: None) -> NodeState:
         run = _Launch(state, env, cfg.timeout_s)
         try:
             _start_server(run, cfg, echo)
+            if cfg.deploy:
+                _deploy(run, cfg, echo)
             if cfg.worker:
                 _start_worker(run, cfg, echo)
+                _recover(run, cfg, echo)
             if cfg.dask_workers > 0:
                 _start_dask(run, cfg, echo)
         except BaseException as err:
