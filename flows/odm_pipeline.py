@@ -12,6 +12,7 @@ from prefect import Task, flow
 from prefect.runtime import flow_run
 from prefect.states import State
 
+from odm_core import checkpoint
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.remote_fs import is_remote
@@ -25,7 +26,7 @@ from tasks.run_artifacts import publish_summary, start_progress
 
 @dataclass(frozen=True)
 class StageRun:
-    """One stage of a run: its result and whether it came from the checkpoint."""
+    """One stage of a run: its result, and whether it came from a checkpoint made before this run."""
 
     stage: str
     cached: bool
@@ -68,6 +69,7 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     tree = ProjectTree(Path(project))
     forced = options.forced_stages()
     calls = _calls(project, options)
+    started = time.time()
     start_progress(options.end_with)
     runs: dict[str, StageRun] = {}
     seconds: dict[str, float] = {}
@@ -75,7 +77,8 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
         task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
         start = time.perf_counter()
         state = calls[stage](task)
-        runs[stage] = StageRun(stage, state.name == "Cached", state.result())
+        result = state.result()
+        runs[stage] = StageRun(stage, checkpoint.finished_at(stage, tree) < started, result)
         if url:
             push(url, project, stage)
         seconds[stage] = time.perf_counter() - start

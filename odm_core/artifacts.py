@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,9 @@ def write_manifest(path: Path, stage: str, fingerprint: str, outputs: Iterable[P
         o.relative_to(root).as_posix(): {"sha256": sha256_file(o), "size": o.stat().st_size}
         for o in sorted(outputs)
     }
-    return write_json(path, {"stage": stage, "fingerprint": fingerprint, "outputs": entries})
+    return write_json(
+        path, {"stage": stage, "fingerprint": fingerprint, "finished_at": time.time(), "outputs": entries}
+    )
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:

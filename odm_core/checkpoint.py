@@ -24,6 +24,7 @@ from odm_core.artifacts import (
     files_digest,
     manifest_valid,
     outputs_digest,
+    read_manifest,
     sha256_file,
     sha256_text,
     write_manifest,
@@ -98,6 +99,12 @@ def fingerprint(stage: str, tree: ProjectTree, options: BaseModel, cache: Digest
 def is_complete(stage: str, tree: ProjectTree, fp: str, cache: DigestCache) -> bool:
     """True when the stage's manifest carries `fp` and its outputs still hold the recorded content."""
     return manifest_valid(tree.manifest(stage), fp, tree.root, cache)
+
+
+def finished_at(stage: str, tree: ProjectTree) -> float:
+    """When the stage's current outputs were finished (seconds since the epoch; 0 without a manifest)."""
+    data = read_manifest(tree.manifest(stage))
+    return float(data.get("finished_at", 0.0)) if data else 0.0
 
 
 def run_stage(stage: str, tree: ProjectTree, fp: str, work: Callable[[], R]) -> R:

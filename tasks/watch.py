@@ -38,6 +38,7 @@ def start_processing(url: str, photos_digest: str, options: dict[str, Any], depl
         run = client.create_flow_run_from_deployment(
             dep.id,
             parameters={"project": url, "options": options},
+            name=url.rstrip("/").rsplit("/", 1)[-1],
             idempotency_key=f"odm-process:{url}:{photos_digest}",
         )
     get_run_logger().info("dataset %s: run %s (%s)", url, run.name, run.id)

@@ -1,0 +1,194 @@
+"""A whole local node against real servers on 127.0.0.1: Prefect server and worker (`odmflow server up`)
+and an S3 server (moto). Datasets dropped in the bucket get processed; runs survive a killed worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import s3fs
+
+from odm_core.synthetic import SyntheticTruth
+from odmflow import server
+from tests.conftest import run_cli
+from tests.s3server import free_port, reset
+
+pytestmark = pytest.mark.slow
+BUCKET = "drops"
+INCOMING = f"s3://{BUCKET}/incoming"
+
+
+@pytest.fixture(scope="module")
+def node(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """`odmflow server up --bucket s3://drops/incoming` with moto's credentials; `down` afterwards."""
+    reset(s3_endpoint)
+    home = tmp_path_factory.mktemp("node")
+    aws = {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "ODMFLOW_WORK_DIR": str(home / "work"),
+        "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+    cfg = server.NodeConfig(home=home, port=free_port(), bucket=INCOMING, timeout_s=120)
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in aws.items():
+            mp.setenv(key, value)
+        fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
+        fs.mkdir(BUCKET)
+        state = server.up(cfg)
+        env = {**os.environ, "PREFECT_API_URL": state.api_url}
+        try:
+            yield {"cfg": cfg, "state": state, "env": env, "fs": fs, "home": home}
+        finally:
+            server.down(home)
+
+
+def _upload(fs: s3fs.S3FileSystem, survey: SyntheticTruth, prefix: str) -> None:
+    photos = sorted(survey.images_dir.iterdir())
+    fs.put([str(p) for p in photos], [f"{prefix}/images/{p.name}" for p in photos])
+
+
+def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def _client(node: dict[str, Any]):
+    from prefect.client.orchestration import SyncPrefectClient
+
+    return SyncPrefectClient(node["state"].api_url)
+
+
+def _pipeline_runs(node: dict[str, Any], name: str) -> list[Any]:
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterName
+
+    with _client(node) as client:
+        return client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["odm-pipeline"])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])),
+        )
+
+
+def test_dropped_dataset_is_processed_once_by_the_watcher(
+    node: dict[str, Any], survey: SyntheticTruth
+) -> None:
+    fs: s3fs.S3FileSystem = node["fs"]
+    _upload(fs, survey, f"{BUCKET}/incoming/site-1")
+    shots = f"{BUCKET}/incoming/site-1/odm_report/shots.geojson"
+    _wait(lambda: fs.exists(shots), 420, f"s3://{shots} from the scheduled watcher")
+    assert len(json.loads(fs.cat(shots))["features"]) == survey.n_photos
+    assert len(_pipeline_runs(node, "site-1")) == 1
+
+
+def test_overlapping_watchers_start_one_run_and_cancel_works(
+    node: dict[str, Any], survey: SyntheticTruth
+) -> None:
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.odm_watch_bucket import odm_watch_bucket
+
+    _upload(node["fs"], survey, f"{BUCKET}/race/site-2")
+
+    def watch(_: int) -> list[str]:
+        with temporary_settings({PREFECT_API_URL: node["state"].api_url}):
+            return odm_watch_bucket(f"s3://{BUCKET}/race")
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(watch, range(2))
+    assert len(first) == 1 and first == second  # both watchers got the same run back
+    assert len(_pipeline_runs(node, "site-2")) == 1
+    cancelled = run_cli(["cancel", "site-2"], node["env"])
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    _wait(
+        lambda: all(r.state and r.state.is_final() for r in _pipeline_runs(node, "site-2")),
+        120,
+        "the cancelled run to end",
+    )
+    assert _pipeline_runs(node, "site-2")[0].state.name == "Cancelled"
+
+
+def test_two_submitted_projects_both_complete(
+    node: dict[str, Any], survey: SyntheticTruth, tmp_path: Path
+) -> None:
+    projects = []
+    for name in ("alpha", "beta"):
+        shutil.copytree(survey.images_dir, tmp_path / name / "images")
+        projects.append(tmp_path / name)
+    for project in projects:
+        result = run_cli(["submit", str(project)], node["env"])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "/runs/flow-run/" in result.stdout
+
+    def both_done() -> bool:
+        runs = [r for p in projects for r in _pipeline_runs(node, p.name)]
+        failed = [r for r in runs if r.state and r.state.is_final() and not r.state.is_completed()]
+        assert not failed, f"runs ended badly: {[(r.name, r.state.name) for r in failed]}"
+        return len(runs) == 2 and all(r.state and r.state.is_completed() for r in runs)
+
+    _wait(both_done, 420, "both submitted runs to complete")
+    centres = [json.loads((p / "odm_report" / "shots.geojson").read_text())["features"] for p in projects]
+    assert [len(c) for c in centres] == [survey.n_photos] * 2
+    listing = run_cli(["list"], node["env"])
+    assert "alpha" in listing.stdout and "beta" in listing.stdout
+    status = run_cli(["status", "alpha"], node["env"])
+    assert "Completed" in status.stdout and "opensfm" in status.stdout and "100%" in status.stdout
+
+
+def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], survey: SyntheticTruth) -> None:
+    fs: s3fs.S3FileSystem = node["fs"]
+    _upload(fs, survey, f"{BUCKET}/jobs/gamma")
+    result = run_cli(["submit", f"s3://{BUCKET}/jobs/gamma"], node["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    # Wait until `dataset` is checkpointed in the bucket and `opensfm` is under way, then kill the worker.
+    _wait(
+        lambda: fs.exists(f"{BUCKET}/jobs/gamma/.odmflow/manifests/dataset.json"), 300, "dataset checkpoint"
+    )
+    time.sleep(3)
+    state = server.NodeState.load(node["home"])
+    worker = next(p for p in state.processes if p.name == "worker")
+    os.killpg(worker.pid, 9)
+    _wait(lambda: not worker.running(), 30, "the killed worker to be gone")
+    assert not fs.exists(f"{BUCKET}/jobs/gamma/odm_report/shots.geojson")
+
+    # Restart the node: a new worker, and the orphaned run queued again to resume.
+    server.down(node["home"])
+    node["state"] = server.up(node["cfg"])
+    node["env"]["PREFECT_API_URL"] = node["state"].api_url
+    _wait(lambda: fs.exists(f"{BUCKET}/jobs/gamma/odm_report/shots.geojson"), 420, "the resumed run")
+    runs = _pipeline_runs(node, "gamma")
+    assert len(runs) == 1  # the same run resumed, not a new one
+    logs = run_cli(["logs", "gamma"], node["env"]).stdout
+    assert "dataset" in logs
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    def timings() -> list[dict[str, Any]] | None:
+        with _client(node) as client:
+            arts = client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id]))
+            )
+        tables = [a for a in arts if a.type == "table"]
+        if not tables:
+            return None
+        data = max(tables, key=lambda a: a.created).data
+        return json.loads(data) if isinstance(data, str) else data
+
+    rows = _wait(timings, 60, "the resumed run's stage table")
+    assert {r["stage"]: r["state"] for r in rows} == {
+        "dataset": "checkpoint",
+        "opensfm": "ran",
+        "odm_report": "ran",
+    }
