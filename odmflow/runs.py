@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 from dataclasses import dataclass
@@ -168,9 +167,11 @@ def download(ref: str, dest: Path) -> list[Path]:
 def recover_orphaned_runs(pool: str) -> list[FlowRun]:
     """Put back in the queue the pool's runs whose process on this machine is gone (a killed worker).
 
-    A process worker records each run's process as `host:pid`. A run still Running whose process no
-    longer exists on this host is scheduled again; the worker that picks it up resumes it from the
-    stage checkpoints (on local disk, or in the bucket for s3:// projects).
+    A process worker records each run's process id (`pid`, or `host:pid`). A run still Running or
+    Pending whose process no longer exists here is scheduled again, and the worker that picks it up
+    resumes it from the stage checkpoints (local disk, or the bucket for s3:// projects). A bare pid
+    names no machine, so this assumes the pool's runs execute on this machine: give each machine's
+    workers their own pool.
     """
     host = socket.gethostname()
     recovered = []
@@ -188,16 +189,17 @@ def recover_orphaned_runs(pool: str) -> list[FlowRun]:
 
 
 def _process_gone(infrastructure_pid: str | None, host: str) -> bool:
-    """True when `host:pid` names a process of this host that no longer runs."""
-    if not infrastructure_pid or ":" not in infrastructure_pid:
+    """True when `pid` or `host:pid` names a process of this host that no longer runs."""
+    run_host, _, pid = (infrastructure_pid or "").rpartition(":")
+    if run_host not in ("", host) or not pid.isdigit():
         return False
-    run_host, _, pid = infrastructure_pid.rpartition(":")
-    if run_host != host or not pid.isdigit():
-        return False
+    return not pid_alive(int(pid))
+
+
+def pid_alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie (an exited child nobody has reaped)."""
     try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
         return False
-    return False
+    return state not in "ZX"

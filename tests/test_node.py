@@ -67,6 +67,14 @@ def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+
+
 def _client(node: dict[str, Any]):
     from prefect.client.orchestration import SyncPrefectClient
 
@@ -158,10 +166,13 @@ def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], survey: Sy
         lambda: fs.exists(f"{BUCKET}/jobs/gamma/.odmflow/manifests/dataset.json"), 300, "dataset checkpoint"
     )
     time.sleep(3)
+    # The worker's machine goes down: the worker and the run's own process (which has its own group).
     state = server.NodeState.load(node["home"])
     worker = next(p for p in state.processes if p.name == "worker")
+    run_pid = int(_pipeline_runs(node, "gamma")[0].infrastructure_pid.rpartition(":")[2])
     os.killpg(worker.pid, 9)
-    _wait(lambda: not worker.running(), 30, "the killed worker to be gone")
+    os.killpg(os.getpgid(run_pid), 9)
+    _wait(lambda: not worker.running() and not _alive(run_pid), 30, "the killed worker and run to be gone")
     assert not fs.exists(f"{BUCKET}/jobs/gamma/odm_report/shots.geojson")
 
     # Restart the node: a new worker, and the orphaned run queued again to resume.
