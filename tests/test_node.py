@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -203,3 +204,51 @@ def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], survey: Sy
         "opensfm": "ran",
         "odm_report": "ran",
     }
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_prefect_ui_shows_the_run_stages_and_summary(
+    node: dict[str, Any], survey: SyntheticTruth, tmp_path: Path
+) -> None:
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/install.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    done = [r for r in _pipeline_runs(node, "alpha") if r.state and r.state.is_completed()]
+    if not done:  # run on its own: process a project first
+        shutil.copytree(survey.images_dir, tmp_path / "alpha" / "images")
+        assert run_cli(["submit", str(tmp_path / "alpha")], node["env"]).returncode == 0
+        done = _wait(
+            lambda: [r for r in _pipeline_runs(node, "alpha") if r.state and r.state.is_completed()],
+            420,
+            "a completed run",
+        )
+    url = f"{node['state'].ui_url}/runs/flow-run/{done[0].id}"
+    shot = Path(os.environ.get("ODMFLOW_SCREENSHOT_DIR", tmp_path)) / "prefect-run.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url)
+        page.get_by_text("Completed").first.wait_for(timeout=60_000)
+        page.get_by_text("Artifacts", exact=True).click()
+        page.get_by_text("odm-summary").first.wait_for(timeout=30_000)
+        page.get_by_text("odm-stage-timings").first.wait_for(timeout=30_000)
+        page.get_by_text("Task Runs", exact=True).click()
+        for stage in ("dataset", "opensfm", "odm_report"):
+            page.get_by_text(re.compile(rf"^{stage}-\w+$")).first.wait_for(timeout=30_000)
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        browser.close()
+    assert shot.stat().st_size > 10_000
