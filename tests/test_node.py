@@ -133,12 +133,14 @@ def test_overlapping_watchers_start_one_run_and_cancel_works(
 def test_two_submitted_projects_both_complete(
     node: dict[str, Any], survey: SyntheticTruth, tmp_path: Path
 ) -> None:
+    fs: s3fs.S3FileSystem = node["fs"]
     projects = []
     for name in ("alpha", "beta"):
         shutil.copytree(survey.images_dir, tmp_path / name / "images")
         projects.append(tmp_path / name)
-    for project in projects:
-        result = run_cli(["submit", str(project)], node["env"])
+    # alpha is processed in place; beta is uploaded to the bucket and processed there.
+    for project, extra in zip(projects, ([], ["--upload", f"s3://{BUCKET}/uploads"]), strict=True):
+        result = run_cli(["submit", str(project), *extra], node["env"])
         assert result.returncode == 0, result.stdout + result.stderr
         assert "/runs/flow-run/" in result.stdout
 
@@ -149,12 +151,19 @@ def test_two_submitted_projects_both_complete(
         return len(runs) == 2 and all(r.state and r.state.is_completed() for r in runs)
 
     _wait(both_done, 420, "both submitted runs to complete")
-    centres = [json.loads((p / "odm_report" / "shots.geojson").read_text())["features"] for p in projects]
-    assert [len(c) for c in centres] == [survey.n_photos] * 2
+    alpha_shots = json.loads((projects[0] / "odm_report" / "shots.geojson").read_text())["features"]
+    beta_shots = json.loads(fs.cat(f"{BUCKET}/uploads/beta/odm_report/shots.geojson"))["features"]
+    assert len(alpha_shots) == len(beta_shots) == survey.n_photos
+    assert sorted(p.name for p in projects[1].iterdir()) == ["images"]  # the uploaded folder is untouched
     listing = run_cli(["list"], node["env"])
     assert "alpha" in listing.stdout and "beta" in listing.stdout
     status = run_cli(["status", "alpha"], node["env"])
     assert "Completed" in status.stdout and "opensfm" in status.stdout and "100%" in status.stdout
+    for name in ("alpha", "beta"):  # outputs back from the local folder and from the bucket
+        dest = tmp_path / "downloads" / name
+        result = run_cli(["download", name, str(dest)], node["env"])
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert (dest / "odm_report" / "shots.geojson").is_file() and not (dest / "images").exists()
 
 
 def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], survey: SyntheticTruth) -> None:

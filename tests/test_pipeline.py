@@ -26,7 +26,7 @@ ALL_CACHED = "dataset (checkpoint), opensfm (checkpoint), odm_report (checkpoint
 def processed(
     survey: SyntheticTruth, prefect_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> ProjectTree:
-    tree = _copy_photos(survey, tmp_path_factory.mktemp("processed") / "survey")
+    tree = _copy_photos(survey, tmp_path_factory.mktemp("processed") / "processed-survey")
     result = run_cli(["run", str(tree.root)], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "dataset (ran), opensfm (ran), odm_report (ran)" in result.stdout
