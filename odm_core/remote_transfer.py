@@ -13,7 +13,7 @@ from odm_core.remote_fs import RemoteProject, is_photo, list_files, remote_error
 
 def upload_images(folder: Path, remote: RemoteProject, fs: s3fs.S3FileSystem) -> list[str]:
     """Upload the photos of folder/images/ to PREFIX/images/ (objects that exist with that size are kept)."""
-    photos = sorted(p for p in (folder / "images").iterdir() if p.is_file() and is_photo(p.name))
+    photos = sorted(p for p in (folder / "images").iterdir() if p.is_file() and is_photo(f"images/{p.name}"))
     if not photos:
         raise OdmInputError(f"no photos in {folder / 'images'} to upload")
     with remote_errors(remote):
