@@ -6,7 +6,6 @@ Each runs in its own session (process group), logs to HOME/NAME.log, and is reco
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 import subprocess
@@ -16,21 +15,18 @@ import urllib.request
 import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from odmflow.node_state import HOME_ENV, NodeError, NodeState, NodeStatus, resolve_home, state_path
 from odmflow.procs import Proc, proc_stat, stop_processes
 
-HOME_ENV = "ODMFLOW_SERVER_HOME"
+__all__ = ["HOME_ENV", "NodeConfig", "NodeError", "NodeState", "NodeStatus", "Proc", "down", "status", "up"]
+
 DB_ENVS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
 BIN = Path(sys.executable).parent  # the venv's own `prefect` and `dask`
 REPO = Path(__file__).resolve().parents[1]  # the checkout holding prefect.yaml and flows/
 Echo = Callable[[str], object]
-
-
-class NodeError(Exception):
-    """The node cannot be started, or a process of it failed; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -47,62 +43,6 @@ class NodeConfig:
     timeout_s: float = 90.0
     deploy: bool = True
     bucket: str | None = None  # s3://bucket/prefix watched by odm-watch-bucket; None: no watcher
-
-
-@dataclass
-class NodeState:
-    """The contents of HOME/state.json."""
-
-    home: str
-    api_url: str
-    ui_url: str
-    pool: str
-    database: str
-    worker_name: str | None = None
-    dask_address: str | None = None
-    dask_workers: int = 0
-    ready: bool = False
-    started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    processes: list[Proc] = field(default_factory=list)
-
-    def save(self) -> None:
-        path = state_path(Path(self.home))
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, home: Path) -> NodeState | None:
-        path = state_path(home)
-        if not path.exists():
-            return None
-        try:
-            data = json.loads(path.read_text())
-            data["processes"] = [Proc(**p) for p in data["processes"]]
-            return cls(**data)
-        except (ValueError, TypeError, KeyError) as err:
-            raise NodeError(
-                f"{path} is unreadable ({err}); stop its processes by hand and delete it"
-            ) from None
-
-
-@dataclass(frozen=True)
-class NodeStatus:
-    """What `status` found: each recorded process's live pids and whether the API answers."""
-
-    state: NodeState
-    alive: dict[str, list[int]]
-    healthy: bool
-
-
-def resolve_home(home: Path | None = None) -> Path:
-    """--home, else $ODMFLOW_SERVER_HOME, else ~/.odmflow/server; absolute."""
-    chosen = home or Path(os.environ.get(HOME_ENV) or "~/.odmflow/server")
-    return chosen.expanduser().resolve()
-
-
-def state_path(home: Path) -> Path:
-    return home / "state.json"
 
 
 def _tail(log: str, lines: int = 25) -> str:
@@ -273,9 +213,7 @@ def _recover(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
 
     with temporary_settings({PREFECT_API_URL: run.state.api_url}):
         for flow_run in recover_orphaned_runs(cfg.pool):
-            echo(
-                f"run {flow_run.name} ({flow_run.id}) lost its worker: queued again, to resume"
-            )
+            echo(f"run {flow_run.name} ({flow_run.id}) lost its worker: queued again, to resume")
 
 
 def _start_worker(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
