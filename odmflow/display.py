@@ -48,7 +48,8 @@ class ProgressDisplay(logging.Handler):
         last_stage, last_percent = self._last_plain
         if stage != last_stage or percent - last_percent >= 10 or fraction >= 1.0:
             elapsed = time.monotonic() - self._start
-            self._stream.write(f"[{elapsed:6.1f}s] {stage:<12} {percent:3.0f}%  {message}\n")
+            # The same "stage: NN% message" line as the run's Prefect logs, after the elapsed time.
+            self._stream.write(f"[{elapsed:6.1f}s] {stage}: {100 * fraction:3.0f}% {message}\n")
             self._stream.flush()
             self._last_plain = (stage, percent)
 
