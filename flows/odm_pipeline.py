@@ -83,5 +83,5 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
             push(url, project, stage)
         seconds[stage] = time.perf_counter() - start
     links = {name: _link(path, tree, url) for name, path in tree.key_outputs().items()}
-    publish_summary(project, runs, seconds, links)
+    publish_summary(url or project, runs, seconds, links)
     return runs
