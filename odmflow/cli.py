@@ -14,6 +14,7 @@ from odm_core.options import CameraLens, DatasetOptions, OpensfmOptions, Pipelin
 from odm_core.remote_fs import is_remote, parse_remote
 from odm_core.stages import STAGES, StageName
 from odmflow import cli_runs
+from odmflow.cli_errors import fail
 
 app = typer.Typer(
     add_completion=False,
@@ -43,11 +44,6 @@ OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
 }
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(code)
-
-
 def _validation_message(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
@@ -59,11 +55,11 @@ def _validation_message(err: ValidationError) -> str:
 
 def _check_project(project: Path) -> Path:
     if not project.exists():
-        raise _fail(f"project folder {project} does not exist; create it and put your photos in images/")
+        raise fail(f"project folder {project} does not exist; create it and put your photos in images/")
     if not project.is_dir():
-        raise _fail(f"{project} is a file; give the project folder that holds images/")
+        raise fail(f"{project} is a file; give the project folder that holds images/")
     if not (project / "images").is_dir():
-        raise _fail(f"no images/ folder in {project}: put your photos in {project / 'images'}/")
+        raise fail(f"no images/ folder in {project}: put your photos in {project / 'images'}/")
     return project.resolve()
 
 
@@ -134,17 +130,17 @@ def run(
             max_concurrency=max_concurrency,
         )
     except ValidationError as err:
-        raise _fail(_validation_message(err)) from None
+        raise fail(_validation_message(err)) from None
     try:
         target = parse_remote(project).url if is_remote(project) else _check_project(Path(project))
     except OdmInputError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     from odmflow.runner import run_pipeline  # Prefect is slow to import: only once options are valid
 
     try:
         run_pipeline(target, options, verbose=verbose)
     except (OdmInputError, OdmStageError) as err:
-        raise _fail(str(err), 2 if isinstance(err, OdmInputError) else 1) from None
+        raise fail(str(err), 2 if isinstance(err, OdmInputError) else 1) from None
 
 
 for _command in (cli_runs.submit, cli_runs.status, cli_runs.logs, cli_runs.cancel, cli_runs.download):
@@ -171,7 +167,7 @@ def synthetic(
     from odm_core.synthetic import SyntheticOptions, generate_synthetic
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise _fail(f"{out} already exists and is not an empty folder; choose a new folder")
+        raise fail(f"{out} already exists and is not an empty folder; choose a new folder")
     try:
         opts = SyntheticOptions(
             n_cols=cols,
@@ -183,7 +179,7 @@ def synthetic(
             seed=seed,
         )
     except ValidationError as err:
-        raise _fail(_validation_message(err)) from None
+        raise fail(_validation_message(err)) from None
     truth = generate_synthetic(out, opts)
     typer.echo(
         f"{truth.n_photos} photos in {truth.images_dir}, truth in {truth.truth_json.parent} "

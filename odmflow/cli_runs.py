@@ -10,11 +10,7 @@ from pydantic import ValidationError
 
 from odm_core.errors import OdmInputError
 from odm_core.options import pipeline_options_from_odm
-
-
-def _fail(message: str) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(2)
+from odmflow.cli_errors import fail
 
 
 def _parse_options(pairs: list[str]) -> dict:
@@ -22,12 +18,12 @@ def _parse_options(pairs: list[str]) -> dict:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep:
-            raise _fail(f"--option {pair!r}: write it as NAME=VALUE, e.g. feature-quality=medium")
+            raise fail(f"--option {pair!r}: write it as NAME=VALUE, e.g. feature-quality=medium")
         values[name.strip()] = value.strip()
     try:
         return pipeline_options_from_odm(values).model_dump(mode="json", exclude_unset=True)
     except (ValueError, ValidationError) as err:
-        raise _fail(f"--option: {err}") from None
+        raise fail(f"--option: {err}") from None
 
 
 def submit(
@@ -47,7 +43,7 @@ def submit(
         project, name = submission.prepare(target, upload)
         run = runs.submit(project, options, name)
     except OdmInputError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     typer.echo(f"submitted {project} as run {run.name} ({run.id})\n{runs.run_url(run.id)}")
 
 
@@ -58,7 +54,7 @@ def list_(limit: Annotated[int, typer.Option(help="How many runs to show.")] = 2
     try:
         found = runs.list_runs(limit)
     except OdmInputError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     for r in found:
         state = r.state.name if r.state else "?"
         typer.echo(f"{r.id}  {r.name:<24} {state:<10} {r.parameters.get('project', '')}")
@@ -71,7 +67,7 @@ def status(run: Annotated[str, typer.Argument(help="Run id or name.")]) -> None:
     try:
         st = runs.status(run)
     except OdmInputError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     progress = f"{st.progress_percent:.0f}%" if st.progress_percent is not None else "-"
     state = st.run.state.name if st.run.state else "?"
     typer.echo(f"{st.run.name} ({st.run.id}): {state}, {progress}\n{runs.run_url(st.run.id)}")
@@ -86,7 +82,7 @@ def logs(run: Annotated[str, typer.Argument(help="Run id or name.")]) -> None:
     try:
         typer.echo("\n".join(runs.logs(run)))
     except OdmInputError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
 
 
 def cancel(run: Annotated[str, typer.Argument(help="Run id or name.")]) -> None:
@@ -96,7 +92,7 @@ def cancel(run: Annotated[str, typer.Argument(help="Run id or name.")]) -> None:
     try:
         r = runs.cancel(run)
     except OdmInputError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     typer.echo(f"cancelling {r.name} ({r.id})")
 
 
@@ -110,5 +106,5 @@ def download(
     try:
         files = runs.download(run, dest)
     except OdmInputError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     typer.echo(f"{len(files)} items into {dest}")

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from odmflow import server
+from odmflow.cli_errors import fail
 
 server_app = typer.Typer(
     add_completion=False,
@@ -26,11 +27,6 @@ Home = Annotated[
         show_default="~/.odmflow/server",
     ),
 ]
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(f"error: {message}", fg="red", err=True)
-    return typer.Exit(code)
 
 
 @contextmanager
@@ -84,9 +80,9 @@ def up(
         with _interrupt_on_term():
             state = server.up(cfg, echo=typer.echo)
     except server.NodeError as err:
-        raise _fail(str(err)) from None
+        raise fail(str(err)) from None
     except KeyboardInterrupt:
-        raise _fail("interrupted; stopped what had been started", 130) from None
+        raise fail("interrupted; stopped what had been started", 130) from None
     home_opt = "" if home is None else f" --home {state.home}"
     lines = [
         "",
@@ -111,7 +107,7 @@ def down(home: Home = None) -> None:
     try:
         state, stopped = server.down(server.resolve_home(home))
     except server.NodeError as err:
-        raise _fail(str(err), 1) from None
+        raise fail(str(err), 1) from None
     if state is None:
         typer.echo(f"no node recorded in {server.resolve_home(home)}; nothing to stop")
         return
@@ -125,7 +121,7 @@ def status(home: Home = None) -> None:
     try:
         st = server.status(server.resolve_home(home))
     except server.NodeError as err:
-        raise _fail(str(err), 1) from None
+        raise fail(str(err), 1) from None
     if st is None:
         typer.echo(f"no node recorded in {server.resolve_home(home)}; start one with `odmflow server up`")
         raise typer.Exit(1)

@@ -49,11 +49,14 @@ def _reap(pid: int) -> None:
 
 
 def _wait_gone(groups: list[int], timeout_s: float) -> bool:
+    """Wait until no live process is left in the groups; reap the leaders that are our children."""
     deadline = time.monotonic() + timeout_s
     while True:
         for pgid in groups:
             _reap(pgid)
         if not any(_members(g) for g in groups):
+            for pgid in groups:  # a leader may have exited after the reap above: collect it now
+                _reap(pgid)
             return True
         if time.monotonic() > deadline:
             return False
