@@ -149,9 +149,24 @@ def _set_prior_focals(db_path: Path, photos: list[Photo]) -> None:
             db.update_camera(cam)
 
 
+def gps_local_m(photos: list[Photo], georef: GeoReference) -> dict[str, np.ndarray]:
+    """Each geotagged photo's GPS position in the model frame (UTM minus the offset; no altitude: 0)."""
+    gps = [p for p in photos if p.has_gps]
+    if not gps:
+        return {}
+    xyz = lla_to_utm(
+        georef.epsg,
+        np.array([p.latitude for p in gps]),
+        np.array([p.longitude for p in gps]),
+        np.array([p.altitude or 0.0 for p in gps]),
+    )
+    return {p.filename: row - georef.offset for p, row in zip(gps, xyz, strict=True)}
+
+
 def _write_priors(db_path: Path, photos: list[Photo], georef: GeoReference | None) -> int:
     """Replace COLMAP's own EXIF priors with ours: UTM minus the project offset, with --gps-accuracy."""
     by_name = {p.filename: p for p in photos}
+    local = gps_local_m(photos, georef) if georef is not None else {}
     count = 0
     with pycolmap.Database.open(db_path) as db:
         db.clear_pose_priors()
@@ -159,9 +174,9 @@ def _write_priors(db_path: Path, photos: list[Photo], georef: GeoReference | Non
             return 0
         for image in db.read_all_images():
             p = by_name[image.name]
-            if not p.has_gps or p.altitude is None:
+            if image.name not in local or p.altitude is None:
                 continue
-            xyz = lla_to_utm(georef.epsg, [p.latitude], [p.longitude], [p.altitude])[0] - georef.offset
+            xyz = local[image.name]
             sxy, sz = p.gps_xy_stddev or 3.0, p.gps_z_stddev or 3.0
             prior = pycolmap.PosePrior(
                 position=xyz,
@@ -189,8 +204,8 @@ def _match(
     if georef is None or len(photos) <= EXHAUSTIVE_MAX_PHOTOS or len(gps) < len(photos):
         pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu)
         return
-    xy = lla_to_utm(georef.epsg, [p.latitude for p in gps], [p.longitude for p in gps], [0] * len(gps))
-    pairs = gps_pairs(xy[:, :2], opts.matcher_neighbors)
+    local = gps_local_m(gps, georef)
+    pairs = gps_pairs(np.array([local[p.filename][:2] for p in gps]), opts.matcher_neighbors)
     pair_file = work / "pairs.txt"
     pair_file.write_text("".join(f"{gps[i].filename} {gps[j].filename}\n" for i, j in sorted(pairs)))
     pairing = pycolmap.ImportedPairingOptions()
@@ -233,13 +248,12 @@ def _map(
 
 def gps_residuals_m(rec: pycolmap.Reconstruction, photos: list[Photo], georef: GeoReference) -> np.ndarray:
     """Camera centre minus GPS position (N x 3 metres) for every registered, geotagged photo."""
-    by_name = {p.filename: p for p in photos}
-    rows = []
-    for im in rec.images.values():
-        p = by_name[im.name]
-        if im.has_pose and p.has_gps:
-            gps = lla_to_utm(georef.epsg, [p.latitude], [p.longitude], [p.altitude or 0.0])[0]
-            rows.append(im.projection_center() - (gps - georef.offset))
+    local = gps_local_m(photos, georef)
+    rows = [
+        im.projection_center() - local[im.name]
+        for im in rec.images.values()
+        if im.has_pose and im.name in local
+    ]
     return np.array(rows).reshape(-1, 3)
 
 

@@ -17,8 +17,8 @@ from odm_core.errors import OdmInputError
 from odm_core.geo import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import DatasetOptions
+from tests.conftest import BRIGHTON
 
-BRIGHTON = Path(__file__).resolve().parents[2] / "shared/datasets/brighton_beach"
 OPTS = DatasetOptions()
 
 
