@@ -18,7 +18,10 @@ from odm_core.options import PipelineOptions
 from odm_core.remote_fs import is_remote
 from odm_core.stages import stages_between
 from tasks.dataset import dataset
+from tasks.odm_filterpoints import odm_filterpoints
+from tasks.odm_georeferencing import odm_georeferencing
 from tasks.odm_report import odm_report
+from tasks.openmvs import openmvs
 from tasks.opensfm import opensfm
 from tasks.remote import pull, push
 from tasks.run_artifacts import publish_summary, start_progress
@@ -38,11 +41,23 @@ def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task],
     return {
         "dataset": lambda t: t(project, options.dataset, return_state=True),
         "opensfm": lambda t: t(project, options.opensfm, options.max_concurrency, return_state=True),
+        "openmvs": lambda t: t(
+            project, options.openmvs, options.dask_address, options.max_concurrency, return_state=True
+        ),
+        "odm_filterpoints": lambda t: t(project, options.odm_filterpoints, return_state=True),
+        "odm_georeferencing": lambda t: t(project, options.odm_georeferencing, return_state=True),
         "odm_report": lambda t: t(project, options.odm_report, return_state=True),
     }
 
 
-STAGE_TASKS: dict[str, Task] = {"dataset": dataset, "opensfm": opensfm, "odm_report": odm_report}
+STAGE_TASKS: dict[str, Task] = {
+    "dataset": dataset,
+    "opensfm": opensfm,
+    "openmvs": openmvs,
+    "odm_filterpoints": odm_filterpoints,
+    "odm_georeferencing": odm_georeferencing,
+    "odm_report": odm_report,
+}
 
 
 def _link(path: Path, tree: ProjectTree, url: str | None) -> str:
@@ -73,7 +88,7 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     start_progress(options.end_with)
     runs: dict[str, StageRun] = {}
     seconds: dict[str, float] = {}
-    for stage in stages_between("dataset", options.end_with):
+    for stage in stages_between("dataset", options.end_with, options.skipped_stages()):
         task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
         start = time.perf_counter()
         state = calls[stage](task)

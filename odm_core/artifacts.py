@@ -131,3 +131,23 @@ def outputs_digest(path: Path) -> str:
     if data is None:
         raise FileNotFoundError(f"stage manifest {path} is missing: run the stage first")
     return sha256_text(json.dumps(data["outputs"], sort_keys=True))
+
+
+def unit_checkpoint_valid(path: Path, key: str) -> bool:
+    """True when a unit output exists with a sidecar naming `key` and the content the sidecar records."""
+    sidecar = path.with_name(path.name + ".json")
+    try:
+        meta = json.loads(sidecar.read_text())
+        return meta.get("key") == key and path.is_file() and sha256_file(path) == meta.get("sha256")
+    except (OSError, ValueError):
+        return False
+
+
+def write_unit_checkpoint(path: Path, key: str, write: Any) -> Path:
+    """Write one unit's output atomically with `write(file_object)`, then its sidecar (key and digest)."""
+    sidecar = path.with_name(path.name + ".json")
+    sidecar.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        write(f)
+    write_json(sidecar, {"key": key, "sha256": sha256_file(path)})
+    return path

@@ -35,9 +35,14 @@ from odm_core.layout import ProjectTree
 STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "dataset": (),
     "opensfm": ("dataset",),
-    "odm_report": ("dataset", "opensfm"),
+    "openmvs": ("dataset", "opensfm"),
+    "odm_filterpoints": ("dataset", "opensfm", "openmvs"),
+    "odm_georeferencing": ("dataset", "odm_filterpoints"),
+    "odm_report": ("dataset", "opensfm", "odm_filterpoints"),
 }
-ENGINES = ("pycolmap", "numpy", "laspy", "pyproj", "pillow")
+# Stages that read the photos' pixels themselves: their key holds the photos' content too.
+READS_PHOTOS = frozenset({"dataset", "openmvs"})
+ENGINES = ("pycolmap", "numpy", "laspy", "pyproj", "pillow", "opencv-python-headless", "open3d", "scipy")
 _ROOT = Path(__file__).parent
 
 
@@ -87,12 +92,18 @@ def photo_files(tree: ProjectTree) -> list[Path]:
     return files + ([tree.gcp_list] if tree.gcp_list.is_file() else [])
 
 
+def stage_inputs(stage: str, options: BaseModel) -> tuple[str, ...]:
+    """The stages whose outputs `stage` reads under these options (no dense cloud with --fast-orthophoto)."""
+    if getattr(options, "fast_orthophoto", False):
+        return tuple(s for s in STAGE_INPUTS[stage] if s != "openmvs")
+    return STAGE_INPUTS[stage]
+
+
 def fingerprint(stage: str, tree: ProjectTree, options: BaseModel, cache: DigestCache) -> str:
     """The fingerprint a valid checkpoint of `stage` must carry."""
-    if stage == "dataset":
-        inputs = [files_digest(photo_files(tree), tree.root, cache)]
-    else:
-        inputs = [outputs_digest(tree.manifest(s)) for s in STAGE_INPUTS[stage]]
+    inputs = [outputs_digest(tree.manifest(s)) for s in stage_inputs(stage, options)]
+    if stage in READS_PHOTOS:
+        inputs.append(files_digest(photo_files(tree), tree.root, cache))
     return sha256_text(stage, code_digest(stage), type(options).__name__, options.model_dump_json(), *inputs)
 
 

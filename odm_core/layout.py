@@ -76,6 +76,55 @@ class ProjectTree:
     def cameras_json(self) -> Path:
         return self.root / "cameras.json"
 
+    # --- openmvs ----------------------------------------------------------------------------
+    @property
+    def openmvs(self) -> Path:
+        return self.opensfm / "undistorted" / "openmvs"
+
+    @property
+    def openmvs_views(self) -> Path:
+        """The dense plan: each view's camera at depth-map size, depth range and neighbours."""
+        return self.openmvs / "views.json"
+
+    @property
+    def depthmaps(self) -> Path:
+        return self.openmvs / "depthmaps"
+
+    def depthmap(self, view: str, kind: str = "depth") -> Path:
+        """A view's depth map: kind 'depth' (photometric), 'geometric' (refined) or 'fused' (its points)."""
+        return self.depthmaps / f"{view}.{kind}.npz"
+
+    @property
+    def openmvs_model(self) -> Path:
+        """The fused dense cloud (ODM's name for the openmvs stage's checkpoint)."""
+        return self.openmvs / "scene_dense_dense_filtered.ply"
+
+    # --- odm_filterpoints -------------------------------------------------------------------
+    @property
+    def filterpoints(self) -> Path:
+        return self.root / "odm_filterpoints"
+
+    @property
+    def filtered_point_cloud(self) -> Path:
+        return self.filterpoints / "point_cloud.ply"
+
+    @property
+    def filtered_point_cloud_stats(self) -> Path:
+        return self.filterpoints / "point_cloud_stats.json"
+
+    # --- odm_georeferencing -----------------------------------------------------------------
+    @property
+    def georeferenced_model_laz(self) -> Path:
+        return self.georeferencing / "odm_georeferenced_model.laz"
+
+    @property
+    def georeferenced_model_las(self) -> Path:
+        return self.georeferencing / "odm_georeferenced_model.las"
+
+    @property
+    def georeferenced_model_csv(self) -> Path:
+        return self.georeferencing / "odm_georeferenced_model.csv"
+
     # --- odm_report -------------------------------------------------------------------------
     @property
     def report(self) -> Path:
@@ -92,6 +141,7 @@ class ProjectTree:
     def key_outputs(self) -> dict[str, Path]:
         """The outputs a user looks for first, by name, where they exist."""
         named = {
+            "point cloud (LAZ)": self.georeferenced_model_laz,
             "shots.geojson": self.shots_geojson,
             "stats.json": self.report_stats,
             "reconstruction.json": self.reconstruction_json,

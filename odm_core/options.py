@@ -7,6 +7,7 @@ Field names are ODM's option names with dashes as underscores, and defaults are 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -75,6 +76,58 @@ class OpensfmOptions(StageOptions):
         return self
 
 
+# ODM's depth-map size ratios (opendm/utils.py get_depthmap_resolution, --pc-quality).
+PC_QUALITY_RATIO: dict[str, float] = {
+    "ultra": 0.5,
+    "high": 0.25,
+    "medium": 0.125,
+    "low": 0.0675,
+    "lowest": 0.03375,
+}
+MIN_DEPTHMAP_SIZE_PX = 320
+
+
+class OpenmvsOptions(StageOptions):
+    """Options of the `openmvs` stage (dense matching; odmflow's own CPU engine)."""
+
+    pc_quality: Quality = Field(
+        "medium", description="Depth-map size: ultra=1/2 of the photo, high=1/4, medium=1/8, low=1/16, ..."
+    )
+    pc_skip_geometric: bool = Field(
+        False, description="Skip the geometric pass that makes depth maps consistent with their neighbours."
+    )
+
+
+class FilterpointsOptions(StageOptions):
+    """Options of the `odm_filterpoints` stage (outlier removal, thinning, cropping)."""
+
+    pc_filter: float = Field(
+        5.0, ge=0, le=100, description="Remove points more than N standard deviations from their neighbours."
+    )
+    pc_sample: float = Field(0.0, ge=0, le=100, description="Keep one point per N metres (0 = all).")
+    boundary: str | None = Field(None, description="GeoJSON polygon (document text) to crop the cloud to.")
+    auto_boundary: bool = Field(False, description="Crop to the camera positions' hull plus a margin.")
+    auto_boundary_distance: float = Field(
+        0.0, ge=0, le=100000, description="Margin of --auto-boundary in metres (0 = 100 x average GSD)."
+    )
+    fast_orthophoto: bool = Field(False, description="Filter the sparse cloud: no dense matching.")
+
+    @model_validator(mode="after")
+    def _valid_boundary(self) -> FilterpointsOptions:
+        if self.boundary is not None:
+            from odm_core.boundary import parse_boundary
+
+            parse_boundary(self.boundary)
+        return self
+
+
+class GeoreferencingOptions(StageOptions):
+    """Options of the `odm_georeferencing` stage (the georeferenced LAZ and its exports)."""
+
+    pc_las: bool = Field(False, description="Also export the cloud as LAS.")
+    pc_csv: bool = Field(False, description="Also export the cloud as CSV.")
+
+
 class ReportOptions(StageOptions):
     """Options of the `odm_report` stage (nothing to set yet; kept so the stage has a key)."""
 
@@ -84,12 +137,20 @@ class PipelineOptions(StageOptions):
 
     dataset: DatasetOptions = DatasetOptions()
     opensfm: OpensfmOptions = OpensfmOptions()
+    openmvs: OpenmvsOptions = OpenmvsOptions()
+    odm_filterpoints: FilterpointsOptions = FilterpointsOptions()
+    odm_georeferencing: GeoreferencingOptions = GeoreferencingOptions()
     odm_report: ReportOptions = ReportOptions()
     end_with: StageName = Field(STAGES[-1], description="Stop after this stage.")
     rerun_from: StageName | None = Field(None, description="Re-run this stage and all after it.")
     rerun_all: bool = Field(False, description="Re-run every stage, ignoring checkpoints.")
     max_concurrency: int = Field(
         default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024, description="Threads/processes to use."
+    )
+    dask_address: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls)://[^\s:/]+:\d{1,5}$",
+        description="Dask scheduler (tcp://HOST:PORT) for the per-view work; none: a local cluster.",
     )
 
     @model_validator(mode="after")
@@ -99,6 +160,10 @@ class PipelineOptions(StageOptions):
                 f"--rerun-from {self.rerun_from} comes after --end-with {self.end_with}; nothing would run"
             )
         return self
+
+    def skipped_stages(self) -> frozenset[str]:
+        """Stages this run leaves out (ODM skips dense matching with --fast-orthophoto)."""
+        return frozenset({"openmvs"}) if self.odm_filterpoints.fast_orthophoto else frozenset()
 
     def forced_stages(self) -> set[str]:
         """Stages whose checkpoints are ignored in this run."""
@@ -121,6 +186,30 @@ def feature_process_size(width: int, height: int, quality: str) -> int:
     return int(min(max_dim, max(320, min(4480, round(max_dim * ratio)))))
 
 
+def depthmap_size(width: int, height: int, quality: str) -> int:
+    """ODM's depth-map size (longest side, px) for a photo and --pc-quality (get_depthmap_resolution)."""
+    max_dim = max(width, height)
+    megapixels = width * height / 1e6
+    multiplier = 2.0 if megapixels < 6 else 0.5 if megapixels > 42 else 1.0
+    size = max(MIN_DEPTHMAP_SIZE_PX, int(max_dim * PC_QUALITY_RATIO[quality] * multiplier))
+    return min(size, max_dim)
+
+
+def read_boundary(path: Path) -> str:
+    """The text of a --boundary GeoJSON file, checked; ValueError names the file and what is wrong."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"--boundary {path}: cannot read it ({err}); give a GeoJSON polygon file") from None
+    from odm_core.boundary import parse_boundary
+
+    try:
+        parse_boundary(text)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    return text
+
+
 def pipeline_options_from_odm(values: dict[str, str]) -> PipelineOptions:
     """PipelineOptions from ODM-style names and text values ({"feature-quality": "medium", ...}).
 
@@ -136,6 +225,8 @@ def pipeline_options_from_odm(values: dict[str, str]) -> PipelineOptions:
     for odm_name, value in values.items():
         field = odm_name.lstrip("-").replace("-", "_")
         stage = next((s for s, m in stage_models.items() if field in m.model_fields), None)
+        if field == "boundary":
+            value = read_boundary(Path(value))
         if stage is not None:
             nested[stage][field] = value
         elif field in PipelineOptions.model_fields:

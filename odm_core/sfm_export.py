@@ -6,13 +6,13 @@ import os
 import shutil
 from pathlib import Path
 
-import laspy
 import numpy as np
 import pycolmap
 from scipy.spatial.transform import Rotation
 
 from odm_core.artifacts import atomic_path, write_json
 from odm_core.geo import GeoReference, utm_to_lla
+from odm_core.las_io import las_points, write_las
 from odm_core.layout import ProjectTree
 from odm_core.photo import Photo
 
@@ -162,13 +162,4 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> Path:
 
 def write_laz(path: Path, xyz_utm: np.ndarray, rgb: np.ndarray, georef: GeoReference) -> Path:
     """LAZ (LAS 1.4, point format 7 with RGB) in full UTM coordinates with the CRS as WKT."""
-    header = laspy.LasHeader(point_format=7, version="1.4")
-    header.offsets = np.floor(xyz_utm.min(axis=0)) if len(xyz_utm) else np.zeros(3)
-    header.scales = np.array([0.001, 0.001, 0.001])
-    header.add_crs(georef.crs)
-    las = laspy.LasData(header)
-    las.x, las.y, las.z = xyz_utm[:, 0], xyz_utm[:, 1], xyz_utm[:, 2]
-    las.red, las.green, las.blue = (rgb.astype(np.uint16) * 257).T
-    with atomic_path(path) as tmp:
-        las.write(tmp, do_compress=True, laz_backend=laspy.LazBackend.Lazrs)
-    return path
+    return write_las(path, las_points(xyz_utm, rgb, georef.crs), compress=True)

@@ -2,33 +2,46 @@
 
 from typing import Literal
 
-StageName = Literal["dataset", "opensfm", "odm_report"]
+StageName = Literal[
+    "dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing", "odm_report"
+]
 
-# Only the stages odmflow builds so far; names and order follow ODM (stages/odm_app.py).
-STAGES: tuple[StageName, ...] = ("dataset", "opensfm", "odm_report")
+# The stages odmflow builds so far; names and order follow ODM (stages/odm_app.py).
+STAGES: tuple[StageName, ...] = (
+    "dataset",
+    "opensfm",
+    "openmvs",
+    "odm_filterpoints",
+    "odm_georeferencing",
+    "odm_report",
+)
 
 # Relative weight of each stage in the overall progress bar.
-STAGE_WEIGHTS: dict[str, float] = {"dataset": 5.0, "opensfm": 90.0, "odm_report": 5.0}
+STAGE_WEIGHTS: dict[str, float] = {
+    "dataset": 5.0,
+    "opensfm": 45.0,
+    "openmvs": 40.0,
+    "odm_filterpoints": 4.0,
+    "odm_georeferencing": 4.0,
+    "odm_report": 2.0,
+}
 
 # ODM stage names that odmflow does not build yet (accepted by nothing, named in errors).
 ODM_STAGES_NOT_BUILT: tuple[str, ...] = (
     "split",
     "merge",
-    "openmvs",
-    "odm_filterpoints",
     "odm_meshing",
     "mvs_texturing",
-    "odm_georeferencing",
     "odm_dem",
     "odm_orthophoto",
     "odm_postprocess",
 )
 
 
-def stages_between(start: str, end: str) -> tuple[str, ...]:
-    """The stages from start to end inclusive, in pipeline order."""
+def stages_between(start: str, end: str, skip: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    """The stages from start to end inclusive, in pipeline order, less those in `skip`."""
     i, j = STAGES.index(start), STAGES.index(end)  # type: ignore[arg-type]
-    return STAGES[i : j + 1]
+    return tuple(s for s in STAGES[i : j + 1] if s not in skip)
 
 
 def overall_percent(stage: str, stage_fraction: float, last: str = STAGES[-1]) -> float:

@@ -10,7 +10,17 @@ import typer
 from pydantic import ValidationError
 
 from odm_core.errors import OdmInputError, OdmStageError
-from odm_core.options import CameraLens, DatasetOptions, OpensfmOptions, PipelineOptions, Quality
+from odm_core.options import (
+    CameraLens,
+    DatasetOptions,
+    FilterpointsOptions,
+    GeoreferencingOptions,
+    OpenmvsOptions,
+    OpensfmOptions,
+    PipelineOptions,
+    Quality,
+    read_boundary,
+)
 from odm_core.remote_fs import is_remote, parse_remote
 from odm_core.stages import STAGES, StageName
 from odmflow import cli_runs
@@ -23,6 +33,7 @@ app = typer.Typer(
 )
 
 _SFM, _DS = OpensfmOptions(), DatasetOptions()  # the defaults shown in --help
+_MVS, _FP = OpenmvsOptions(), FilterpointsOptions()
 
 OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
     "feature_quality": "--feature-quality",
@@ -35,6 +46,12 @@ OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
     "end_with": "--end-with",
     "rerun_from": "--rerun-from",
     "max_concurrency": "--max-concurrency",
+    "pc_quality": "--pc-quality",
+    "pc_filter": "--pc-filter",
+    "pc_sample": "--pc-sample",
+    "boundary": "--boundary",
+    "auto_boundary_distance": "--auto-boundary-distance",
+    "dask_address": "--dask-address",
     "n_cols": "--cols",
     "n_rows": "--rows",
     "n_oblique": "--oblique",
@@ -109,12 +126,48 @@ def run(
     rerun_all: Annotated[
         bool, typer.Option("--rerun-all", help="Re-run every stage, ignoring checkpoints.")
     ] = False,
+    pc_quality: Annotated[
+        Quality,
+        typer.Option(help="Depth-map size: ultra=1/2 photo, high=1/4, medium=1/8, low=1/16, lowest=1/32."),
+    ] = _MVS.pc_quality,
+    pc_skip_geometric: Annotated[
+        bool,
+        typer.Option("--pc-skip-geometric", help="Skip the geometric pass over neighbouring depth maps."),
+    ] = False,
+    pc_filter: Annotated[
+        float, typer.Option(help="Remove points N standard deviations from their neighbours (0 = off).")
+    ] = _FP.pc_filter,
+    pc_sample: Annotated[
+        float, typer.Option(help="Thin the cloud to one point per N metres (0 = keep all).")
+    ] = _FP.pc_sample,
+    boundary: Annotated[
+        Path | None, typer.Option(help="GeoJSON polygon file: crop the point cloud to it.")
+    ] = None,
+    auto_boundary: Annotated[
+        bool, typer.Option("--auto-boundary", help="Crop to the cameras' hull plus a margin.")
+    ] = False,
+    auto_boundary_distance: Annotated[
+        float, typer.Option(help="Margin of --auto-boundary, metres (0 = 100 x average GSD).")
+    ] = _FP.auto_boundary_distance,
+    fast_orthophoto: Annotated[
+        bool, typer.Option("--fast-orthophoto", help="Skip dense matching (openmvs); use the sparse cloud.")
+    ] = False,
+    pc_las: Annotated[bool, typer.Option("--pc-las", help="Also export the cloud as LAS.")] = False,
+    pc_csv: Annotated[bool, typer.Option("--pc-csv", help="Also export the cloud as CSV.")] = False,
     max_concurrency: Annotated[
-        int, typer.Option(help="Threads to use (default: CPU count).")
+        int, typer.Option(help="Threads, and local Dask workers, to use (default: CPU count).")
     ] = os.cpu_count() or 1,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(help="Run per-view work on this Dask scheduler (tcp://HOST:PORT); default: local."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's own log lines.")] = False,
 ) -> None:
     """Process PROJECT/images into ODM's outputs in PROJECT, resuming from finished stages."""
+    try:
+        boundary_text = read_boundary(boundary) if boundary else None
+    except ValueError as err:
+        raise fail(str(err)) from None
     try:
         options = PipelineOptions(
             dataset=DatasetOptions(use_exif=use_exif, gps_accuracy=gps_accuracy, gps_z_offset=gps_z_offset),
@@ -124,10 +177,21 @@ def run(
                 matcher_neighbors=matcher_neighbors,
                 camera_lens=camera_lens,
             ),
+            openmvs=OpenmvsOptions(pc_quality=pc_quality, pc_skip_geometric=pc_skip_geometric),
+            odm_filterpoints=FilterpointsOptions(
+                pc_filter=pc_filter,
+                pc_sample=pc_sample,
+                boundary=boundary_text,
+                auto_boundary=auto_boundary,
+                auto_boundary_distance=auto_boundary_distance,
+                fast_orthophoto=fast_orthophoto,
+            ),
+            odm_georeferencing=GeoreferencingOptions(pc_las=pc_las, pc_csv=pc_csv),
             end_with=end_with,
             rerun_from=rerun_from,
             rerun_all=rerun_all,
             max_concurrency=max_concurrency,
+            dask_address=dask_address,
         )
     except ValidationError as err:
         raise fail(_validation_message(err)) from None

@@ -40,6 +40,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
     from prefect.logging.handlers import PrefectConsoleHandler
 
     pycolmap.logging.minloglevel = pycolmap.logging.WARNING  # COLMAP's INFO lines are per image and pair
+    logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's cluster start/stop lines
 
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:
@@ -84,6 +85,19 @@ def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
             lines.append(f"  camera centres vs GPS: {sfm.gps_rms_horizontal_m:.2f} m RMS horizontal")
         else:
             lines.append("  not georeferenced: local coordinates (no GPS)")
+    if mvs := results.get("openmvs"):
+        lines.append(
+            f"openmvs: {mvs.n_points} dense points from {mvs.n_views} depth maps of "
+            f"{mvs.depthmap_width}x{mvs.depthmap_height} px ({mvs.units_computed} view units computed, "
+            f"{mvs.units_reused} from checkpoints; worker peak memory {mvs.worker_peak_rss_mb:.0f} MiB)"
+        )
+    if fp := results.get("odm_filterpoints"):
+        lines.append(
+            f"odm_filterpoints: {fp.n_points} of {fp.n_input} points kept, spacing {fp.spacing_m:.3f} m"
+        )
+    if geo := results.get("odm_georeferencing"):
+        crs = f"EPSG:{geo.epsg}" if geo.epsg else "model coordinates (no CRS)"
+        lines.append(f"odm_georeferencing: {geo.n_points} points in {crs}")
     if (report := results.get("odm_report")) and report.average_gsd_cm is not None:
         lines.append(f"odm_report: average GSD {report.average_gsd_cm:.2f} cm")
     typer.echo("\n".join(lines))

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from prefect.cache_policies import CacheKeyFnPolicy
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
 
 from odm_core import checkpoint
 from odm_core.artifacts import DigestCache
@@ -45,15 +46,18 @@ def run_checkpointed(
     stage: str,
     project: str,
     opts: Any,
-    work: Callable[[ProjectTree, Callable[[float, str], None]], R],
+    work: Callable[[ProjectTree, Callable[[float, str], None], str], R],
 ) -> R:
-    """Run a stage's core function, with progress lines, and record its manifest under this fingerprint."""
+    """Run a stage's core function, with progress lines, and record its manifest under this fingerprint.
+
+    `work(tree, report, fingerprint)` gets the fingerprint too, to key checkpoints of its own units.
+    """
     tree = ProjectTree(Path(project))
     cache = DigestCache(tree.digest_cache)
     fp = checkpoint.fingerprint(stage, tree, opts, cache)
     cache.save()
     report = progress_reporter(stage)
-    result = checkpoint.run_stage(stage, tree, fp, lambda: work(tree, report))
+    result = checkpoint.run_stage(stage, tree, fp, lambda: work(tree, report, fp))
     report(1.0, "done")
     return result
 
@@ -61,13 +65,14 @@ def run_checkpointed(
 def progress_reporter(stage: str, min_interval_s: float = 1.0) -> Callable[[float, str], None]:
     """A progress callback that logs 'stage: NN% message' lines (the CLI's display reads them too)."""
     logger = get_run_logger()
+    run_id = str(flow_run.get_id())  # the pipeline's run, also when reported from a nested flow
     side = logging.getLogger(PROGRESS_LOGGER)
     last = [0.0, ""]
 
     def report(fraction: float, message: str) -> None:
         now = time.monotonic()
         side.info(message, extra={"odm_stage": stage, "odm_fraction": fraction})
-        update_progress(stage, fraction)
+        update_progress(stage, fraction, run_id)
         if message != last[1] and now - last[0] >= min_interval_s:
             logger.info("%s: %3.0f%% %s", stage, 100 * fraction, message)
             last[:] = [now, message]

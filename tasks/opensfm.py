@@ -12,5 +12,5 @@ from tasks._stage import STAGE_CACHE, run_checkpointed
 def opensfm(project: str, opts: OpensfmOptions, num_threads: int = -1) -> OpensfmResult:
     """Structure from motion, georeferenced by GPS priors; ODM's and COLMAP's model files."""
     return run_checkpointed(
-        "opensfm", project, opts, lambda tree, report: run_opensfm(tree, opts, num_threads, report)
+        "opensfm", project, opts, lambda tree, report, _fp: run_opensfm(tree, opts, num_threads, report)
     )

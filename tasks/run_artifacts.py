@@ -31,9 +31,9 @@ def start_progress(end_with: str) -> None:
         _PROGRESS[str(flow_run.get_id())] = (artifact_id, end_with)
 
 
-def update_progress(stage: str, fraction: float) -> None:
-    """Move the run's progress artifact (throttled; always at a stage's end)."""
-    run_id = str(flow_run.get_id())
+def update_progress(stage: str, fraction: float, run_id: str | None = None) -> None:
+    """Move the progress artifact of the run (this one unless named; throttled; always at a stage's end)."""
+    run_id = run_id or str(flow_run.get_id())
     with _LOCK:
         entry = _PROGRESS.get(run_id)
         now = time.monotonic()
@@ -82,6 +82,14 @@ def summary_markdown(project: str, runs: dict[str, Any], links: dict[str, str]) 
             lines.append(f"- **Camera centres vs GPS**: {sfm.gps_rms_horizontal_m:.2f} m RMS (horizontal)")
         if sfm.unregistered:
             lines.append(f"- **Not registered**: {', '.join(sfm.unregistered)}")
+    if mvs := _result(runs, "openmvs"):
+        lines.append(
+            f"- **Dense cloud**: {mvs.n_points} points from {mvs.n_views} depth maps "
+            f"({mvs.depthmap_width}x{mvs.depthmap_height} px); worker peak memory "
+            f"{mvs.worker_peak_rss_mb:.0f} MiB"
+        )
+    if geo := _result(runs, "odm_georeferencing"):
+        lines.append(f"- **Georeferenced cloud**: {geo.n_points} points (EPSG:{geo.epsg})")
     if (report := _result(runs, "odm_report")) and report.average_gsd_cm is not None:
         lines.append(f"- **Average GSD**: {report.average_gsd_cm:.2f} cm/px")
     if links:

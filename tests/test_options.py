@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from odm_core.options import DatasetOptions, OpensfmOptions, PipelineOptions, feature_process_size
+from odm_core.options import (
+    DatasetOptions,
+    OpensfmOptions,
+    PipelineOptions,
+    depthmap_size,
+    feature_process_size,
+    read_boundary,
+)
 from odm_core.stages import STAGES, overall_percent, stages_between
 
 
@@ -60,7 +67,11 @@ def test_options_are_frozen() -> None:
 
 def test_forced_stages() -> None:
     assert PipelineOptions().forced_stages() == set()
-    assert PipelineOptions(rerun_from="opensfm").forced_stages() == {"opensfm", "odm_report"}
+    assert PipelineOptions(rerun_from="odm_georeferencing").forced_stages() == {
+        "odm_georeferencing",
+        "odm_report",
+    }
+    assert "openmvs" in PipelineOptions(rerun_from="opensfm").forced_stages()
     assert PipelineOptions(rerun_all=True).forced_stages() == set(STAGES)
 
 
@@ -70,3 +81,36 @@ def test_progress_is_monotonic_and_ends_at_100() -> None:
     assert values[-1] == pytest.approx(100.0)
     assert overall_percent("dataset", 1.0, last="dataset") == pytest.approx(100.0)
     assert stages_between("dataset", "opensfm") == ("dataset", "opensfm")
+    assert "openmvs" in stages_between("dataset", "odm_report", PipelineOptions().skipped_stages())
+    fast = PipelineOptions.model_validate({"odm_filterpoints": {"fast_orthophoto": True}})
+    assert stages_between("opensfm", "odm_filterpoints", fast.skipped_stages()) == (
+        "opensfm",
+        "odm_filterpoints",
+    )
+
+
+@pytest.mark.parametrize(
+    ("size", "quality", "expected"),
+    [
+        ((4000, 2250), "medium", 500),  # Brighton: 9 MP, 1/8 of the longest side
+        ((4000, 2250), "ultra", 2000),
+        ((4000, 2250), "lowest", 320),  # 135 px clamps up to ODM's 320
+        ((1200, 900), "medium", 320),  # 1.08 MP < 6 MP doubles the ratio: 300 -> 320
+        ((1200, 900), "high", 600),
+        ((8000, 6000), "high", 1000),  # 48 MP > 42 MP halves it
+    ],
+)
+def test_depthmap_size_follows_odm(size: tuple[int, int], quality: str, expected: int) -> None:
+    assert depthmap_size(*size, quality) == expected
+
+
+def test_dask_address_and_boundary_are_checked(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValidationError):
+        PipelineOptions(dask_address="localhost:8786")
+    assert PipelineOptions(dask_address="tcp://127.0.0.1:8786").dask_address == "tcp://127.0.0.1:8786"
+    bad = tmp_path / "b.geojson"
+    bad.write_text('{"type": "Point", "coordinates": [0, 0]}')
+    with pytest.raises(ValueError, match="no Polygon"):
+        read_boundary(bad)
+    with pytest.raises(ValueError, match="cannot read"):
+        read_boundary(tmp_path / "missing.geojson")

@@ -1,0 +1,147 @@
+"""Per-view depth maps: photometric (stereo pairs) and geometric (made consistent with the neighbours).
+
+Each function is one unit of work for one view: it reads photos or neighbours' depth maps by path, writes
+its own depth map with a checkpoint sidecar, and returns a small summary. A unit whose output carries the
+same key is not recomputed, so a dense stage killed half-way redoes only the missing views.
+"""
+
+from __future__ import annotations
+
+import io
+import resource
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from odm_core.artifacts import unit_checkpoint_valid, write_unit_checkpoint
+from odm_core.mvs_camera import ViewCamera, load_photo, undistorted
+from odm_core.mvs_stereo import pair_depth
+
+CONSISTENT_REL = 0.01  # depths of one surface point agree within 1% (relative)
+
+
+@dataclass(frozen=True)
+class ViewUnit:
+    """One view's work: the view, the neighbours it uses, the depth maps it reads and the file it writes."""
+
+    kind: str  # "depth", "geometric" or "fused"
+    view: ViewCamera
+    neighbours: tuple[ViewCamera, ...]
+    sources: tuple[str, ...]  # own input first, then one per neighbour (depth-map paths; empty for "depth")
+    out: str
+    key: str
+    min_views: int = 2
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What a unit did: reused its checkpoint or computed, how many pixels or points, time and memory."""
+
+    kind: str
+    view: str
+    reused: bool
+    n_valid: int
+    seconds: float
+    peak_rss_mb: float
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (a Dask worker when run there), MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def save_arrays(path: Path, key: str, **arrays: np.ndarray) -> None:
+    def write(f: io.BufferedWriter) -> None:
+        np.savez(f, **arrays)
+
+    write_unit_checkpoint(path, key, write)
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def run_unit(unit: ViewUnit) -> UnitResult:
+    """Run (or reuse) one view unit; the function Dask workers execute."""
+    start = time.perf_counter()
+    out = Path(unit.out)
+    if unit_checkpoint_valid(out, unit.key):
+        return UnitResult(unit.kind, unit.view.name, True, -1, time.perf_counter() - start, peak_rss_mb())
+    cv2.setNumThreads(1)  # one core per Dask worker: workers, not threads, are the parallelism
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if unit.kind == "depth":
+        n = photometric_depthmap(unit)
+    elif unit.kind == "geometric":
+        n = geometric_depthmap(unit)
+    else:
+        from odm_core.mvs_fusion import fuse_view
+
+        n = fuse_view(unit)
+    return UnitResult(unit.kind, unit.view.name, False, n, time.perf_counter() - start, peak_rss_mb())
+
+
+def photometric_depthmap(unit: ViewUnit) -> int:
+    """Depth from semi-global matching with each stereo partner, kept where the pairs agree."""
+    view = unit.view
+    source = load_photo(view)
+    estimates = []
+    for nbr in unit.neighbours:
+        depth = pair_depth(view, nbr, source, load_photo(nbr))
+        if depth is not None:
+            estimates.append(depth)
+    depth, support = consensus(estimates, (view.dm_height, view.dm_width), min_support=1)
+    depth[(depth < view.depth_min) | (depth > view.depth_max)] = 0
+    save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=undistorted(view, source))
+    return int(np.count_nonzero(depth))
+
+
+def consensus(
+    estimates: list[np.ndarray], shape: tuple[int, int], min_support: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the mean of the estimates within CONSISTENT_REL of their median, and how many agreed.
+
+    Estimates are depth maps with NaN (or 0) where unknown; pixels with fewer than min_support agreeing
+    estimates get depth 0.
+    """
+    if not estimates:
+        return np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
+    stack = np.stack(estimates).astype(np.float32)
+    stack[~(stack > 0)] = np.nan
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        median = np.nanmedian(stack, axis=0)
+        agree = np.abs(stack - median) <= CONSISTENT_REL * median
+    count = agree.sum(axis=0)
+    total = np.where(agree, stack, 0).sum(axis=0)
+    depth = np.where(count >= min_support, total / np.maximum(count, 1), 0).astype(np.float32)
+    return depth, count.astype(np.uint8)
+
+
+def splat(src: ViewCamera, src_depth: np.ndarray, dst: ViewCamera) -> np.ndarray:
+    """A neighbour's depth map seen from another view: nearest surface per pixel (z-buffer), NaN if none."""
+    valid = src_depth > 0
+    world = src.world_points(src_depth)[valid]
+    u, v, z = dst.project(world)
+    iu, iv = np.floor(u), np.floor(v)
+    ok = (z > 0) & (iu >= 0) & (iv >= 0) & (iu < dst.dm_width) & (iv < dst.dm_height)
+    flat = iv[ok].astype(np.int64) * dst.dm_width + iu[ok].astype(np.int64)
+    buffer = np.full(dst.dm_width * dst.dm_height, np.inf, np.float32)
+    np.minimum.at(buffer, flat, z[ok].astype(np.float32))
+    buffer[np.isinf(buffer)] = np.nan
+    return buffer.reshape(dst.dm_height, dst.dm_width)
+
+
+def geometric_depthmap(unit: ViewUnit) -> int:
+    """Refine a photometric depth map with its neighbours': keep (or fill) depths two or more maps agree on."""
+    own = load_arrays(unit.sources[0])
+    estimates = [own["depth"]]
+    for nbr, path in zip(unit.neighbours, unit.sources[1:], strict=True):
+        estimates.append(splat(nbr, load_arrays(path)["depth"], unit.view))
+    depth, support = consensus(estimates, own["depth"].shape, min_support=2)
+    save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=own["image"])
+    return int(np.count_nonzero(depth))

@@ -1,0 +1,92 @@
+"""Dense point clouds in memory (a numpy structured array) and as binary PLY files.
+
+The fields are ODM's: position, normal, colour and `views` (how many photos saw the point).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from odm_core.artifacts import atomic_path
+
+POINT_DTYPE = np.dtype(
+    [
+        ("x", "<f4"),
+        ("y", "<f4"),
+        ("z", "<f4"),
+        ("nx", "<f4"),
+        ("ny", "<f4"),
+        ("nz", "<f4"),
+        ("red", "u1"),
+        ("green", "u1"),
+        ("blue", "u1"),
+        ("views", "u1"),
+    ]
+)
+_PLY_TYPES = {
+    "char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1",
+    "short": "<i2", "int16": "<i2", "ushort": "<u2", "uint16": "<u2",
+    "int": "<i4", "int32": "<i4", "uint": "<u4", "uint32": "<u4",
+    "float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8",
+}  # fmt: skip
+_NAMES = {"f4": "float", "u1": "uchar", "f8": "double", "i4": "int", "u2": "ushort"}
+
+
+def empty_points(n: int) -> np.ndarray:
+    """n zeroed points with ODM's fields."""
+    return np.zeros(n, dtype=POINT_DTYPE)
+
+
+def xyz(points: np.ndarray) -> np.ndarray:
+    """N x 3 float64 positions."""
+    return np.column_stack([points["x"], points["y"], points["z"]]).astype(np.float64)
+
+
+def rgb(points: np.ndarray) -> np.ndarray:
+    """N x 3 uint8 colours."""
+    return np.column_stack([points["red"], points["green"], points["blue"]])
+
+
+def write_ply(path: Path, points: np.ndarray) -> Path:
+    """Binary little-endian PLY with one vertex element holding the array's fields (atomically)."""
+    props = "".join(f"property {_NAMES[points.dtype[n].str[1:]]} {n}\n" for n in points.dtype.names or ())
+    header = f"ply\nformat binary_little_endian 1.0\nelement vertex {len(points)}\n{props}end_header\n"
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        f.write(header.encode("ascii"))
+        f.write(np.ascontiguousarray(points).tobytes())
+    return path
+
+
+def read_ply(path: Path) -> np.ndarray:
+    """The vertices of a binary little-endian PLY as a structured array, with ODM's fields filled in.
+
+    Fields the file lacks (normals, colour, views) are zero; other elements after the vertices are ignored.
+    """
+    with path.open("rb") as f:
+        if f.readline().strip() != b"ply":
+            raise ValueError(f"{path} is not a PLY file")
+        fmt, count, fields = "", 0, []
+        in_vertex = False
+        while (line := f.readline()) and line.strip() != b"end_header":
+            words = line.decode("ascii", "replace").split()
+            if words[:1] == ["format"]:
+                fmt = words[1]
+            elif words[:1] == ["element"]:
+                in_vertex = words[1] == "vertex"
+                count = int(words[2]) if in_vertex else count
+            elif words[:1] == ["property"] and in_vertex:
+                if words[1] == "list":
+                    raise ValueError(f"{path}: list properties in vertices are not supported")
+                fields.append((words[2], _PLY_TYPES[words[1]]))
+        if fmt != "binary_little_endian":
+            raise ValueError(f"{path}: only binary little-endian PLY is read (found {fmt or 'none'})")
+        raw = np.fromfile(f, dtype=np.dtype(fields), count=count)
+    if len(raw) != count:
+        raise ValueError(f"{path} is truncated: {len(raw)} of {count} vertices")
+    points = empty_points(count)
+    for name in POINT_DTYPE.names or ():
+        if name in raw.dtype.names:
+            points[name] = raw[name]
+    return points

@@ -1,0 +1,23 @@
+"""Prefect task of the `openmvs` stage: plan here, per-view units on Dask, gather here."""
+
+from prefect import task
+
+from flows.openmvs_views import openmvs_views
+from odm_core.openmvs import OpenmvsResult, finish_openmvs, plan_openmvs
+from odm_core.options import OpenmvsOptions
+from tasks._stage import STAGE_CACHE, run_checkpointed
+from tasks.dask_cluster import dask_task_runner
+
+
+@task(name="openmvs", cache_policy=STAGE_CACHE, persist_result=True)
+def openmvs(
+    project: str, opts: OpenmvsOptions, dask_address: str | None = None, max_concurrency: int = 1
+) -> OpenmvsResult:
+    """Dense point cloud: a depth map per view (on Dask workers), geometric pass, fusion."""
+
+    def work(tree, report, fp):  # type: ignore[no-untyped-def]
+        plan = plan_openmvs(tree, opts, fp)
+        views = openmvs_views.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
+        return finish_openmvs(tree, plan, views(plan, report))
+
+    return run_checkpointed("openmvs", project, opts, work)
