@@ -34,6 +34,7 @@ class StageRun:
     stage: str
     cached: bool
     result: Any
+    seconds: float
 
 
 def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task], State]]:
@@ -87,16 +88,15 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     started = time.time()
     start_progress(options.end_with)
     runs: dict[str, StageRun] = {}
-    seconds: dict[str, float] = {}
     for stage in stages_between("dataset", options.end_with, options.skipped_stages()):
         task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
         start = time.perf_counter()
         state = calls[stage](task)
         result = state.result()
-        runs[stage] = StageRun(stage, checkpoint.finished_at(stage, tree) < started, result)
         if url:
             push(url, project, stage)
-        seconds[stage] = time.perf_counter() - start
+        cached = checkpoint.finished_at(stage, tree) < started
+        runs[stage] = StageRun(stage, cached, result, time.perf_counter() - start)
     links = {name: _link(path, tree, url) for name, path in tree.key_outputs().items()}
-    publish_summary(url or project, runs, seconds, links)
+    publish_summary(url or project, runs, links)
     return runs

@@ -71,6 +71,7 @@ def run_pipeline(project: Path | str, options: PipelineOptions, verbose: bool = 
 def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
     done = ", ".join(f"{r.stage} ({'checkpoint' if r.cached else 'ran'})" for r in runs.values())
     lines = [f"finished in {elapsed_s:.1f} s: {done}"]
+    lines.append("stage seconds: " + ", ".join(f"{r.stage} {r.seconds:.1f}" for r in runs.values()))
     results = {stage: r.result for stage, r in runs.items()}
     if ds := results.get("dataset"):
         lines.append(f"dataset: {ds.n_photos} photos used, {len(ds.skipped)} skipped")

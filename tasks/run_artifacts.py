@@ -44,9 +44,7 @@ def update_progress(stage: str, fraction: float, run_id: str | None = None) -> N
     update_progress_artifact(artifact_id, overall_percent(stage, fraction, end_with))
 
 
-def publish_summary(
-    project: str, runs: dict[str, Any], seconds: dict[str, float], links: dict[str, str]
-) -> None:
+def publish_summary(project: str, runs: dict[str, Any], links: dict[str, str]) -> None:
     """A markdown summary (photos, accuracy, GSD, outputs) and a table of stage timings."""
     create_markdown_artifact(
         summary_markdown(project, runs, links), key="odm-summary", description=f"odmflow summary of {project}"
@@ -56,7 +54,7 @@ def publish_summary(
             {
                 "stage": stage,
                 "state": "checkpoint" if run.cached else "ran",
-                "seconds": round(seconds[stage], 1),
+                "seconds": round(run.seconds, 1),
             }
             for stage, run in runs.items()
         ],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from odm_core.layout import ProjectTree
 from odm_core.synthetic import SyntheticOptions, SyntheticTruth, generate_synthetic
 from tests.s3server import s3_endpoint_fixture  # noqa: F401 (the session's `s3_endpoint` fixture)
 
@@ -73,6 +74,16 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
         yield env
 
 
+def stage_states(*ran: str, skipped: tuple[str, ...] = ()) -> str:
+    """The CLI's closing line of stage states: the named stages 'ran', the others 'checkpoint'."""
+    from odm_core.stages import STAGES
+
+    return ", ".join(f"{s} ({'ran' if s in ran else 'checkpoint'})" for s in STAGES if s not in skipped)
+
+
+AFTER_OPENSFM = ("openmvs", "odm_filterpoints", "odm_georeferencing", "odm_report")
+
+
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
     """Run `odmflow ARGS` as a user would, capturing its output."""
     return subprocess.run(
@@ -83,3 +94,20 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 900) -> subpr
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def copy_survey(survey: SyntheticTruth, dest: Path) -> ProjectTree:
+    shutil.copytree(survey.images_dir, dest / "images")
+    return ProjectTree(dest)
+
+
+@pytest.fixture(scope="session")
+def processed(
+    survey: SyntheticTruth, prefect_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> ProjectTree:
+    tree = copy_survey(survey, tmp_path_factory.mktemp("processed") / "processed-survey")
+    result = run_cli(["run", str(tree.root)], prefect_env)
+    (tree.root.parent / "run.log").write_text(result.stdout)  # beside the project: its summary lines
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stage_states("dataset", "opensfm", *AFTER_OPENSFM) in result.stdout
+    return tree

@@ -18,7 +18,7 @@ import s3fs
 
 from odm_core.synthetic import SyntheticTruth
 from odmflow import server
-from tests.conftest import run_cli
+from tests.conftest import AFTER_OPENSFM, run_cli
 from tests.s3server import free_port, reset
 
 pytestmark = pytest.mark.slow
@@ -211,7 +211,7 @@ def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], survey: Sy
     assert {r["stage"]: r["state"] for r in rows} == {
         "dataset": "checkpoint",
         "opensfm": "ran",
-        "odm_report": "ran",
+        **dict.fromkeys(AFTER_OPENSFM, "ran"),
     }
 
 
@@ -255,7 +255,7 @@ def test_prefect_ui_shows_the_run_stages_and_summary(
         page.get_by_text("odm-summary").first.wait_for(timeout=30_000)
         page.get_by_text("odm-stage-timings").first.wait_for(timeout=30_000)
         page.get_by_text("Task Runs", exact=True).click()
-        for stage in ("dataset", "opensfm", "odm_report"):
+        for stage in ("dataset", "opensfm", "openmvs", "odm_report"):
             page.get_by_text(re.compile(rf"^{stage}-\w+$")).first.wait_for(timeout=30_000)
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,20 +16,9 @@ import pytest
 from odm_core.geo import lla_to_utm
 from odm_core.layout import ProjectTree
 from odm_core.synthetic import SyntheticTruth
-from tests.conftest import REPO, run_cli
+from tests.conftest import AFTER_OPENSFM, REPO, copy_survey, run_cli, stage_states
 
-ALL_CACHED = "dataset (checkpoint), opensfm (checkpoint), odm_report (checkpoint)"
-
-
-@pytest.fixture(scope="module")
-def processed(
-    survey: SyntheticTruth, prefect_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
-) -> ProjectTree:
-    tree = _copy_photos(survey, tmp_path_factory.mktemp("processed") / "processed-survey")
-    result = run_cli(["run", str(tree.root)], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "dataset (ran), opensfm (ran), odm_report (ran)" in result.stdout
-    return tree
+ALL_CACHED = stage_states()
 
 
 def centres(tree: ProjectTree) -> dict[str, np.ndarray]:
@@ -80,30 +68,25 @@ def test_rerun_does_no_stage_work(processed: ProjectTree, prefect_env: dict[str,
 def test_damaged_output_reruns_only_its_stage(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
     processed.shots_geojson.write_text("{}")  # edited by hand: no longer what odm_report wrote
     result = run_cli(["run", str(processed.root)], prefect_env)
-    assert "dataset (checkpoint), opensfm (checkpoint), odm_report (ran)" in result.stdout, result.stderr
+    assert stage_states("odm_report") in result.stdout, result.stderr
     assert len(centres(processed)) > 0
 
 
 def test_rerun_from_forces_that_stage_and_later(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
     result = run_cli(["run", str(processed.root), "--rerun-from", "odm_report"], prefect_env)
-    assert "dataset (checkpoint), opensfm (checkpoint), odm_report (ran)" in result.stdout, result.stderr
-
-
-def _copy_photos(survey: SyntheticTruth, dest: Path) -> ProjectTree:
-    shutil.copytree(survey.images_dir, dest / "images")
-    return ProjectTree(dest)
+    assert stage_states("odm_report") in result.stdout, result.stderr
 
 
 def test_option_change_reruns_the_stages_it_affects(
     survey: SyntheticTruth, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
-    tree = _copy_photos(survey, tmp_path / "p")
+    tree = copy_survey(survey, tmp_path / "p")
     first = run_cli(["run", str(tree.root), "--end-with", "dataset"], prefect_env)
     assert first.returncode == 0, first.stderr
     result = run_cli(["run", str(tree.root), "--min-num-features", "4000"], prefect_env)
-    assert "dataset (checkpoint), opensfm (ran), odm_report (ran)" in result.stdout, result.stderr
+    assert stage_states("opensfm", *AFTER_OPENSFM) in result.stdout, result.stderr
     result = run_cli(["run", str(tree.root), "--gps-accuracy", "5"], prefect_env)
-    assert "dataset (ran), opensfm (ran), odm_report (ran)" in result.stdout, result.stderr
+    assert stage_states("dataset", "opensfm", *AFTER_OPENSFM) in result.stdout, result.stderr
 
 
 def _outputs(tree: ProjectTree) -> set[Path]:
@@ -127,7 +110,7 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 def test_sigkill_during_opensfm_resumes_there(
     survey: SyntheticTruth, processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
-    tree = _copy_photos(survey, tmp_path / "killed")
+    tree = copy_survey(survey, tmp_path / "killed")
     proc = _start(["run", str(tree.root)], prefect_env, tmp_path / "first.log")
     deadline = time.monotonic() + 300
     while not tree.colmap_database.exists():  # opensfm has started writing
@@ -141,7 +124,7 @@ def test_sigkill_during_opensfm_resumes_there(
 
     result = run_cli(["run", str(tree.root)], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "dataset (checkpoint), opensfm (ran), odm_report (ran)" in result.stdout
+    assert stage_states("opensfm", *AFTER_OPENSFM) in result.stdout
     ours, reference = centres(tree), centres(processed)
     assert ours.keys() == reference.keys()
     gap = max(np.linalg.norm(ours[k] - reference[k]) for k in ours)

@@ -1,0 +1,196 @@
+"""The dense stages on the synthetic survey: accuracy against the truth, per-view resume, Dask clusters."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import laspy
+import numpy as np
+import pytest
+
+from odm_core.layout import ProjectTree
+from odm_core.options import depthmap_size
+from odm_core.pointcloud import read_ply
+from odm_core.synthetic import SyntheticTruth
+from odm_core.synthetic.evaluate import dense_accuracy
+from tests.conftest import REPO, SYNTHETIC, run_cli, stage_states
+
+UNITS = re.compile(r"openmvs: (\d+) dense points .* \((\d+) view units computed, (\d+) from checkpoints")
+
+
+def test_dense_cloud_lies_on_the_true_surface(survey: SyntheticTruth, processed: ProjectTree) -> None:
+    size = depthmap_size(SYNTHETIC.image_width, SYNTHETIC.image_height, "medium")
+    gsd_dm = survey.gsd_m * max(SYNTHETIC.image_width, SYNTHETIC.image_height) / size
+    acc = dense_accuracy(
+        survey.project_dir / "truth", processed.georeferenced_model_laz, processed.shots_geojson, gsd_dm
+    )
+    assert acc.n_points > 20_000
+    assert acc.median_abs_dz_m <= gsd_dm  # acceptance: within one GSD at depth-map resolution
+    assert acc.coverage >= 0.90
+
+
+def test_georeferenced_laz_has_crs_colours_and_views(processed: ProjectTree) -> None:
+    las = laspy.read(processed.georeferenced_model_laz)
+    assert las.header.parse_crs().to_epsg() == 32632
+    assert las.header.are_points_compressed
+    filtered = read_ply(processed.filtered_point_cloud)
+    assert len(las.points) == len(filtered)
+    assert np.array_equal(np.asarray(las.user_data), filtered["views"])
+    assert np.asarray(las.user_data).min() >= 2  # every fused point was seen by two photos or more
+    assert np.array_equal(np.asarray(las.red) // 257, filtered["red"])
+    views = json.loads(processed.openmvs_views.read_text())
+    assert len(views) == survey_photos(processed) and all(v["stereo_neighbours"] for v in views)
+
+
+def survey_photos(tree: ProjectTree) -> int:
+    return len(list(tree.images.iterdir()))
+
+
+def _copy_processed(processed: ProjectTree, dest: Path) -> ProjectTree:
+    shutil.copytree(processed.root, dest, symlinks=True)
+    return ProjectTree(dest)
+
+
+def test_sigkill_during_openmvs_redoes_only_missing_views(
+    processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
+) -> None:
+    tree = _copy_processed(processed, tmp_path / "killed")
+    log = tmp_path / "first.log"
+    started = time.time()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "odmflow",
+            "run",
+            str(tree.root),
+            "--rerun-from",
+            "openmvs",
+            "--pc-quality",
+            "high",
+        ],
+        env=prefect_env,
+        cwd=REPO,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 300
+    while len(_fresh_depthmaps(tree, started)) < 3:
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # the CLI and its local Dask workers
+    proc.wait()
+    assert not tree.manifest("openmvs").exists()
+    done = len(_fresh_depthmaps(tree, started))
+
+    result = run_cli(["run", str(tree.root), "--pc-quality", "high"], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stage_states("openmvs", "odm_filterpoints", "odm_georeferencing", "odm_report") in result.stdout
+    _, computed, reused = map(int, UNITS.search(result.stdout).groups())  # type: ignore[union-attr]
+    assert reused >= done >= 3
+    assert computed + reused == 3 * survey_photos(tree)
+    assert tree.georeferenced_model_laz.is_file()
+    assert not list(tree.root.rglob("*.part"))
+
+
+def _fresh_depthmaps(tree: ProjectTree, since: float) -> list[Path]:
+    """Finished depth maps (their checkpoint sidecar written) of this run."""
+    if not tree.depthmaps.is_dir():
+        return []
+    return [p for p in tree.depthmaps.glob("*.depth.npz.json") if p.stat().st_mtime > since]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def dask_cluster(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
+    """A separate `dask scheduler` and two single-threaded `dask worker` processes on 127.0.0.1."""
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    bin_dir = Path(sys.executable).parent
+    env = {**prefect_env, "DASK_LOGGING__DISTRIBUTED": "warning"}
+    procs = [
+        subprocess.Popen(
+            [str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+             "--no-dashboard"],
+            env=env, cwd=REPO, stdout=(tmp_path / "scheduler.log").open("wb"), stderr=subprocess.STDOUT,
+        )
+    ]  # fmt: skip
+    from distributed import Client
+
+    for i in range(2):
+        procs.append(
+            subprocess.Popen(
+                [str(bin_dir / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard",
+                 "--name", f"test-worker-{i}"],
+                env=env, cwd=REPO, stdout=(tmp_path / f"worker{i}.log").open("wb"), stderr=subprocess.STDOUT,
+            )
+        )  # fmt: skip
+    try:
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def test_dense_stage_on_an_existing_dask_cluster(
+    processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str], dask_cluster: str
+) -> None:
+    from distributed import Client
+
+    tree = _copy_processed(processed, tmp_path / "on-cluster")
+    shutil.rmtree(tree.depthmaps)
+    with Client(dask_cluster) as client:
+        worker_pids = set(client.run(os.getpid).values())
+    args = ["run", str(tree.root), "--rerun-from", "openmvs", "--end-with", "openmvs"]
+    result = run_cli([*args, "--dask-address", dask_cluster], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    n_points, computed, reused = map(int, UNITS.search(result.stdout).groups())  # type: ignore[union-attr]
+    assert (computed, reused) == (3 * survey_photos(tree), 0)
+    with Client(dask_cluster) as client:
+        ran_on = client.run(lambda dask_worker: dask_worker.state.executed_count)
+    assert len(worker_pids) == 2 and all(n > 0 for n in ran_on.values())  # both workers took view units
+    assert n_points == len(read_ply(processed.openmvs_model))  # same cloud as the local cluster made
+
+
+def test_bad_dask_address_is_refused_before_any_work(
+    processed: ProjectTree, prefect_env: dict[str, str]
+) -> None:
+    result = run_cli(["run", str(processed.root), "--dask-address", "localhost:8786"], prefect_env)
+    assert result.returncode == 2 and "--dask-address" in result.stderr, result.stderr
+
+
+def test_fast_orthophoto_skips_dense_matching(
+    processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
+) -> None:
+    tree = _copy_processed(processed, tmp_path / "fast")
+    result = run_cli(["run", str(tree.root), "--fast-orthophoto"], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        stage_states("odm_filterpoints", "odm_georeferencing", "odm_report", skipped=("openmvs",))
+        in result.stdout
+    )
+    sparse = read_ply(tree.sparse_ply)
+    assert len(laspy.read(tree.georeferenced_model_laz).points) <= len(sparse)
