@@ -7,7 +7,7 @@ The disparity is then carried back to the reference view's own depth-map pixels.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -124,12 +124,22 @@ def pair_depth(
     pair = rectify(ref, nbr)
     if pair is None:
         return None
-    min_disp, num_disp = disparity_range(pair, ref)
+    pair, num_disp = _padded(pair, ref)
     left = warp_rays(ref, ref_src, pair.rays(ref, pair.cx1), gray=True)
     right = warp_rays(nbr, nbr_src, pair.rays(nbr, pair.cx2), gray=True)
-    # SGBM needs the right image to hold the matches: shift the neighbour so disparities start at 0.
-    disparity = sgbm_disparity(left, right, min_disp, num_disp)
+    disparity = sgbm_disparity(left, right, 0, num_disp)
     return _to_reference(pair, ref, disparity)
+
+
+def _padded(pair: RectifiedPair, ref: ViewCamera) -> tuple[RectifiedPair, int]:
+    """The pair re-framed so disparities run from 0 and the reference starts num_disp columns in.
+
+    SGBM leaves the first minDisparity + numDisparities columns of the left image without a match, so the
+    neighbour is shifted to make the smallest disparity 0 and the reference is padded by the search range.
+    """
+    lo, num = disparity_range(pair, ref)
+    width = int(max(num + pair.width, lo + num + pair.width))
+    return replace(pair, cx1=pair.cx1 + num, cx2=pair.cx2 + lo + num, width=width), num
 
 
 def _to_reference(pair: RectifiedPair, ref: ViewCamera, disparity: np.ndarray) -> np.ndarray:

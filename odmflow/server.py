@@ -24,6 +24,7 @@ from odmflow.procs import Proc, proc_stat, stop_processes
 __all__ = ["HOME_ENV", "NodeConfig", "NodeError", "NodeState", "NodeStatus", "Proc", "down", "status", "up"]
 
 DB_ENVS = ("PREFECT_SERVER_DATABASE_CONNECTION_URL", "PREFECT_API_DATABASE_CONNECTION_URL")
+DASK_ADDRESS_ENV = "ODMFLOW_DASK_ADDRESS"
 BIN = Path(sys.executable).parent  # the venv's own `prefect` and `dask`
 REPO = Path(__file__).resolve().parents[1]  # the checkout holding prefect.yaml and flows/
 Echo = Callable[[str], object]
@@ -229,6 +230,7 @@ def _start_dask(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
     from distributed import Client
 
     address = run.state.dask_address = f"tcp://127.0.0.1:{cfg.dask_port}"
+    run.env = {**run.env, DASK_ADDRESS_ENV: address}  # the Prefect worker's runs send their units there
     dask, n, info = str(BIN / "dask"), cfg.dask_workers, Path(run.state.home) / "dask-scheduler.json"
     info.unlink(missing_ok=True)
     echo(f"starting a Dask scheduler at {address} and {n} worker(s)")
@@ -272,11 +274,11 @@ def up(cfg: NodeConfig, echo: Echo = lambda _: None) -> NodeState:
             _start_server(run, cfg, echo)
             if cfg.deploy:
                 _deploy(run, cfg, echo)
+            if cfg.dask_workers > 0:  # before the worker: its runs use this cluster
+                _start_dask(run, cfg, echo)
             if cfg.worker:
                 _start_worker(run, cfg, echo)
                 _recover(run, cfg, echo)
-            if cfg.dask_workers > 0:
-                _start_dask(run, cfg, echo)
         except BaseException as err:
             stop_processes(state.processes, grace_s=10.0)
             for popen in run.popens:

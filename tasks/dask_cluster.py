@@ -16,12 +16,14 @@ def _total_memory_bytes() -> int:
 
 
 def dask_task_runner(address: str | None, max_concurrency: int) -> DaskTaskRunner:
-    """A DaskTaskRunner on `address`, or on a local cluster of min(cores, max_concurrency) workers.
+    """A DaskTaskRunner on `address` (or $ODMFLOW_DASK_ADDRESS), else on a local cluster of
+    min(cores, max_concurrency) workers.
 
     Local workers run one task at a time (threads_per_worker=1; each unit is single-threaded) under a
     memory limit of their share of 80% of the RAM, and report to this run's Prefect API. Workers of an
     external cluster need PREFECT_API_URL set to the same server and the project folder at the same path.
     """
+    address = address or os.environ.get("ODMFLOW_DASK_ADDRESS")  # set by `odmflow server up --dask-workers`
     if address:
         return DaskTaskRunner(address=address)
     workers = max(1, min(os.cpu_count() or 1, max_concurrency))
