@@ -137,7 +137,7 @@ def splat(src: ViewCamera, src_depth: np.ndarray, dst: ViewCamera) -> np.ndarray
 
 
 def geometric_depthmap(unit: ViewUnit) -> int:
-    """Refine a photometric depth map with its neighbours': keep (or fill) depths two or more maps agree on."""
+    """Refine a photometric depth map with its neighbours': keep (or fill) depths that 2+ maps agree on."""
     own = load_arrays(unit.sources[0])
     estimates = [own["depth"]]
     for nbr, path in zip(unit.neighbours, unit.sources[1:], strict=True):

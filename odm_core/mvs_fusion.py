@@ -2,8 +2,10 @@
 
 A pixel's point is projected into each neighbour; where the neighbour's depth there agrees (within
 CONSISTENT_REL), that view confirms it. Points confirmed by at least min_views - 1 neighbours are kept,
-averaged over the confirming views (position and colour), and emitted only by the lowest-numbered view
-that holds them, so views can be fused independently (one Dask unit each) without duplicates.
+averaged over the confirming views (position and colour). A pixel is left out where a pixel of a
+lower-numbered neighbour lands within CLAIM_RADIUS_PX of its centre with a consistent depth (that view
+emits the point), so views fuse independently (one Dask unit each); like OpenMVS's fusion, a later
+view's pixels that fall between an earlier view's samples still add points, which densifies the cloud.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import numpy as np
 from odm_core.mvs_camera import ViewCamera
 from odm_core.mvs_depthmap import CONSISTENT_REL, ViewUnit, load_arrays, save_arrays
 from odm_core.pointcloud import empty_points
+
+CLAIM_RADIUS_PX = 0.25  # an earlier view's sample this close (L-inf, pixels) to a pixel centre absorbs it
 
 
 def normals(view: ViewCamera, depth: np.ndarray) -> np.ndarray:
@@ -48,7 +52,7 @@ def fuse_view(unit: ViewUnit) -> int:
     colour = own["image"][rows, cols].astype(np.float64)
     total_xyz, total_rgb = world.copy(), colour.copy()
     count = np.zeros(len(world), np.int32)
-    owner = np.ones(len(world), bool)
+    claimed = np.zeros(depth.shape, bool)
     for nbr, path in zip(unit.neighbours, unit.sources[1:], strict=True):
         other = load_arrays(path)
         hit, nbr_world, nbr_rgb = _confirm(world, nbr, other["depth"], other["image"])
@@ -56,8 +60,8 @@ def fuse_view(unit: ViewUnit) -> int:
         total_rgb[hit] += nbr_rgb
         count[hit] += 1
         if nbr.index < view.index:
-            owner[hit] = False
-    keep = (count >= unit.min_views - 1) & owner
+            claimed |= _claimed(nbr, other["depth"], view, depth)
+    keep = (count >= unit.min_views - 1) & ~claimed[rows, cols]
     views = count[keep] + 1
     points = empty_points(int(keep.sum()))
     xyz = total_xyz[keep] / views[:, None]
@@ -91,6 +95,25 @@ def _confirm(
     )  # fmt: skip
     nbr_world = (rays * d[:, None] - nbr.translation) @ nbr.rotation
     return idx, nbr_world, nbr_image[r, c].astype(np.float64)
+
+
+def _claimed(src: ViewCamera, src_depth: np.ndarray, dst: ViewCamera, dst_depth: np.ndarray) -> np.ndarray:
+    """Pixels of dst that a pixel of src lands on with a consistent depth (src makes that point).
+
+    As in OpenMVS's fusion, one pixel of an earlier view absorbs at most one pixel of a later view, so
+    where the later view samples the surface more finely its extra pixels still become points.
+    """
+    valid = src_depth > 0
+    u, v, z = dst.project(src.world_points(src_depth)[valid])
+    iu, iv = np.floor(u), np.floor(v)
+    near = (np.abs(u - iu - 0.5) < CLAIM_RADIUS_PX) & (np.abs(v - iv - 0.5) < CLAIM_RADIUS_PX)
+    ok = near & (z > 0) & (iu >= 0) & (iv >= 0) & (iu < dst.dm_width) & (iv < dst.dm_height)
+    r, c, z = iv[ok].astype(np.intp), iu[ok].astype(np.intp), z[ok]
+    d = dst_depth[r, c]
+    ok = (d > 0) & (np.abs(d - z) <= CONSISTENT_REL * z)
+    claimed = np.zeros(dst_depth.shape, bool)
+    claimed[r[ok], c[ok]] = True
+    return claimed
 
 
 def merge_fused(paths: list[str]) -> np.ndarray:

@@ -16,6 +16,9 @@ from odm_core.mvs_camera import SourceImage, ViewCamera, warp_rays
 
 MAX_RECTIFIED_GROWTH = 2.5  # a pair whose rectified image is larger than this (x depth-map size) is skipped
 DISPARITY_MARGIN_PX = 8
+SGBM_BLOCK_PX = 5
+SGBM_UNIQUENESS = 10  # percent margin by which the best match must beat the second
+SGBM_MODE = cv2.StereoSGBM_MODE_SGBM
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ def disparity_range(pair: RectifiedPair, ref: ViewCamera) -> tuple[int, int]:
 
 def sgbm_disparity(left: np.ndarray, right: np.ndarray, min_disp: int, num_disp: int) -> np.ndarray:
     """Semi-global matching disparity of the left image (pixels, NaN where no reliable match)."""
-    block = 5
+    block = SGBM_BLOCK_PX
     matcher = cv2.StereoSGBM.create(
         minDisparity=min_disp,
         numDisparities=num_disp,
@@ -106,10 +109,10 @@ def sgbm_disparity(left: np.ndarray, right: np.ndarray, min_disp: int, num_disp:
         P1=8 * block * block,
         P2=32 * block * block,
         disp12MaxDiff=1,
-        uniquenessRatio=10,
+        uniquenessRatio=SGBM_UNIQUENESS,
         speckleWindowSize=50,
         speckleRange=2,
-        mode=cv2.StereoSGBM_MODE_SGBM,
+        mode=SGBM_MODE,
     )
     raw = matcher.compute(left, right).astype(np.float32) / 16.0
     raw[raw < min_disp] = np.nan
