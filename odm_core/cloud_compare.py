@@ -13,6 +13,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 ICP_RADII_M = (8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.25)  # coarse to fine correspondence distances
+ICP_VOXEL_M = 0.1  # finest thinning of both clouds for the alignment (distances use every point)
+RAW_SAMPLE = 20_000  # points whose distance before alignment gives its median (far points are slow)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,15 @@ def rigid_icp(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
     transform[:3, 3] = np.median(reference, axis=0) - np.median(ours, axis=0)
     estimation = o3d.pipelines.registration.TransformationEstimationPointToPoint()
     for radius in ICP_RADII_M:
-        fit = o3d.pipelines.registration.registration_icp(source, target, radius, transform, estimation)
+        voxel = max(ICP_VOXEL_M, radius / 8)  # coarse steps on coarse clouds
+        fit = o3d.pipelines.registration.registration_icp(
+            source.voxel_down_sample(voxel),
+            target.voxel_down_sample(voxel),
+            radius,
+            transform,
+            estimation,
+            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=100),
+        )
         transform = fit.transformation
     return transform
 
@@ -50,13 +60,15 @@ def compare_clouds(ours: np.ndarray, reference: np.ndarray, cover_radius_m: floa
     centre = reference.mean(axis=0)
     a, b = ours - centre, reference - centre
     ref_tree = cKDTree(b)
-    raw = ref_tree.query(a, workers=-1)[0]
+    sample = np.random.default_rng(0).choice(len(a), min(len(a), RAW_SAMPLE), replace=False)
+    raw = ref_tree.query(a[sample], workers=-1)[0]
     transform = rigid_icp(a, b)
     aligned = a @ transform[:3, :3].T + transform[:3, 3]
     after = ref_tree.query(aligned, workers=-1)[0]
     back = cKDTree(aligned).query(b, distance_upper_bound=cover_radius_m, workers=-1)[0]
     angle = np.degrees(np.arccos(np.clip((np.trace(transform[:3, :3]) - 1) / 2, -1.0, 1.0)))
-    shift = transform[:3, 3] + transform[:3, :3] @ centre - centre
+    mean = a.mean(axis=0)
+    shift = transform[:3, :3] @ mean + transform[:3, 3] - mean  # how far our centroid moved
     return CloudComparison(
         n_ours=len(ours),
         n_reference=len(reference),

@@ -53,7 +53,7 @@ class FilterpointsResult:
 def odm_filterpoints(tree: ProjectTree, opts: FilterpointsOptions) -> FilterpointsResult:
     """Filter the dense cloud (the sparse one with --fast-orthophoto) into odm_filterpoints/.
 
-    Writes point_cloud.ply and point_cloud_stats.json ({"spacing", "count", "input_count"}).
+    Writes point_cloud.ply and point_cloud_stats.json ({"spacing", "count", "input_count", "dense"}).
     Raises OdmStageError when the input is missing or empty, or when a step removes every point.
     """
     source, stage = (tree.sparse_ply, "opensfm") if opts.fast_orthophoto else (tree.openmvs_model, "openmvs")
@@ -79,7 +79,12 @@ def odm_filterpoints(tree: ProjectTree, opts: FilterpointsOptions) -> Filterpoin
         points, pos = points[keep], pos[keep]
 
     spacing = median_spacing(pos)
-    stats = {"spacing": spacing, "count": len(points), "input_count": n_input}
+    stats = {
+        "spacing": spacing,
+        "count": len(points),
+        "input_count": n_input,
+        "dense": not opts.fast_orthophoto,
+    }
     outputs = (
         write_ply(tree.filtered_point_cloud, points),
         write_json(tree.filtered_point_cloud_stats, stats),

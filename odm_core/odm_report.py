@@ -40,6 +40,14 @@ def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
     gsd_cm = average_gsd_cm(recon) if georef is not None else None
     stats = json.loads(tree.opensfm_stats.read_text())
     stats["odm_processing_statistics"] = {"odmflow_version": __version__, "average_gsd": gsd_cm}
+    if tree.filtered_point_cloud_stats.exists():
+        cloud = json.loads(tree.filtered_point_cloud_stats.read_text())
+        dense = tree.openmvs_model.exists() and tree.manifest("openmvs").exists()
+        stats["point_cloud_statistics"] = {
+            "points": cloud["count"],
+            "spacing": cloud["spacing"],
+            "dense": dense,
+        }
     outputs.append(write_json(tree.report_stats, stats))
     return ReportResult(n_shots=len(recon["shots"]), average_gsd_cm=gsd_cm, outputs=tuple(outputs))
 

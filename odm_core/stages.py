@@ -2,9 +2,7 @@
 
 from typing import Literal
 
-StageName = Literal[
-    "dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing", "odm_report"
-]
+StageName = Literal["dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing", "odm_report"]
 
 # The stages odmflow builds so far; names and order follow ODM (stages/odm_app.py).
 STAGES: tuple[StageName, ...] = (
