@@ -33,23 +33,25 @@ class CloudComparison:
 
 
 def rigid_icp(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """4 x 4 rigid transform taking ours onto reference: median shift, then point-to-point ICP (open3d)."""
+    """4 x 4 rigid transform taking ours onto reference: median shift, then point-to-plane ICP (open3d)."""
     import open3d as o3d
 
     source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(ours))
     target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(reference))
     transform = np.eye(4)
     transform[:3, 3] = np.median(reference, axis=0) - np.median(ours, axis=0)
-    estimation = o3d.pipelines.registration.TransformationEstimationPointToPoint()
+    reg = o3d.pipelines.registration
     for radius in ICP_RADII_M:
         voxel = max(ICP_VOXEL_M, radius / 8)  # coarse steps on coarse clouds
-        fit = o3d.pipelines.registration.registration_icp(
+        thinned = target.voxel_down_sample(voxel)
+        thinned.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=max(0.5, 4 * voxel), max_nn=30))
+        fit = reg.registration_icp(
             source.voxel_down_sample(voxel),
-            target.voxel_down_sample(voxel),
+            thinned,
             radius,
             transform,
-            estimation,
-            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=100),
+            reg.TransformationEstimationPointToPlane(),
+            reg.ICPConvergenceCriteria(max_iteration=100),
         )
         transform = fit.transformation
     return transform
