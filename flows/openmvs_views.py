@@ -1,11 +1,11 @@
-"""The dense stage's per-view work as a nested flow: each phase maps one task per view over Dask."""
+"""The dense stage's per-view work as a nested flow: one task per view and phase, spread over Dask."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from prefect import flow
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed
 
 from odm_core.mvs_depthmap import UnitResult
 from odm_core.openmvs import DensePlan
@@ -16,12 +16,16 @@ PHASE_NAMES = {"depth": "depth maps", "geometric": "geometric pass", "fused": "f
 
 @flow(name="openmvs-views", validate_parameters=False)
 def openmvs_views(plan: DensePlan, progress: Callable[[float, str], None]) -> list[UnitResult]:
-    """Run the plan's phases in order (a phase reads the previous one's files); units within a phase in
-    parallel on the flow's task runner."""
-    results: list[UnitResult] = []
+    """Submit every unit at once, each waiting only for the units that write the files it reads (its own
+    and its neighbours' depth maps), so no phase waits for the slowest view of the one before."""
+    writers: dict[str, PrefectFuture[UnitResult]] = {}
     for phase in plan.phases:
-        name = PHASE_NAMES[phase[0].kind]
-        for future in as_completed(openmvs_view.map(list(phase))):
-            results.append(future.result())
-            progress(len(results) / plan.n_units, f"{name} ({len(results)}/{plan.n_units} view units)")
+        for unit in phase:
+            waits = [writers[path] for path in unit.sources if path in writers]
+            writers[unit.out] = openmvs_view.submit(unit, wait_for=waits)
+    results: list[UnitResult] = []
+    for future in as_completed(list(writers.values())):
+        results.append(future.result())
+        kind = PHASE_NAMES[results[-1].kind]
+        progress(len(results) / plan.n_units, f"{kind} of {results[-1].view} ({len(results)}/{plan.n_units})")
     return results

@@ -1,8 +1,11 @@
 """Prefect task of the `openmvs` stage: plan here, per-view units on Dask, gather here."""
 
+from collections.abc import Callable
+
 from prefect import task
 
 from flows.openmvs_views import openmvs_views
+from odm_core.layout import ProjectTree
 from odm_core.openmvs import OpenmvsResult, finish_openmvs, plan_openmvs
 from odm_core.options import OpenmvsOptions
 from tasks._stage import STAGE_CACHE, run_checkpointed
@@ -15,7 +18,7 @@ def openmvs(
 ) -> OpenmvsResult:
     """Dense point cloud: a depth map per view (on Dask workers), geometric pass, fusion."""
 
-    def work(tree, report, fp):  # type: ignore[no-untyped-def]
+    def work(tree: ProjectTree, report: Callable[[float, str], None], fp: str) -> OpenmvsResult:
         plan = plan_openmvs(tree, opts, fp)
         views = openmvs_views.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
         return finish_openmvs(tree, plan, views(plan, report))
