@@ -15,6 +15,7 @@ import pytest
 
 from odm_core.geo import lla_to_utm
 from odm_core.layout import ProjectTree
+from odm_core.stages import STAGES
 from odm_core.synthetic import SyntheticTruth
 from tests.conftest import AFTER_OPENSFM, REPO, copy_survey, run_cli, stage_states
 
@@ -140,6 +141,8 @@ def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: 
         ArtifactFilterFlowRunId,
         FlowRunFilter,
         FlowRunFilterName,
+        TaskRunFilter,
+        TaskRunFilterName,
     )
 
     with get_client(sync_client=True) as client:
@@ -150,7 +153,12 @@ def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: 
         first = min(runs, key=lambda r: r.start_time or r.created)
         assert first.state and first.state.is_completed()
         task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [first.id]}))
-        assert sorted(t.name.rsplit("-", 1)[0] for t in task_runs) == ["dataset", "odm_report", "opensfm"]
+        names = {t.name.rsplit("-", 1)[0] for t in task_runs}
+        assert set(STAGES) <= names, names  # one task run per stage, plus the nested dense flow's
+        view_runs = client.read_task_runs(
+            task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="depth-"))
+        )
+        assert {t.name for t in view_runs} >= {f"depth-{p.name}" for p in processed.images.iterdir()}
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[first.id]))
         )
@@ -160,7 +168,8 @@ def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: 
     assert "shots.geojson" in str(by_type["markdown"].data)
     rows = by_type["table"].data
     rows = json.loads(rows) if isinstance(rows, str) else rows
-    assert [r["stage"] for r in rows] == ["dataset", "opensfm", "odm_report"]
+    assert [r["stage"] for r in rows] == list(STAGES)
+    assert "**Dense cloud**" in str(by_type["markdown"].data)
     assert all(r["state"] == "ran" for r in rows)
 
 

@@ -61,7 +61,7 @@ def test_up_starts_a_ready_node(node: tuple[Path, str]) -> None:
     assert f"export PREFECT_API_URL={state['api_url']}" in output
     assert state["ready"] and state["database"] == f"SQLite {home / 'prefect.db'}"
     names = [p["name"] for p in state["processes"]]
-    assert names == ["server", "worker", "dask-scheduler", "dask-worker-1"]
+    assert names == ["server", "dask-scheduler", "dask-worker-1", "worker"]  # Dask first: runs use it
     for proc in recorded(home):
         os.kill(proc.pid, 0)
         assert proc.running() and Path(proc.log) == home / f"{proc.name}.log"
@@ -139,7 +139,7 @@ def test_failure_half_way_stops_what_was_started(tmp_path: Path, monkeypatch: py
         assert result.exit_code == 2, result.output
         assert "dask-scheduler exited" in result.output and "stopped what had been started" in result.output
         assert "dask-scheduler.log" in result.output  # the log's tail comes with the error
-        assert [p.name for p in started] == ["server", "worker", "dask-scheduler", "dask-worker-1"]
+        assert [p.name for p in started] == ["server", "dask-scheduler", "dask-worker-1"]  # no worker yet
         assert_gone(started)
         assert not (tmp_path / "state.json").exists()
     finally:
