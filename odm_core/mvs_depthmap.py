@@ -50,7 +50,17 @@ class UnitResult:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident memory of this process (a Dask worker when run there), MiB."""
+    """Peak resident memory of this process (a Dask worker when run there), MiB.
+
+    Linux's VmHWM belongs to this program image; getrusage's maxrss would also count the memory of the
+    process a worker was forked from, before it started this program.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

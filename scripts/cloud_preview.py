@@ -22,7 +22,10 @@ def top_view(las: laspy.LasData, lo: np.ndarray, res_m: float, shape: tuple[int,
     row = (h - 1 - (np.asarray(las.y) - lo[1]) / res_m).astype(np.int64)
     ok = (col >= 0) & (col < w) & (row >= 0) & (row < h)
     order = np.argsort(np.asarray(las.z)[ok])  # later (higher) points overwrite lower ones
-    rgb = (np.column_stack([las.red, las.green, las.blue])[ok][order] // 257).astype(np.uint8)
+    colours = np.column_stack([las.red, las.green, las.blue])
+    if colours.max() > 255:  # 16-bit colours (LAS convention); some writers store 8-bit values as they are
+        colours = colours // 257
+    rgb = colours[ok][order].astype(np.uint8)
     img = np.full((h, w, 3), 24, np.uint8)
     img[row[ok][order], col[ok][order]] = rgb
     return img
