@@ -7,7 +7,6 @@ at (0, 0), so maps handed to OpenCV subtract 0.5.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -131,7 +130,3 @@ def warp_rays(view: ViewCamera, source: SourceImage, rays_cam: np.ndarray, gray:
 def undistorted(view: ViewCamera, source: SourceImage) -> np.ndarray:
     """The photo as the undistorted depth-map camera sees it (H x W x 3 RGB)."""
     return warp_rays(view, source, view.pixel_rays(), gray=False)
-
-
-def photo_path(images: Path, name: str) -> str:
-    return str(images / name)

@@ -94,7 +94,8 @@ def neighbours(
     rec: pycolmap.Reconstruction, views: list[ViewCamera]
 ) -> tuple[dict[int, list[int]], dict[int, list[int]]]:
     """For each view index: its stereo partners (best first) and its fusion neighbours (symmetric)."""
-    by_id = {image.image_id: v.index for v in views for image in rec.images.values() if image.name == v.name}
+    index = {v.name: v.index for v in views}
+    by_id = {image.image_id: index[image.name] for image in rec.images.values() if image.name in index}
     stats = _pair_stats(rec, by_id, np.array([v.centre for v in views]))
     stereo: dict[int, list[int]] = {}
     fusion: dict[int, set[int]] = {v.index: set() for v in views}

@@ -17,6 +17,7 @@ from odm_core.geo import lla_to_utm
 from odm_core.layout import ProjectTree
 from odm_core.stages import STAGES
 from odm_core.synthetic import SyntheticTruth
+from odm_core.synthetic.evaluate import similarity
 from tests.conftest import AFTER_OPENSFM, REPO, copy_survey, run_cli, stage_states
 
 ALL_CACHED = stage_states()
@@ -30,12 +31,8 @@ def centres(tree: ProjectTree) -> dict[str, np.ndarray]:
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """src mapped by the least-squares similarity onto dst (Umeyama)."""
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    u, sigma, vt = np.linalg.svd((dst - mu_d).T @ (src - mu_s))
-    d = np.diag([1.0, 1.0, np.sign(np.linalg.det(u @ vt))])
-    rotation = u @ d @ vt
-    scale = np.trace(np.diag(sigma) @ d) / np.sum((src - mu_s) ** 2)
-    return (scale * (rotation @ (src - mu_s).T)).T + mu_d
+    scale, rotation, shift = similarity(src, dst)
+    return scale * src @ rotation.T + shift
 
 
 def test_camera_centres_within_one_percent_of_flying_height(
