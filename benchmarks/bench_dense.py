@@ -100,6 +100,8 @@ def main() -> None:
         print(f"before alignment: median distance {cmp.raw_median_m:.3f} m")
         print(f"alignment: shift {shift} m, rotation {cmp.alignment_rotation_deg:.3f} deg")
         print(f"after ICP: median ours->reference {cmp.median_m:.3f} m, p90 {cmp.p90_m:.3f} m")
+        beyond = 100 * cmp.beyond_reference
+        print(f"ours beyond the reference's extent: {beyond:.1f}%; p90 within it {cmp.p90_within_m:.3f} m")
         covered = 100 * cmp.reference_covered
         print(f"reference points with one of ours within {cmp.cover_radius_m} m: {covered:.1f}%")
 

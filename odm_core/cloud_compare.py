@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 
 ICP_RADII_M = (8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.25)  # coarse to fine correspondence distances
 ICP_VOXEL_M = 0.1  # finest thinning of both clouds for the alignment (distances use every point)
+FOOTPRINT_M = 0.5  # ours farther than this (horizontally) from every reference point lie beyond its extent
 RAW_SAMPLE = 20_000  # points whose distance before alignment gives its median (far points are slow)
 
 
@@ -30,6 +31,8 @@ class CloudComparison:
     p90_m: float
     reference_covered: float  # share of reference points with one of ours within cover_radius_m
     cover_radius_m: float
+    beyond_reference: float  # share of ours beyond the reference's horizontal extent (FOOTPRINT_M)
+    p90_within_m: float  # p90 distance of ours within that extent
 
 
 def rigid_icp(ours: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -68,6 +71,8 @@ def compare_clouds(ours: np.ndarray, reference: np.ndarray, cover_radius_m: floa
     aligned = a @ transform[:3, :3].T + transform[:3, 3]
     after = ref_tree.query(aligned, workers=-1)[0]
     back = cKDTree(aligned).query(b, distance_upper_bound=cover_radius_m, workers=-1)[0]
+    flat = cKDTree(b[:, :2]).query(aligned[:, :2], distance_upper_bound=FOOTPRINT_M, workers=-1)[0]
+    within = flat <= FOOTPRINT_M
     angle = np.degrees(np.arccos(np.clip((np.trace(transform[:3, :3]) - 1) / 2, -1.0, 1.0)))
     mean = a.mean(axis=0)
     shift = transform[:3, :3] @ mean + transform[:3, 3] - mean  # how far our centroid moved
@@ -81,4 +86,6 @@ def compare_clouds(ours: np.ndarray, reference: np.ndarray, cover_radius_m: floa
         p90_m=float(np.percentile(after, 90)),
         reference_covered=float(np.mean(back <= cover_radius_m)),
         cover_radius_m=cover_radius_m,
+        beyond_reference=float(1.0 - within.mean()),
+        p90_within_m=float(np.percentile(after[within], 90)) if within.any() else float("nan"),
     )

@@ -7,8 +7,10 @@ same key is not recomputed, so a dense stage killed half-way redoes only the mis
 
 from __future__ import annotations
 
+import ctypes
 import io
 import resource
+import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -18,10 +20,15 @@ import cv2
 import numpy as np
 
 from odm_core.artifacts import unit_checkpoint_valid, write_unit_checkpoint
-from odm_core.mvs_camera import ViewCamera, load_photo, undistorted
+from odm_core.mvs_camera import ViewCamera, load_photo, undistorted, warp_rays
+from odm_core.mvs_score import photo_score
 from odm_core.mvs_stereo import pair_depth
 
 CONSISTENT_REL = 0.01  # depths of one surface point agree within 1% (relative)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+MMAP_THRESHOLD_BYTES = 64 * 2**20
+_MALLOC_TUNED = False
+MIN_PHOTO_SCORE = 0.5  # mean NCC a chosen depth needs with its best partners
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,25 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def tune_malloc() -> None:
+    """Let glibc reuse freed memory for this process's large, short-lived arrays.
+
+    Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap
+    threshold at 128 KiB: every depth-map-sized array is then mapped and unmapped again, page faults
+    included, which doubled the units' time. A fixed 64 MiB threshold keeps them on the heap.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    _MALLOC_TUNED = True
+
+
 def save_arrays(path: Path, key: str, **arrays: np.ndarray) -> None:
     def write(f: io.BufferedWriter) -> None:
         np.savez(f, **arrays)
@@ -82,6 +108,7 @@ def run_unit(unit: ViewUnit) -> UnitResult:
     out = Path(unit.out)
     if unit_checkpoint_valid(out, unit.key):
         return UnitResult(unit.kind, unit.view.name, True, -1, time.perf_counter() - start, peak_rss_mb())
+    tune_malloc()
     cv2.setNumThreads(1)  # one core per Dask worker: workers, not threads, are the parallelism
     out.parent.mkdir(parents=True, exist_ok=True)
     if unit.kind == "depth":
@@ -96,18 +123,52 @@ def run_unit(unit: ViewUnit) -> UnitResult:
 
 
 def photometric_depthmap(unit: ViewUnit) -> int:
-    """Depth from semi-global matching with each stereo partner, kept where the pairs agree."""
+    """Depth from semi-global matching with each stereo partner; per pixel the candidate the partners'
+    photos agree with best (multi-view NCC), averaged with the candidates that agree with it."""
     view = unit.view
     source = load_photo(view)
-    estimates = []
+    gray = warp_rays(view, source, view.pixel_rays(), gray=True).astype(np.float32)
+    estimates, partners = [], []
     for nbr in unit.neighbours:
-        depth = pair_depth(view, nbr, source, load_photo(nbr))
+        nbr_source = load_photo(nbr)
+        partners.append((nbr, warp_rays(nbr, nbr_source, nbr.pixel_rays(), gray=True).astype(np.float32)))
+        depth = pair_depth(view, nbr, source, nbr_source)
         if depth is not None:
             estimates.append(depth)
-    depth, support = consensus(estimates, (view.dm_height, view.dm_width), min_support=1)
+    shape = (view.dm_height, view.dm_width)
+    scores = [photo_score(view, gray, d, partners) for d in estimates]
+    depth, support = best_supported(estimates, scores, shape)
     depth[(depth < view.depth_min) | (depth > view.depth_max)] = 0
     save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=undistorted(view, source))
     return int(np.count_nonzero(depth))
+
+
+def best_supported(
+    estimates: list[np.ndarray], scores: list[np.ndarray], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the best-scored candidate (at least MIN_PHOTO_SCORE), averaged with the candidates
+    within CONSISTENT_REL of it; where no candidate could be scored (flat texture), the median consensus.
+    """
+    if not estimates:
+        return np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
+    stack = np.stack(estimates).astype(np.float32)
+    stack[~(stack > 0)] = np.nan
+    score = np.stack(scores)
+    score[np.isnan(stack)] = np.nan
+    unscored = np.all(np.isnan(score), axis=0)
+    best = np.argmax(np.nan_to_num(score, nan=-np.inf), axis=0)
+    winner = np.take_along_axis(stack, best[None], axis=0)[0]
+    best_score = np.take_along_axis(score, best[None], axis=0)[0]
+    with np.errstate(invalid="ignore"):
+        agree = np.abs(stack - winner) <= CONSISTENT_REL * winner
+    count = agree.sum(axis=0)
+    depth = np.where(agree, stack, 0).sum(axis=0) / np.maximum(count, 1)
+    depth[~(best_score >= MIN_PHOTO_SCORE)] = 0
+    fallback, fallback_count = consensus(estimates, shape, min_support=1)
+    depth = np.where(unscored, fallback, depth).astype(np.float32)
+    count = np.where(unscored, fallback_count, count)
+    count[depth == 0] = 0
+    return depth, count.astype(np.uint8)
 
 
 def consensus(
