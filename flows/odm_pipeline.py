@@ -18,6 +18,7 @@ from odm_core.options import PipelineOptions
 from odm_core.remote_fs import is_remote
 from odm_core.stages import stages_between
 from tasks.dataset import dataset
+from tasks.odm_dem import odm_dem
 from tasks.odm_filterpoints import odm_filterpoints
 from tasks.odm_georeferencing import odm_georeferencing
 from tasks.odm_report import odm_report
@@ -47,6 +48,9 @@ def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task],
         ),
         "odm_filterpoints": lambda t: t(project, options.odm_filterpoints, return_state=True),
         "odm_georeferencing": lambda t: t(project, options.odm_georeferencing, return_state=True),
+        "odm_dem": lambda t: t(
+            project, options.odm_dem, options.dask_address, options.max_concurrency, return_state=True
+        ),
         "odm_report": lambda t: t(project, options.odm_report, return_state=True),
     }
 
@@ -57,6 +61,7 @@ STAGE_TASKS: dict[str, Task] = {
     "openmvs": openmvs,
     "odm_filterpoints": odm_filterpoints,
     "odm_georeferencing": odm_georeferencing,
+    "odm_dem": odm_dem,
     "odm_report": odm_report,
 }
 

@@ -38,11 +38,22 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "openmvs": ("dataset", "opensfm"),
     "odm_filterpoints": ("dataset", "opensfm", "openmvs"),
     "odm_georeferencing": ("dataset", "odm_filterpoints"),
+    "odm_dem": ("opensfm", "odm_filterpoints", "odm_georeferencing"),
     "odm_report": ("dataset", "opensfm", "odm_filterpoints"),
 }
 # Stages that read the photos' pixels themselves: their key holds the photos' content too.
 READS_PHOTOS = frozenset({"dataset", "openmvs"})
-ENGINES = ("pycolmap", "numpy", "laspy", "pyproj", "pillow", "opencv-python-headless", "open3d", "scipy")
+ENGINES = (
+    "pycolmap",
+    "numpy",
+    "laspy",
+    "pyproj",
+    "pillow",
+    "opencv-python-headless",
+    "open3d",
+    "scipy",
+    "rasterio",
+)
 _ROOT = Path(__file__).parent
 
 

@@ -125,6 +125,24 @@ class ProjectTree:
     def georeferenced_model_csv(self) -> Path:
         return self.georeferencing / "odm_georeferenced_model.csv"
 
+    # --- odm_dem ----------------------------------------------------------------------------
+    @property
+    def dem(self) -> Path:
+        return self.root / "odm_dem"
+
+    @property
+    def dsm_tif(self) -> Path:
+        return self.dem / "dsm.tif"
+
+    @property
+    def dtm_tif(self) -> Path:
+        return self.dem / "dtm.tif"
+
+    @property
+    def dem_tiles(self) -> Path:
+        """Per-tile checkpoints while the stage runs (removed when it finishes)."""
+        return self.dem / "tiles"
+
     # --- odm_report -------------------------------------------------------------------------
     @property
     def report(self) -> Path:
@@ -142,6 +160,8 @@ class ProjectTree:
         """The outputs a user looks for first, by name, where they exist."""
         named = {
             "point cloud (LAZ)": self.georeferenced_model_laz,
+            "DSM": self.dsm_tif,
+            "DTM": self.dtm_tif,
             "shots.geojson": self.shots_geojson,
             "stats.json": self.report_stats,
             "reconstruction.json": self.reconstruction_json,

@@ -128,6 +128,24 @@ class GeoreferencingOptions(StageOptions):
     pc_csv: bool = Field(False, description="Also export the cloud as CSV.")
 
 
+class DemOptions(StageOptions):
+    """Options of the `odm_dem` stage (DSM and DTM rasters)."""
+
+    dsm: bool = Field(False, description="Build the DSM (odm_dem/dsm.tif).")
+    dtm: bool = Field(False, description="Build the DTM (odm_dem/dtm.tif) from SMRF ground points.")
+    dem_resolution: float = Field(
+        5.0, gt=0, le=10000, description="DEM cell size in cm, no finer than the GSD unless --ignore-gsd."
+    )
+    dem_gapfill_steps: int = Field(
+        3, ge=0, le=100, description="Search radii (x sqrt 2 each) before holes are filled (0 = 1 radius)."
+    )
+    smrf_scalar: float = Field(1.25, ge=0, le=100, description="SMRF elevation scalar.")
+    smrf_slope: float = Field(0.15, gt=0, le=100, description="SMRF slope (rise over run).")
+    smrf_threshold: float = Field(0.5, ge=0, le=100, description="SMRF elevation threshold (m).")
+    smrf_window: float = Field(18.0, gt=0, le=1000, description="SMRF maximum window radius (m).")
+    ignore_gsd: bool = Field(False, description="Do not cap --dem-resolution by the estimated GSD.")
+
+
 class ReportOptions(StageOptions):
     """Options of the `odm_report` stage (nothing to set yet; kept so the stage has a key)."""
 
@@ -140,6 +158,7 @@ class PipelineOptions(StageOptions):
     openmvs: OpenmvsOptions = OpenmvsOptions()
     odm_filterpoints: FilterpointsOptions = FilterpointsOptions()
     odm_georeferencing: GeoreferencingOptions = GeoreferencingOptions()
+    odm_dem: DemOptions = DemOptions()
     odm_report: ReportOptions = ReportOptions()
     end_with: StageName = Field(STAGES[-1], description="Stop after this stage.")
     rerun_from: StageName | None = Field(None, description="Re-run this stage and all after it.")

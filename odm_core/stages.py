@@ -2,7 +2,9 @@
 
 from typing import Literal
 
-StageName = Literal["dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing", "odm_report"]
+StageName = Literal[
+    "dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing", "odm_dem", "odm_report"
+]
 
 # The stages odmflow builds so far; names and order follow ODM (stages/odm_app.py).
 STAGES: tuple[StageName, ...] = (
@@ -11,6 +13,7 @@ STAGES: tuple[StageName, ...] = (
     "openmvs",
     "odm_filterpoints",
     "odm_georeferencing",
+    "odm_dem",
     "odm_report",
 )
 
@@ -21,6 +24,7 @@ STAGE_WEIGHTS: dict[str, float] = {
     "openmvs": 40.0,
     "odm_filterpoints": 4.0,
     "odm_georeferencing": 4.0,
+    "odm_dem": 5.0,
     "odm_report": 2.0,
 }
 
@@ -30,7 +34,6 @@ ODM_STAGES_NOT_BUILT: tuple[str, ...] = (
     "merge",
     "odm_meshing",
     "mvs_texturing",
-    "odm_dem",
     "odm_orthophoto",
     "odm_postprocess",
 )

@@ -13,6 +13,7 @@ from odm_core.errors import OdmInputError, OdmStageError
 from odm_core.options import (
     CameraLens,
     DatasetOptions,
+    DemOptions,
     FilterpointsOptions,
     GeoreferencingOptions,
     OpenmvsOptions,
@@ -33,7 +34,7 @@ app = typer.Typer(
 )
 
 _SFM, _DS = OpensfmOptions(), DatasetOptions()  # the defaults shown in --help
-_MVS, _FP = OpenmvsOptions(), FilterpointsOptions()
+_MVS, _FP, _DEM = OpenmvsOptions(), FilterpointsOptions(), DemOptions()
 
 OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
     "feature_quality": "--feature-quality",
@@ -154,6 +155,23 @@ def run(
     ] = False,
     pc_las: Annotated[bool, typer.Option("--pc-las", help="Also export the cloud as LAS.")] = False,
     pc_csv: Annotated[bool, typer.Option("--pc-csv", help="Also export the cloud as CSV.")] = False,
+    dsm: Annotated[bool, typer.Option("--dsm", help="Build the DSM: odm_dem/dsm.tif (COG).")] = False,
+    dtm: Annotated[
+        bool, typer.Option("--dtm", help="Build the DTM from SMRF ground: odm_dem/dtm.tif.")
+    ] = False,
+    dem_resolution: Annotated[
+        float, typer.Option(help="DEM cell size, cm (no finer than the GSD unless --ignore-gsd).")
+    ] = _DEM.dem_resolution,
+    dem_gapfill_steps: Annotated[
+        int, typer.Option(help="DEM search radii, each x sqrt(2), before holes are filled.")
+    ] = _DEM.dem_gapfill_steps,
+    smrf_scalar: Annotated[float, typer.Option(help="SMRF elevation scalar.")] = _DEM.smrf_scalar,
+    smrf_slope: Annotated[float, typer.Option(help="SMRF slope (rise over run).")] = _DEM.smrf_slope,
+    smrf_threshold: Annotated[float, typer.Option(help="SMRF elevation threshold, m.")] = _DEM.smrf_threshold,
+    smrf_window: Annotated[float, typer.Option(help="SMRF window radius, m.")] = _DEM.smrf_window,
+    ignore_gsd: Annotated[
+        bool, typer.Option("--ignore-gsd", help="Do not cap resolutions by the estimated GSD.")
+    ] = False,
     max_concurrency: Annotated[
         int, typer.Option(help="Threads, and local Dask workers, to use (default: CPU count).")
     ] = os.cpu_count() or 1,
@@ -187,6 +205,17 @@ def run(
                 fast_orthophoto=fast_orthophoto,
             ),
             odm_georeferencing=GeoreferencingOptions(pc_las=pc_las, pc_csv=pc_csv),
+            odm_dem=DemOptions(
+                dsm=dsm,
+                dtm=dtm,
+                dem_resolution=dem_resolution,
+                dem_gapfill_steps=dem_gapfill_steps,
+                smrf_scalar=smrf_scalar,
+                smrf_slope=smrf_slope,
+                smrf_threshold=smrf_threshold,
+                smrf_window=smrf_window,
+                ignore_gsd=ignore_gsd,
+            ),
             end_with=end_with,
             rerun_from=rerun_from,
             rerun_all=rerun_all,

@@ -99,6 +99,11 @@ def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
     if geo := results.get("odm_georeferencing"):
         crs = f"EPSG:{geo.epsg}" if geo.epsg else "model coordinates (no CRS)"
         lines.append(f"odm_georeferencing: {geo.n_points} points in {crs}")
+    if (dem := results.get("odm_dem")) and dem.kinds:
+        lines.append(
+            f"odm_dem: {' and '.join(k.upper() for k in dem.kinds)} at {100 * dem.resolution_m:.1f} cm, "
+            f"{dem.width}x{dem.height} cells in {dem.n_tiles} tile(s)"
+        )
     if (report := results.get("odm_report")) and report.average_gsd_cm is not None:
         lines.append(f"odm_report: average GSD {report.average_gsd_cm:.2f} cm")
     typer.echo("\n".join(lines))

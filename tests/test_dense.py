@@ -23,7 +23,7 @@ from odm_core.options import depthmap_size
 from odm_core.pointcloud import read_ply
 from odm_core.synthetic import SyntheticTruth
 from odm_core.synthetic.evaluate import dense_accuracy
-from tests.conftest import REPO, SYNTHETIC, run_cli, stage_states
+from tests.conftest import AFTER_OPENSFM, REPO, SYNTHETIC, run_cli, stage_states
 
 UNITS = re.compile(r"openmvs: (\d+) dense points .* \((\d+) view units computed, (\d+) from checkpoints")
 
@@ -97,7 +97,7 @@ def test_sigkill_during_openmvs_redoes_only_missing_views(
 
     result = run_cli(["run", str(tree.root), "--pc-quality", "high"], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states("openmvs", "odm_filterpoints", "odm_georeferencing", "odm_report") in result.stdout
+    assert stage_states(*AFTER_OPENSFM) in result.stdout
     _, computed, reused = map(int, UNITS.search(result.stdout).groups())  # type: ignore[union-attr]
     assert reused >= done >= 3
     assert computed + reused == 3 * survey_photos(tree)
@@ -189,7 +189,7 @@ def test_fast_orthophoto_skips_dense_matching(
     result = run_cli(["run", str(tree.root), "--fast-orthophoto"], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert (
-        stage_states("odm_filterpoints", "odm_georeferencing", "odm_report", skipped=("openmvs",))
+        stage_states("odm_filterpoints", "odm_georeferencing", "odm_dem", "odm_report", skipped=("openmvs",))
         in result.stdout
     )
     sparse = read_ply(tree.sparse_ply)

@@ -49,10 +49,12 @@ def test_feature_process_size_follows_odm(size: tuple[int, int], quality: str, e
         {"opensfm": {"min_num_features": 0}},
         {"opensfm": {"camera_lens": "spherical"}},
         {"dataset": {"gps_accuracy": -1}},
-        {"end_with": "odm_dem"},
+        {"end_with": "odm_orthophoto"},
         {"max_concurrency": 0},
         {"rerun_from": "odm_report", "end_with": "opensfm"},
         {"opensfm": {"unknown_option": 1}},
+        {"odm_dem": {"dem_resolution": 0}},
+        {"odm_dem": {"smrf_window": -1}},
     ],
 )
 def test_invalid_options_are_refused(kwargs: dict) -> None:
@@ -69,6 +71,7 @@ def test_forced_stages() -> None:
     assert PipelineOptions().forced_stages() == set()
     assert PipelineOptions(rerun_from="odm_georeferencing").forced_stages() == {
         "odm_georeferencing",
+        "odm_dem",
         "odm_report",
     }
     assert "openmvs" in PipelineOptions(rerun_from="opensfm").forced_stages()

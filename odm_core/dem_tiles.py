@@ -1,0 +1,156 @@
+"""The DEM's per-tile units of work: raw elevations from the points, then gaps filled and smoothed.
+
+A unit reads the georeferenced LAZ in chunks and keeps only the points in its tile (with halo), so no unit
+and no process holds the whole cloud or the whole raster. Units write `.npz` files with a checkpoint
+sidecar, like the dense stage's, and carry paths and the grid, never arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import laspy
+import numpy as np
+
+from odm_core import dem_raster as dr
+from odm_core.mvs_depthmap import load_arrays, save_arrays, tune_malloc
+from odm_core.smrf import SmrfParams, classify_ground
+
+COARSE = 10  # ODM fills holes on a copy at 10% of the DEM's size
+LAZ_CHUNK = 2_000_000
+GROUND_CLASS = 2
+
+
+@dataclass(frozen=True)
+class DemUnit:
+    """One tile of one raster: `raw` grids the points, `final` fills and smooths (reading `sources`)."""
+
+    kind: str  # "dsm" or "dtm"
+    phase: str  # "raw" or "final"
+    laz: str
+    grid: dr.DemGrid
+    tile: dr.Tile
+    radii_m: tuple[float, ...]
+    smrf: SmrfParams
+    sources: tuple[str, ...]  # final: its raw tile and the filled coarse raster
+    out: str
+    key: str
+
+
+@dataclass(frozen=True)
+class DemUnitResult:
+    kind: str
+    phase: str
+    n_points: int
+    n_cells: int
+    seconds: float
+
+
+def tile_points(laz: str, bounds: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
+    """(x, y, z, classification) of the LAZ's points inside bounds, read in chunks."""
+    minx, miny, maxx, maxy = bounds
+    parts: list[tuple[np.ndarray, ...]] = []
+    with laspy.open(laz) as reader:
+        for chunk in reader.chunk_iterator(LAZ_CHUNK):
+            x, y = np.asarray(chunk.x), np.asarray(chunk.y)
+            keep = (x >= minx) & (x < maxx) & (y >= miny) & (y < maxy)
+            parts.append(
+                (x[keep], y[keep], np.asarray(chunk.z)[keep], np.asarray(chunk.classification)[keep])
+            )
+    if not parts:
+        return tuple(np.zeros(0) for _ in range(4))
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
+def raw_tile(unit: DemUnit) -> DemUnitResult:
+    """Highest (DSM) or inverse-distance mean of ground points (DTM) within each radius; smallest wins."""
+    import time
+
+    start = time.perf_counter()
+    tune_malloc()
+    grid, tile = unit.grid, unit.tile
+    margin = max(unit.radii_m) + (unit.smrf.window_m + 2 if unit.kind == "dtm" else 0)
+    minx, miny, maxx, maxy = tile.bounds(grid)
+    x, y, z, _ = tile_points(unit.laz, (minx - margin, miny - margin, maxx + margin, maxy + margin))
+    if unit.kind == "dtm" and len(x):
+        ground = classify_ground(x, y, z, unit.smrf)
+        x, y, z = x[ground], y[ground], z[ground]
+    _, _, rows, cols = tile.padded(grid)
+    index, inside = dr.cell_index(grid, tile, x, y)
+    res = grid.resolution_m
+    if unit.kind == "dsm":
+        cells = dr.highest((rows, cols), index, z[inside])
+        layers = [dr.max_within(cells, r / res) for r in unit.radii_m]
+    else:
+        sums = np.bincount(index, weights=z[inside], minlength=rows * cols).reshape(rows, cols)
+        counts = np.bincount(index, minlength=rows * cols).reshape(rows, cols)
+        layers = [dr.mean_within(sums, counts, r / res) for r in unit.radii_m]
+    values = dr.first_valid(layers)
+    save_arrays(Path(unit.out), unit.key, values=values, coarse=coarse_core(values, tile))
+    return DemUnitResult(
+        unit.kind, unit.phase, int(inside.sum()), int(np.isfinite(values).sum()), time.perf_counter() - start
+    )
+
+
+def coarse_core(values: np.ndarray, tile: dr.Tile) -> np.ndarray:
+    """The tile (without halo) at 1/COARSE of its size: the lowest valid cell of each block.
+
+    The coarse copy only fills holes the search radii left. Such holes border tall things (the ground a
+    roof or a tree hides from the cameras) far more often than they lie within them, so the lowest value
+    fills them; a block mean would spread roofs into their occlusion shadows.
+    """
+    core = values[tile.core()]
+    rows, cols = -(-core.shape[0] // COARSE), -(-core.shape[1] // COARSE)
+    padded = np.full((rows * COARSE, cols * COARSE), np.inf, np.float32)
+    padded[: core.shape[0], : core.shape[1]] = np.where(np.isnan(core), np.inf, core)
+    lowest = padded.reshape(rows, COARSE, cols, COARSE).min(axis=(1, 3))
+    lowest[np.isinf(lowest)] = np.nan
+    return lowest
+
+
+def final_tile(unit: DemUnit) -> DemUnitResult:
+    """Holes inside the footprint take the filled coarse raster (bilinear); then median smoothing."""
+    import time
+
+    start = time.perf_counter()
+    tune_malloc()
+    values = load_arrays(unit.sources[0])["values"]
+    coarse = load_arrays(unit.sources[1])
+    filled, footprint = coarse["filled"], coarse["footprint"]
+    row0, col0, rows, cols = unit.tile.padded(unit.grid)
+    # the coarse cell (i, j) covers grid cells [i, i + 1) * COARSE: its centre is at (i + 0.5) * COARSE
+    r = (np.arange(rows) + row0 + 0.5) / COARSE - 0.5
+    c = (np.arange(cols) + col0 + 0.5) / COARSE - 0.5
+    map_x, map_y = np.meshgrid(c.astype(np.float32), r.astype(np.float32))
+    up = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = (
+        cv2.remap(
+            footprint.astype(np.uint8),
+            np.round(map_x),
+            np.round(map_y),
+            cv2.INTER_NEAREST,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=0,
+        )
+        > 0
+    )
+    hole = np.isnan(values) & inside & np.isfinite(up)
+    values = np.where(hole, up, values)
+    values[~inside] = np.nan
+    smooth = dr.median_smooth(values)[unit.tile.core()]
+    save_arrays(Path(unit.out), unit.key, values=smooth)
+    return DemUnitResult(
+        unit.kind, unit.phase, 0, int(np.isfinite(smooth).sum()), time.perf_counter() - start
+    )
+
+
+def run_dem_unit(unit: DemUnit) -> DemUnitResult:
+    """Run (or reuse) one tile unit; the function Dask workers execute."""
+    from odm_core.artifacts import unit_checkpoint_valid
+
+    if unit_checkpoint_valid(Path(unit.out), unit.key):
+        return DemUnitResult(unit.kind, unit.phase, -1, -1, 0.0)
+    cv2.setNumThreads(1)
+    return raw_tile(unit) if unit.phase == "raw" else final_tile(unit)

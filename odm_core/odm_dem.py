@@ -1,0 +1,204 @@
+"""The `odm_dem` stage: DSM and DTM as Cloud-Optimized GeoTIFFs from the georeferenced cloud (ODM's name).
+
+Planned here (the grid, its tiles, two units per tile and raster), the units run wherever the caller sends
+them (Dask workers through the tasks layer), the coarse hole-filling copy is made here between the two
+phases, and the tiles are streamed into `odm_dem/dsm.tif` / `dtm.tif` one window at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import laspy
+import numpy as np
+import rasterio
+import rasterio.shutil
+from rasterio.crs import CRS
+from rasterio.fill import fillnodata
+from rasterio.windows import Window
+from scipy import ndimage
+
+from odm_core import dem_raster as dr
+from odm_core.artifacts import atomic_path, sha256_text
+from odm_core.dem_tiles import COARSE, DemUnit, DemUnitResult
+from odm_core.errors import OdmStageError
+from odm_core.layout import ProjectTree
+from odm_core.mvs_depthmap import load_arrays, save_arrays
+from odm_core.odm_report import average_gsd_cm
+from odm_core.options import DemOptions
+from odm_core.smrf import SmrfParams
+
+TILE_PX = 4000  # about ODM's max_tile_size (4096), a multiple of COARSE so blocks line up across tiles
+GSD_ERROR = 0.1  # ODM's gsd_error_estimate: the estimated GSD may be 10% too coarse
+FOOTPRINT_CLOSE_PX = 3  # coarse cells: gaps narrower than this between data are inside the footprint
+
+
+@dataclass(frozen=True)
+class DemPlan:
+    kinds: tuple[str, ...]
+    grid: dr.DemGrid | None
+    raw: tuple[DemUnit, ...]
+    final: tuple[DemUnit, ...]
+    crs_wkt: str
+
+    @property
+    def n_units(self) -> int:
+        return len(self.raw) + len(self.final)
+
+
+@dataclass(frozen=True)
+class DemResult:
+    kinds: tuple[str, ...]
+    resolution_m: float
+    width: int
+    height: int
+    n_tiles: int
+    seconds_in_units: float
+    outputs: tuple[Path, ...]
+
+
+def dem_resolution_m(tree: ProjectTree, opts: DemOptions) -> float:
+    """--dem-resolution (cm) in metres, no finer than the estimated GSD unless --ignore-gsd (ODM)."""
+    resolution_cm = opts.dem_resolution
+    if not opts.ignore_gsd and tree.reconstruction_json.is_file():
+        gsd = average_gsd_cm(json.loads(tree.reconstruction_json.read_text())[0])
+        if gsd is not None:
+            resolution_cm = max(resolution_cm, gsd * (1.0 - GSD_ERROR))
+    return resolution_cm / 100.0
+
+
+def radius_steps(tree: ProjectTree, steps: int, resolution_m: float) -> tuple[float, ...]:
+    """ODM's get_dem_radius_steps: the cloud's point spacing (at least one cell), then x sqrt(2) per step."""
+    spacing = resolution_m / 2.0
+    if tree.filtered_point_cloud_stats.is_file():
+        spacing = float(json.loads(tree.filtered_point_cloud_stats.read_text()).get("spacing") or spacing)
+    radii = [max(spacing, resolution_m)]
+    for _ in range(max(1, steps) - 1):
+        radii.append(radii[-1] * math.sqrt(2))
+    return tuple(radii)
+
+
+def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
+    """The grid over the cloud and one raw and one final unit per tile and raster (--dsm, --dtm)."""
+    kinds = tuple(k for k in ("dsm", "dtm") if getattr(opts, k))
+    if not kinds:
+        return DemPlan((), None, (), (), "")
+    laz = tree.georeferenced_model_laz
+    with laspy.open(laz) as reader:
+        header = reader.header
+        if header.point_count == 0:
+            raise OdmStageError(f"{laz} has no points: there is nothing to grid into a DEM")
+        crs = header.parse_crs()
+        (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
+    if crs is None:
+        raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
+    resolution = dem_resolution_m(tree, opts)
+    grid = dr.DemGrid.around(minx, miny, maxx, maxy, resolution)
+    radii = radius_steps(tree, opts.dem_gapfill_steps, grid.resolution_m)
+    halo = math.ceil(max(radii) / grid.resolution_m) + 2 * dr.MEDIAN_PASSES + 1
+    smrf = SmrfParams(opts.smrf_scalar, opts.smrf_slope, opts.smrf_threshold, opts.smrf_window)
+    assert TILE_PX % COARSE == 0
+    raw, final = [], []
+    for kind in kinds:
+        for tile in dr.tiles(grid, TILE_PX, halo):
+            name = f"{kind}_{tile.row}_{tile.col}"
+            unit_key = sha256_text(f"{key}|{kind}|{tile}")
+            raw_out = str(tree.dem_tiles / f"{name}.raw.npz")
+            raw.append(DemUnit(kind, "raw", str(laz), grid, tile, radii, smrf, (), raw_out, unit_key))
+            sources = (raw_out, str(tree.dem_tiles / f"{kind}.coarse.npz"))
+            final_out = str(tree.dem_tiles / f"{name}.final.npz")
+            final.append(
+                DemUnit(kind, "final", str(laz), grid, tile, radii, smrf, sources, final_out, unit_key)
+            )
+    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt())
+
+
+def fill_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
+    """The raster at 1/COARSE of its size from the raw tiles, its footprint, and its holes filled."""
+    assert plan.grid is not None
+    grid = plan.grid
+    coarse = np.full((-(-grid.height // COARSE), -(-grid.width // COARSE)), np.nan, np.float32)
+    for unit in plan.raw:
+        if unit.kind == kind:
+            part = load_arrays(unit.out)["coarse"]
+            r, c = unit.tile.row // COARSE, unit.tile.col // COARSE
+            coarse[r : r + part.shape[0], c : c + part.shape[1]] = part
+    data = np.isfinite(coarse)
+    if not data.any():
+        raise OdmStageError(f"no {kind.upper()} cell has a point: the cloud has none of the kind needed")
+    closed = ndimage.binary_closing(np.pad(data, FOOTPRINT_CLOSE_PX), dr.disk(FOOTPRINT_CLOSE_PX))
+    footprint = ndimage.binary_fill_holes(closed)[
+        FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX, FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX
+    ]
+    filled = fillnodata(
+        np.where(data, coarse, 0).astype(np.float32),
+        mask=data.astype(np.uint8),
+        max_search_distance=float(max(coarse.shape)),
+        smoothing_iterations=0,
+    )
+    lowest = ndimage.grey_erosion(filled, size=(3, 3), mode="nearest")  # see dem_tiles.coarse_core
+    save_arrays(tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, filled=lowest, footprint=footprint)
+
+
+def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult]) -> DemResult:
+    """Stream each raster's final tiles into a tiled GeoTIFF, then copy it as a COG (overviews, DEFLATE)."""
+    outputs = []
+    for kind in plan.kinds:
+        outputs.append(write_cog(tree, plan, kind))
+    shutil.rmtree(tree.dem_tiles, ignore_errors=True)
+    grid = plan.grid
+    return DemResult(
+        kinds=plan.kinds,
+        resolution_m=grid.resolution_m if grid else 0.0,
+        width=grid.width if grid else 0,
+        height=grid.height if grid else 0,
+        n_tiles=len(plan.final) // max(1, len(plan.kinds)),
+        seconds_in_units=sum(r.seconds for r in results),
+        outputs=tuple(outputs),
+    )
+
+
+def write_cog(tree: ProjectTree, plan: DemPlan, kind: str) -> Path:
+    assert plan.grid is not None
+    grid = plan.grid
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": 1,
+        "dtype": "float32",
+        "crs": CRS.from_wkt(plan.crs_wkt),
+        "transform": grid.transform,
+        "nodata": dr.NODATA,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+    }
+    staging = tree.dem_tiles / f"{kind}.staging.tif"
+    with rasterio.open(staging, "w", **profile) as dst:
+        for unit in plan.final:
+            if unit.kind == kind:
+                values = load_arrays(unit.out)["values"]
+                values = np.where(np.isfinite(values), values, dr.NODATA).astype(np.float32)
+                t = unit.tile
+                dst.write(values, 1, window=Window(t.col, t.row, t.cols, t.rows))
+    out = tree.dsm_tif if kind == "dsm" else tree.dtm_tif
+    with atomic_path(out) as tmp:
+        rasterio.shutil.copy(
+            staging,
+            tmp,
+            driver="COG",
+            COMPRESS="DEFLATE",
+            PREDICTOR="YES",
+            BLOCKSIZE=512,
+            OVERVIEWS="AUTO",
+            RESAMPLING="AVERAGE",
+            BIGTIFF="IF_SAFER",
+        )
+    return out
