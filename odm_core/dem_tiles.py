@@ -15,7 +15,7 @@ import laspy
 import numpy as np
 
 from odm_core import dem_raster as dr
-from odm_core.mvs_depthmap import load_arrays, save_arrays, tune_malloc
+from odm_core.mvs_depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
 from odm_core.smrf import SmrfParams, classify_ground
 
 COARSE = 10  # ODM fills holes on a copy at 10% of the DEM's size
@@ -46,6 +46,7 @@ class DemUnitResult:
     n_points: int
     n_cells: int
     seconds: float
+    peak_rss_mb: float = 0.0
 
 
 def tile_points(laz: str, bounds: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
@@ -90,7 +91,12 @@ def raw_tile(unit: DemUnit) -> DemUnitResult:
     values = dr.first_valid(layers)
     save_arrays(Path(unit.out), unit.key, values=values, coarse=coarse_core(values, tile))
     return DemUnitResult(
-        unit.kind, unit.phase, int(inside.sum()), int(np.isfinite(values).sum()), time.perf_counter() - start
+        unit.kind,
+        unit.phase,
+        int(inside.sum()),
+        int(np.isfinite(values).sum()),
+        time.perf_counter() - start,
+        peak_rss_mb(),
     )
 
 
@@ -142,7 +148,7 @@ def final_tile(unit: DemUnit) -> DemUnitResult:
     smooth = dr.median_smooth(values)[unit.tile.core()]
     save_arrays(Path(unit.out), unit.key, values=smooth)
     return DemUnitResult(
-        unit.kind, unit.phase, 0, int(np.isfinite(smooth).sum()), time.perf_counter() - start
+        unit.kind, unit.phase, 0, int(np.isfinite(smooth).sum()), time.perf_counter() - start, peak_rss_mb()
     )
 
 

@@ -34,6 +34,7 @@ from odm_core.smrf import SmrfParams
 
 TILE_PX = 4000  # about ODM's max_tile_size (4096), a multiple of COARSE so blocks line up across tiles
 GSD_ERROR = 0.1  # ODM's gsd_error_estimate: the estimated GSD may be 10% too coarse
+FILL_SMOOTHING = 3  # GDAL fillnodata smoothing passes: softens the fill's straight streaks
 FOOTPRINT_CLOSE_PX = 3  # coarse cells: gaps narrower than this between data are inside the footprint
 
 
@@ -58,6 +59,7 @@ class DemResult:
     height: int
     n_tiles: int
     seconds_in_units: float
+    worker_peak_rss_mb: float
     outputs: tuple[Path, ...]
 
 
@@ -138,7 +140,7 @@ def fill_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
         np.where(data, coarse, 0).astype(np.float32),
         mask=data.astype(np.uint8),
         max_search_distance=float(max(coarse.shape)),
-        smoothing_iterations=0,
+        smoothing_iterations=FILL_SMOOTHING,
     )
     lowest = ndimage.grey_erosion(filled, size=(3, 3), mode="nearest")  # see dem_tiles.coarse_core
     save_arrays(tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, filled=lowest, footprint=footprint)
@@ -158,6 +160,7 @@ def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult
         height=grid.height if grid else 0,
         n_tiles=len(plan.final) // max(1, len(plan.kinds)),
         seconds_in_units=sum(r.seconds for r in results),
+        worker_peak_rss_mb=max((r.peak_rss_mb for r in results), default=0.0),
         outputs=tuple(outputs),
     )
 

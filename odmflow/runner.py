@@ -102,7 +102,8 @@ def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
     if (dem := results.get("odm_dem")) and dem.kinds:
         lines.append(
             f"odm_dem: {' and '.join(k.upper() for k in dem.kinds)} at {100 * dem.resolution_m:.1f} cm, "
-            f"{dem.width}x{dem.height} cells in {dem.n_tiles} tile(s)"
+            f"{dem.width}x{dem.height} cells in {dem.n_tiles} tile(s); worker peak memory "
+            f"{dem.worker_peak_rss_mb:.0f} MiB"
         )
     if (report := results.get("odm_report")) and report.average_gsd_cm is not None:
         lines.append(f"odm_report: average GSD {report.average_gsd_cm:.2f} cm")
