@@ -10,7 +10,7 @@ from prefect.futures import wait
 
 from odm_core.dem_tiles import DemUnit, DemUnitResult, run_dem_unit
 from odm_core.layout import ProjectTree
-from odm_core.odm_dem import DemPlan, fill_coarse
+from odm_core.odm_dem import DemPlan, fill_dem_coarse
 
 
 @task(
@@ -29,7 +29,7 @@ def odm_dem_tiles(project: str, plan: DemPlan, progress: Callable[[float, str], 
     results = [f.result() for f in raw]
     progress(0.45, f"gridded {len(raw)} tiles")
     for kind in plan.kinds:
-        fill_coarse(ProjectTree(Path(project)), plan, kind)
+        fill_dem_coarse(ProjectTree(Path(project)), plan, kind)
     final = [odm_dem_tile.submit(u) for u in plan.final]
     wait(final)
     results += [f.result() for f in final]

@@ -21,6 +21,7 @@ from tasks.dataset import dataset
 from tasks.odm_dem import odm_dem
 from tasks.odm_filterpoints import odm_filterpoints
 from tasks.odm_georeferencing import odm_georeferencing
+from tasks.odm_orthophoto import odm_orthophoto
 from tasks.odm_report import odm_report
 from tasks.openmvs import openmvs
 from tasks.opensfm import opensfm
@@ -51,6 +52,9 @@ def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task],
         "odm_dem": lambda t: t(
             project, options.odm_dem, options.dask_address, options.max_concurrency, return_state=True
         ),
+        "odm_orthophoto": lambda t: t(
+            project, options.odm_orthophoto, options.dask_address, options.max_concurrency, return_state=True
+        ),
         "odm_report": lambda t: t(project, options.odm_report, return_state=True),
     }
 
@@ -62,6 +66,7 @@ STAGE_TASKS: dict[str, Task] = {
     "odm_filterpoints": odm_filterpoints,
     "odm_georeferencing": odm_georeferencing,
     "odm_dem": odm_dem,
+    "odm_orthophoto": odm_orthophoto,
     "odm_report": odm_report,
 }
 

@@ -39,10 +39,11 @@ STAGE_INPUTS: dict[str, tuple[str, ...]] = {
     "odm_filterpoints": ("dataset", "opensfm", "openmvs"),
     "odm_georeferencing": ("dataset", "odm_filterpoints"),
     "odm_dem": ("opensfm", "odm_filterpoints", "odm_georeferencing"),
+    "odm_orthophoto": ("dataset", "opensfm", "odm_filterpoints", "odm_georeferencing"),
     "odm_report": ("dataset", "opensfm", "odm_filterpoints"),
 }
 # Stages that read the photos' pixels themselves: their key holds the photos' content too.
-READS_PHOTOS = frozenset({"dataset", "openmvs"})
+READS_PHOTOS = frozenset({"dataset", "openmvs", "odm_orthophoto"})
 ENGINES = (
     "pycolmap",
     "numpy",

@@ -116,12 +116,9 @@ def coarse_core(values: np.ndarray, tile: dr.Tile) -> np.ndarray:
     return lowest
 
 
-def final_tile(unit: DemUnit) -> DemUnitResult:
-    """Holes inside the footprint take the filled coarse raster (bilinear); then median smoothing."""
-    import time
-
-    start = time.perf_counter()
-    tune_malloc()
+def filled_surface(unit: DemUnit) -> np.ndarray:
+    """The tile with its halo: holes inside the footprint take the filled coarse raster (bilinear), then
+    median smoothing (NaN outside the footprint)."""
     values = load_arrays(unit.sources[0])["values"]
     coarse = load_arrays(unit.sources[1])
     filled, footprint = coarse["filled"], coarse["footprint"]
@@ -131,21 +128,21 @@ def final_tile(unit: DemUnit) -> DemUnitResult:
     c = (np.arange(cols) + col0 + 0.5) / COARSE - 0.5
     map_x, map_y = np.meshgrid(c.astype(np.float32), r.astype(np.float32))
     up = cv2.remap(filled, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = (
-        cv2.remap(
-            footprint.astype(np.uint8),
-            np.round(map_x),
-            np.round(map_y),
-            cv2.INTER_NEAREST,
-            borderMode=cv2.BORDER_CONSTANT,
-            borderValue=0,
-        )
-        > 0
-    )
+    near_x, near_y = np.floor(map_x + 0.5), np.floor(map_y + 0.5)
+    inside = cv2.remap(footprint.astype(np.uint8), near_x, near_y, cv2.INTER_NEAREST, borderValue=0) > 0
     hole = np.isnan(values) & inside & np.isfinite(up)
     values = np.where(hole, up, values)
     values[~inside] = np.nan
-    smooth = dr.median_smooth(values)[unit.tile.core()]
+    return dr.median_smooth(values)
+
+
+def final_tile(unit: DemUnit) -> DemUnitResult:
+    """The finished tile (holes filled, smoothed), without its halo."""
+    import time
+
+    start = time.perf_counter()
+    tune_malloc()
+    smooth = filled_surface(unit)[unit.tile.core()]
     save_arrays(Path(unit.out), unit.key, values=smooth)
     return DemUnitResult(
         unit.kind, unit.phase, 0, int(np.isfinite(smooth).sum()), time.perf_counter() - start, peak_rss_mb()

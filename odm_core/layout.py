@@ -143,6 +143,24 @@ class ProjectTree:
         """Per-tile checkpoints while the stage runs (removed when it finishes)."""
         return self.dem / "tiles"
 
+    # --- odm_orthophoto ---------------------------------------------------------------------
+    @property
+    def orthophoto(self) -> Path:
+        return self.root / "odm_orthophoto"
+
+    @property
+    def orthophoto_tif(self) -> Path:
+        return self.orthophoto / "odm_orthophoto.tif"
+
+    @property
+    def orthophoto_png(self) -> Path:
+        return self.orthophoto / "odm_orthophoto.png"
+
+    @property
+    def orthophoto_tiles(self) -> Path:
+        """Per-tile checkpoints while the stage runs (removed when it finishes)."""
+        return self.orthophoto / "tiles"
+
     # --- odm_report -------------------------------------------------------------------------
     @property
     def report(self) -> Path:
@@ -160,6 +178,7 @@ class ProjectTree:
         """The outputs a user looks for first, by name, where they exist."""
         named = {
             "point cloud (LAZ)": self.georeferenced_model_laz,
+            "orthophoto": self.orthophoto_tif,
             "DSM": self.dsm_tif,
             "DTM": self.dtm_tif,
             "shots.geojson": self.shots_geojson,

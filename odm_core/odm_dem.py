@@ -119,19 +119,23 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
     return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt())
 
 
-def fill_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
-    """The raster at 1/COARSE of its size from the raw tiles, its footprint, and its holes filled."""
+def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
+    """fill_coarse for one of the stage's rasters."""
     assert plan.grid is not None
-    grid = plan.grid
+    raw = [u for u in plan.raw if u.kind == kind]
+    fill_coarse(plan.grid, raw, tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, kind.upper())
+
+
+def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what: str) -> None:
+    """The raster at 1/COARSE of its size from its raw tiles, its footprint, and its holes filled."""
     coarse = np.full((-(-grid.height // COARSE), -(-grid.width // COARSE)), np.nan, np.float32)
-    for unit in plan.raw:
-        if unit.kind == kind:
-            part = load_arrays(unit.out)["coarse"]
-            r, c = unit.tile.row // COARSE, unit.tile.col // COARSE
-            coarse[r : r + part.shape[0], c : c + part.shape[1]] = part
+    for unit in raw:
+        part = load_arrays(unit.out)["coarse"]
+        r, c = unit.tile.row // COARSE, unit.tile.col // COARSE
+        coarse[r : r + part.shape[0], c : c + part.shape[1]] = part
     data = np.isfinite(coarse)
     if not data.any():
-        raise OdmStageError(f"no {kind.upper()} cell has a point: the cloud has none of the kind needed")
+        raise OdmStageError(f"no {what} cell has a point: the cloud has none of the kind needed")
     closed = ndimage.binary_closing(np.pad(data, FOOTPRINT_CLOSE_PX), dr.disk(FOOTPRINT_CLOSE_PX))
     footprint = ndimage.binary_fill_holes(closed)[
         FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX, FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX
@@ -143,7 +147,7 @@ def fill_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
         smoothing_iterations=FILL_SMOOTHING,
     )
     lowest = ndimage.grey_erosion(filled, size=(3, 3), mode="nearest")  # see dem_tiles.coarse_core
-    save_arrays(tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, filled=lowest, footprint=footprint)
+    save_arrays(out, key, filled=lowest, footprint=footprint)
 
 
 def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult]) -> DemResult:

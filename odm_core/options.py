@@ -146,6 +146,24 @@ class DemOptions(StageOptions):
     ignore_gsd: bool = Field(False, description="Do not cap --dem-resolution by the estimated GSD.")
 
 
+OrthophotoCompression = Literal["JPEG", "LZW", "PACKBITS", "DEFLATE", "LZMA", "NONE"]
+
+
+class OrthophotoOptions(StageOptions):
+    """Options of the `odm_orthophoto` stage."""
+
+    skip_orthophoto: bool = Field(False, description="Do not build the orthophoto.")
+    orthophoto_resolution: float = Field(
+        5.0,
+        gt=0,
+        le=10000,
+        description="Orthophoto pixel size in cm, no finer than the GSD unless --ignore-gsd.",
+    )
+    orthophoto_compression: OrthophotoCompression = Field("DEFLATE", description="GeoTIFF compression.")
+    orthophoto_png: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.png.")
+    ignore_gsd: bool = Field(False, description="Do not cap --orthophoto-resolution by the estimated GSD.")
+
+
 class ReportOptions(StageOptions):
     """Options of the `odm_report` stage (nothing to set yet; kept so the stage has a key)."""
 
@@ -159,6 +177,7 @@ class PipelineOptions(StageOptions):
     odm_filterpoints: FilterpointsOptions = FilterpointsOptions()
     odm_georeferencing: GeoreferencingOptions = GeoreferencingOptions()
     odm_dem: DemOptions = DemOptions()
+    odm_orthophoto: OrthophotoOptions = OrthophotoOptions()
     odm_report: ReportOptions = ReportOptions()
     end_with: StageName = Field(STAGES[-1], description="Stop after this stage.")
     rerun_from: StageName | None = Field(None, description="Re-run this stage and all after it.")

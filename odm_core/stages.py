@@ -3,7 +3,14 @@
 from typing import Literal
 
 StageName = Literal[
-    "dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing", "odm_dem", "odm_report"
+    "dataset",
+    "opensfm",
+    "openmvs",
+    "odm_filterpoints",
+    "odm_georeferencing",
+    "odm_dem",
+    "odm_orthophoto",
+    "odm_report",
 ]
 
 # The stages odmflow builds so far; names and order follow ODM (stages/odm_app.py).
@@ -14,6 +21,7 @@ STAGES: tuple[StageName, ...] = (
     "odm_filterpoints",
     "odm_georeferencing",
     "odm_dem",
+    "odm_orthophoto",
     "odm_report",
 )
 
@@ -25,6 +33,7 @@ STAGE_WEIGHTS: dict[str, float] = {
     "odm_filterpoints": 4.0,
     "odm_georeferencing": 4.0,
     "odm_dem": 5.0,
+    "odm_orthophoto": 8.0,
     "odm_report": 2.0,
 }
 
@@ -34,7 +43,6 @@ ODM_STAGES_NOT_BUILT: tuple[str, ...] = (
     "merge",
     "odm_meshing",
     "mvs_texturing",
-    "odm_orthophoto",
     "odm_postprocess",
 )
 

@@ -18,6 +18,8 @@ from odm_core.options import (
     GeoreferencingOptions,
     OpenmvsOptions,
     OpensfmOptions,
+    OrthophotoCompression,
+    OrthophotoOptions,
     PipelineOptions,
     Quality,
     read_boundary,
@@ -34,7 +36,7 @@ app = typer.Typer(
 )
 
 _SFM, _DS = OpensfmOptions(), DatasetOptions()  # the defaults shown in --help
-_MVS, _FP, _DEM = OpenmvsOptions(), FilterpointsOptions(), DemOptions()
+_MVS, _FP, _DEM, _ORTHO = OpenmvsOptions(), FilterpointsOptions(), DemOptions(), OrthophotoOptions()
 
 OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
     "feature_quality": "--feature-quality",
@@ -169,6 +171,18 @@ def run(
     smrf_slope: Annotated[float, typer.Option(help="SMRF slope (rise over run).")] = _DEM.smrf_slope,
     smrf_threshold: Annotated[float, typer.Option(help="SMRF elevation threshold, m.")] = _DEM.smrf_threshold,
     smrf_window: Annotated[float, typer.Option(help="SMRF window radius, m.")] = _DEM.smrf_window,
+    skip_orthophoto: Annotated[
+        bool, typer.Option("--skip-orthophoto", help="Do not build the orthophoto.")
+    ] = False,
+    orthophoto_resolution: Annotated[
+        float, typer.Option(help="Orthophoto pixel size, cm (no finer than the GSD unless --ignore-gsd).")
+    ] = _ORTHO.orthophoto_resolution,
+    orthophoto_compression: Annotated[
+        OrthophotoCompression, typer.Option(help="Orthophoto GeoTIFF compression.")
+    ] = _ORTHO.orthophoto_compression,
+    orthophoto_png: Annotated[
+        bool, typer.Option("--orthophoto-png", help="Also write odm_orthophoto/odm_orthophoto.png.")
+    ] = False,
     ignore_gsd: Annotated[
         bool, typer.Option("--ignore-gsd", help="Do not cap resolutions by the estimated GSD.")
     ] = False,
@@ -214,6 +228,13 @@ def run(
                 smrf_slope=smrf_slope,
                 smrf_threshold=smrf_threshold,
                 smrf_window=smrf_window,
+                ignore_gsd=ignore_gsd,
+            ),
+            odm_orthophoto=OrthophotoOptions(
+                skip_orthophoto=skip_orthophoto,
+                orthophoto_resolution=orthophoto_resolution,
+                orthophoto_compression=orthophoto_compression,
+                orthophoto_png=orthophoto_png,
                 ignore_gsd=ignore_gsd,
             ),
             end_with=end_with,

@@ -105,6 +105,12 @@ def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
             f"{dem.width}x{dem.height} cells in {dem.n_tiles} tile(s); worker peak memory "
             f"{dem.worker_peak_rss_mb:.0f} MiB"
         )
+    if (ortho := results.get("odm_orthophoto")) and ortho.outputs:
+        lines.append(
+            f"odm_orthophoto: {ortho.width}x{ortho.height} px at {100 * ortho.resolution_m:.1f} cm, "
+            f"{100 * ortho.valid_share:.0f}% covered, in {ortho.n_tiles} tile(s); worker peak memory "
+            f"{ortho.worker_peak_rss_mb:.0f} MiB"
+        )
     if (report := results.get("odm_report")) and report.average_gsd_cm is not None:
         lines.append(f"odm_report: average GSD {report.average_gsd_cm:.2f} cm")
     typer.echo("\n".join(lines))

@@ -81,7 +81,14 @@ def stage_states(*ran: str, skipped: tuple[str, ...] = ()) -> str:
     return ", ".join(f"{s} ({'ran' if s in ran else 'checkpoint'})" for s in STAGES if s not in skipped)
 
 
-AFTER_OPENSFM = ("openmvs", "odm_filterpoints", "odm_georeferencing", "odm_dem", "odm_report")
+AFTER_OPENSFM = (
+    "openmvs",
+    "odm_filterpoints",
+    "odm_georeferencing",
+    "odm_dem",
+    "odm_orthophoto",
+    "odm_report",
+)
 
 
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:

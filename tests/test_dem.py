@@ -93,7 +93,7 @@ def test_tiles_with_halos_give_the_same_raster_as_one_tile(
         monkeypatch.setattr(odm_dem, "TILE_PX", tile_px)
         plan = odm_dem.plan_odm_dem(tree, DemOptions(dsm=True), "key")
         results = [run_dem_unit(u) for u in plan.raw]
-        odm_dem.fill_coarse(tree, plan, "dsm")
+        odm_dem.fill_dem_coarse(tree, plan, "dsm")
         results += [run_dem_unit(u) for u in plan.final]
         odm_dem.finish_odm_dem(tree, plan, results)
         with rasterio.open(tree.dsm_tif) as src:

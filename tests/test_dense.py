@@ -188,9 +188,7 @@ def test_fast_orthophoto_skips_dense_matching(
     tree = _copy_processed(processed, tmp_path / "fast")
     result = run_cli(["run", str(tree.root), "--fast-orthophoto"], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert (
-        stage_states("odm_filterpoints", "odm_georeferencing", "odm_dem", "odm_report", skipped=("openmvs",))
-        in result.stdout
-    )
+    assert stage_states(*AFTER_OPENSFM[1:], skipped=("openmvs",)) in result.stdout
     sparse = read_ply(tree.sparse_ply)
     assert len(laspy.read(tree.georeferenced_model_laz).points) <= len(sparse)
+    assert tree.orthophoto_tif.is_file()  # ODM's fast orthophoto: rendered onto the sparse surface

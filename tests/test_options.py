@@ -49,12 +49,13 @@ def test_feature_process_size_follows_odm(size: tuple[int, int], quality: str, e
         {"opensfm": {"min_num_features": 0}},
         {"opensfm": {"camera_lens": "spherical"}},
         {"dataset": {"gps_accuracy": -1}},
-        {"end_with": "odm_orthophoto"},
+        {"end_with": "mvs_texturing"},
         {"max_concurrency": 0},
         {"rerun_from": "odm_report", "end_with": "opensfm"},
         {"opensfm": {"unknown_option": 1}},
         {"odm_dem": {"dem_resolution": 0}},
         {"odm_dem": {"smrf_window": -1}},
+        {"odm_orthophoto": {"orthophoto_compression": "WEBP"}},
     ],
 )
 def test_invalid_options_are_refused(kwargs: dict) -> None:
@@ -72,6 +73,7 @@ def test_forced_stages() -> None:
     assert PipelineOptions(rerun_from="odm_georeferencing").forced_stages() == {
         "odm_georeferencing",
         "odm_dem",
+        "odm_orthophoto",
         "odm_report",
     }
     assert "openmvs" in PipelineOptions(rerun_from="opensfm").forced_stages()

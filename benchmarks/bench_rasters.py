@@ -1,12 +1,14 @@
-"""The DEM stage on Brighton Beach: wall time and memory of `odm_dem` (--dsm --dtm), and the DSM against
-ODM's own cloud of the same photos gridded on the same grid.
+"""The raster products on Brighton Beach: wall time and memory of `odm_dem` (--dsm --dtm) and
+`odm_orthophoto`, the DSM against ODM's own cloud of the same photos gridded on the same grid, and a
+--fast-orthophoto run end to end.
 
-    .venv/bin/python benchmarks/bench_dem.py [IMAGES_DIR] [--project DONE_PROJECT] [--reference model.laz]
+    .venv/bin/python benchmarks/bench_rasters.py [IMAGES_DIR] [--project DONE_PROJECT] [--reference model.laz]
 
 Runs `odmflow run` as a user would: up to `odm_georeferencing` first (not timed; or copies --project, a
-finished default run), then the `odm_dem` stage alone (`--rerun-from odm_dem --end-with odm_dem --dsm
---dtm`); the stage's own seconds are the CLI's 'stage seconds' line. Then compares the DSM with the
-reference (odm_core/dem_compare.py) and validates both rasters as COGs.
+finished default run), then the two stages alone (`--rerun-from odm_dem --end-with odm_orthophoto --dsm
+--dtm`); their own seconds are the CLI's 'stage seconds' line. Then compares the DSM with the reference
+(odm_core/dem_compare.py), validates the rasters as COGs, and times `odmflow run --fast-orthophoto` on a
+fresh copy of the photos.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from odm_core.layout import ProjectTree
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_dense import SHARED, odmflow  # noqa: E402
 
-STAGE_SECONDS = re.compile(r"stage seconds: .*?odm_dem ([\d.]+)")
+STAGE_SECONDS = re.compile(r"stage seconds: .*?odm_dem ([\d.]+), odm_orthophoto ([\d.]+)")
 
 
 def main() -> None:
@@ -60,7 +62,7 @@ def main() -> None:
         print(f"largest process of the runs (CLI or Dask worker): {children_peak:.0f} MiB peak RSS")
         from rio_cogeo.cogeo import cog_validate
 
-        for raster in (tree.dsm_tif, tree.dtm_tif):
+        for raster in (tree.dsm_tif, tree.dtm_tif, tree.orthophoto_tif):
             valid, errors, warnings = cog_validate(str(raster))
             print(f"{raster.name}: COG valid {valid} {errors or ''} {warnings or ''}")
         if args.reference.is_file():
@@ -75,7 +77,19 @@ def main() -> None:
             tilt = f"tilt {cmp.plane_tilt_deg:.2f} deg also removed"
             print(f"{tilt}: median |dz| {cmp.median_after_plane_m:.3f} m, p90 {cmp.p90_after_plane_m:.3f} m")
         if keep := os.environ.get("ODMFLOW_BENCH_KEEP"):  # a folder to keep the rasters in (README pictures)
-            shutil.copytree(tree.dem, keep, dirs_exist_ok=True)
+            for folder in (tree.dem, tree.orthophoto):
+                shutil.copytree(folder, Path(keep) / folder.name, dirs_exist_ok=True)
+        fast = ProjectTree(Path(tmp) / "fast")
+        shutil.copytree(args.images, fast.images)
+        start = time.perf_counter()
+        out = odmflow("run", str(fast.root), "--fast-orthophoto")
+        print(
+            f"--fast-orthophoto end to end: {time.perf_counter() - start:.1f} s (Prefect start-up included)"
+        )
+        print(next(line for line in out.splitlines() if line.startswith("stage seconds")))
+        print(next(line for line in out.splitlines() if line.startswith("odm_orthophoto:")))
+        if keep:
+            shutil.copytree(fast.orthophoto, Path(keep) / "fast_orthophoto", dirs_exist_ok=True)
 
 
 if __name__ == "__main__":

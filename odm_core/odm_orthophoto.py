@@ -1,0 +1,240 @@
+"""The `odm_orthophoto` stage: the photos orthorectified onto the surface, as an RGBA GeoTIFF (ODM's name).
+
+The surface is gridded at the orthophoto's resolution from the georeferenced cloud, tile by tile with the
+DSM's own units (`dem_tiles`), with a wider halo so that a roof just outside a tile still hides the ground
+behind it. Each orthophoto tile unit then finishes its surface and renders it (`ortho_render`). With
+--fast-orthophoto the cloud is the sparse one, as in ODM.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+import rasterio
+import rasterio.shutil
+from rasterio.crs import CRS
+from rasterio.windows import Window
+
+from odm_core import dem_raster as dr
+from odm_core.artifacts import atomic_path, sha256_text
+from odm_core.dem_tiles import DemUnit, filled_surface
+from odm_core.errors import OdmStageError
+from odm_core.geo import GeoReference
+from odm_core.layout import ProjectTree
+from odm_core.mvs_camera import ViewCamera
+from odm_core.mvs_depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
+from odm_core.mvs_plan import view_cameras
+from odm_core.odm_dem import TILE_PX, fill_coarse, radius_steps
+from odm_core.odm_report import average_gsd_cm
+from odm_core.options import OrthophotoOptions
+from odm_core.ortho_render import decode_photo, project, render
+from odm_core.smrf import SmrfParams
+
+GSD_ERROR = 0.1
+OCCLUSION_HALO_M = 8.0  # surface around a tile that can still hide part of it
+
+
+@dataclass(frozen=True)
+class OrthoUnit:
+    surface: DemUnit  # its sources: the raw surface tile and the filled coarse copy
+    views: tuple[ViewCamera, ...]
+    offset: tuple[float, float, float]  # UTM of the model frame's origin
+    photo_px_m: float
+    out: str
+    key: str
+
+
+@dataclass(frozen=True)
+class OrthoUnitResult:
+    n_photos: int
+    n_pixels: int
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class OrthoPlan:
+    grid: dr.DemGrid
+    surface: tuple[DemUnit, ...]
+    tiles: tuple[OrthoUnit, ...]
+    crs_wkt: str
+    coarse: str
+
+
+@dataclass(frozen=True)
+class OrthophotoResult:
+    resolution_m: float
+    width: int
+    height: int
+    n_tiles: int
+    valid_share: float
+    worker_peak_rss_mb: float
+    outputs: tuple[Path, ...]
+
+
+def skipped(tree: ProjectTree) -> OrthophotoResult:
+    """--skip-orthophoto: nothing is made, and an orthophoto of an earlier run is removed (it no longer
+    follows the options)."""
+    for stale in (tree.orthophoto_tif, tree.orthophoto_png):
+        stale.unlink(missing_ok=True)
+    return OrthophotoResult(0.0, 0, 0, 0, 0.0, 0.0, ())
+
+
+def orthophoto_resolution_m(gsd_cm: float | None, opts: OrthophotoOptions) -> float:
+    """--orthophoto-resolution (cm) in metres, no finer than 0.9 x the GSD unless --ignore-gsd (ODM)."""
+    resolution_cm = opts.orthophoto_resolution
+    if gsd_cm is not None and not opts.ignore_gsd:
+        resolution_cm = max(resolution_cm, gsd_cm * (1.0 - GSD_ERROR))
+    return resolution_cm / 100.0
+
+
+def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) -> OrthoPlan:
+    laz = tree.georeferenced_model_laz
+    import laspy
+
+    with laspy.open(laz) as reader:
+        if reader.header.point_count == 0:
+            raise OdmStageError(f"{laz} has no points: there is no surface to orthorectify onto")
+        crs = reader.header.parse_crs()
+        (minx, miny, _), (maxx, maxy, _) = reader.header.mins, reader.header.maxs
+    if crs is None:
+        raise OdmStageError(f"{laz} records no CRS; an orthophoto needs a georeferenced project")
+    recon = json.loads(tree.reconstruction_json.read_text())[0]
+    gsd_cm = average_gsd_cm(recon)
+    grid = dr.DemGrid.around(minx, miny, maxx, maxy, orthophoto_resolution_m(gsd_cm, opts))
+    radii = radius_steps(tree, 3, grid.resolution_m)
+    halo = math.ceil(OCCLUSION_HALO_M / grid.resolution_m) + math.ceil(max(radii) / grid.resolution_m) + 5
+    views = tuple(view_cameras(pycolmap.Reconstruction(tree.colmap_model), tree.images, "lowest"))
+    offset = tuple(float(v) for v in GeoReference.read(tree.coords_txt).offset)
+    photo_px_m = (gsd_cm or 100 * grid.resolution_m) / 100.0
+    coarse = str(tree.orthophoto_tiles / "surface.coarse.npz")
+    surface, tiles = [], []
+    for tile in dr.tiles(grid, TILE_PX, halo):
+        name = f"{tile.row}_{tile.col}"
+        unit_key = sha256_text(f"{key}|{tile}")
+        raw = str(tree.orthophoto_tiles / f"surface_{name}.raw.npz")
+        unit = DemUnit("dsm", "raw", str(laz), grid, tile, radii, SmrfParams(), (), raw, unit_key)
+        surface.append(unit)
+        final = DemUnit(
+            "dsm", "final", str(laz), grid, tile, radii, SmrfParams(), (raw, coarse), "", unit_key
+        )
+        out = str(tree.orthophoto_tiles / f"ortho_{name}.npz")
+        tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
+    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse)
+
+
+def fill_surface(plan: OrthoPlan) -> None:
+    fill_coarse(plan.grid, list(plan.surface), Path(plan.coarse), plan.tiles[0].key, "surface")
+
+
+def render_tile(unit: OrthoUnit) -> OrthoUnitResult:
+    """Finish the tile's surface, render every photo that sees it, keep the tile without its halo (RGBA)."""
+    import time
+
+    from odm_core.artifacts import unit_checkpoint_valid
+
+    start = time.perf_counter()
+    if unit_checkpoint_valid(Path(unit.out), unit.key):
+        return OrthoUnitResult(-1, -1, 0.0, peak_rss_mb())
+    tune_malloc()
+    import cv2
+
+    cv2.setNumThreads(1)
+    grid, tile = unit.surface.grid, unit.surface.tile
+    z = filled_surface(unit.surface)
+    row0, col0, rows, cols = tile.padded(grid)
+    res = grid.resolution_m
+    x = grid.west + (np.arange(col0, col0 + cols) + 0.5) * res - unit.offset[0]
+    y = grid.north - (np.arange(row0, row0 + rows) + 0.5) * res - unit.offset[1]
+    xx, yy = np.meshgrid(x, y)
+    valid = np.isfinite(z)
+    world = np.column_stack([xx[valid], yy[valid], z[valid] - unit.offset[2]])
+    views = [v for v in unit.views if _sees_some(v, world)]
+    images = [decode_photo(v, unit.photo_px_m, res) for v in views]
+    rgb, weight = render(world, views, images)
+    out = np.zeros((rows, cols, 4), np.uint8)
+    seen = weight > 0
+    cells = np.zeros((rows, cols), bool)
+    cells[valid] = seen
+    out[cells, :3] = np.clip(np.round(rgb[seen]), 0, 255).astype(np.uint8)
+    out[cells, 3] = 255
+    core = out[tile.core()]
+    save_arrays(Path(unit.out), unit.key, rgba=core)
+    return OrthoUnitResult(
+        len(views), int((core[..., 3] > 0).sum()), time.perf_counter() - start, peak_rss_mb()
+    )
+
+
+def _sees_some(view: ViewCamera, world: np.ndarray) -> bool:
+    sample = world[:: max(1, len(world) // 2000)]
+    u, v, depth = project(view, sample)
+    return bool(np.any((u >= 0) & (v >= 0) & (u < view.width) & (v < view.height) & (depth > 0)))
+
+
+def finish_odm_orthophoto(
+    tree: ProjectTree, plan: OrthoPlan, opts: OrthophotoOptions, results: list[OrthoUnitResult]
+) -> OrthophotoResult:
+    """Stream the tiles into a tiled RGBA GeoTIFF, then copy it as a COG (overviews, chosen compression)."""
+    grid = plan.grid
+    staging = tree.orthophoto_tiles / "staging.tif"
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": 4,
+        "dtype": "uint8",
+        "crs": CRS.from_wkt(plan.crs_wkt),
+        "transform": grid.transform,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "photometric": "RGB",
+        "BIGTIFF": "IF_SAFER",
+    }
+    valid = 0
+    with rasterio.open(staging, "w", **profile) as dst:
+        dst.colorinterp = [
+            rasterio.enums.ColorInterp.red,
+            rasterio.enums.ColorInterp.green,
+            rasterio.enums.ColorInterp.blue,
+            rasterio.enums.ColorInterp.alpha,
+        ]
+        for unit in plan.tiles:
+            rgba = load_arrays(unit.out)["rgba"]
+            t = unit.surface.tile
+            dst.write(np.moveaxis(rgba, 2, 0), window=Window(t.col, t.row, t.cols, t.rows))
+            valid += int((rgba[..., 3] > 0).sum())
+    outputs = [tree.orthophoto_tif]
+    with atomic_path(tree.orthophoto_tif) as tmp:
+        options = {
+            "COMPRESS": opts.orthophoto_compression,
+            "BLOCKSIZE": 512,
+            "OVERVIEWS": "AUTO",
+            "RESAMPLING": "AVERAGE",
+            "BIGTIFF": "IF_SAFER",
+        }
+        if opts.orthophoto_compression == "JPEG":
+            options["QUALITY"] = 90
+        rasterio.shutil.copy(staging, tmp, driver="COG", **options)
+    if opts.orthophoto_png:
+        with atomic_path(tree.orthophoto_png) as tmp:
+            rasterio.shutil.copy(tree.orthophoto_tif, tmp, driver="PNG")
+        outputs.append(tree.orthophoto_png)
+    import shutil
+
+    shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
+    return OrthophotoResult(
+        resolution_m=grid.resolution_m,
+        width=grid.width,
+        height=grid.height,
+        n_tiles=len(plan.tiles),
+        valid_share=valid / max(1, grid.width * grid.height),
+        worker_peak_rss_mb=max((r.peak_rss_mb for r in results), default=0.0),
+        outputs=tuple(outputs),
+    )

@@ -1,0 +1,91 @@
+"""odm_orthophoto: against the synthetic true orthophoto, as an RGBA COG; occlusion; its options."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from odm_core.layout import ProjectTree
+from odm_core.mvs_camera import ViewCamera
+from odm_core.ortho_render import project, visible
+from odm_core.synthetic import SyntheticTruth
+from odm_core.synthetic.evaluate_ortho import ortho_accuracy
+from tests.conftest import run_cli, stage_states
+
+
+def test_orthophoto_is_an_rgba_cog_in_the_projects_crs(processed: ProjectTree) -> None:
+    from rio_cogeo.cogeo import cog_validate
+
+    valid, errors, _ = cog_validate(str(processed.orthophoto_tif))
+    assert valid, errors
+    with rasterio.open(processed.orthophoto_tif) as src:
+        assert src.count == 4 and src.dtypes[0] == "uint8" and src.crs.to_epsg() == 32632
+        assert src.colorinterp[3] == rasterio.enums.ColorInterp.alpha
+        assert src.profile["tiled"] and src.overviews(1)
+        alpha = src.read(4)
+    assert set(np.unique(alpha)) == {0, 255}
+    assert not processed.orthophoto_tiles.exists()
+
+
+def test_orthophoto_lines_up_with_the_true_one(survey: SyntheticTruth, processed: ProjectTree) -> None:
+    acc = ortho_accuracy(survey.project_dir / "truth", processed.orthophoto_tif, processed.shots_geojson)
+    print(acc)
+    assert acc.tiles >= 20
+    assert acc.median_shift_px <= 1.0  # acceptance: at output resolution, per tile
+    assert acc.covered >= 0.6
+
+
+def test_orthophoto_options(processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]) -> None:
+    tree = ProjectTree(tmp_path / "opts")
+    shutil.copytree(processed.root, tree.root, symlinks=True)
+    args = ["run", str(tree.root), "--orthophoto-png", "--orthophoto-compression", "JPEG"]
+    result = run_cli([*args, "--orthophoto-resolution", "20"], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stage_states("odm_orthophoto") in result.stdout
+    with rasterio.open(tree.orthophoto_tif) as src:
+        assert src.res == pytest.approx((0.2, 0.2))
+        assert src.compression == rasterio.enums.Compression.jpeg
+    assert tree.orthophoto_png.is_file()
+    result = run_cli(["run", str(tree.root), "--skip-orthophoto"], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not tree.orthophoto_tif.exists() and not tree.orthophoto_png.exists()
+
+
+def _nadir(x_m: float, height_m: float) -> ViewCamera:
+    rotation = np.diag([1.0, -1.0, -1.0])
+    translation = -rotation @ np.array([x_m, 0.0, height_m])
+    pose = tuple(np.hstack([rotation, translation[:, None]]).ravel())
+    return ViewCamera(
+        0,
+        "v",
+        "",
+        "PINHOLE",
+        (1000.0, 1000.0, 1000.0, 750.0),
+        2000,
+        1500,
+        pose,
+        2000,
+        1500,
+        1000.0,
+        1.0,
+        100.0,
+    )
+
+
+def test_a_roof_hides_the_ground_behind_it() -> None:
+    view = _nadir(-10.0, 40.0)  # looking straight down, the building lies to the camera's right
+    xs = np.arange(-10.0, 20.0, 0.1)
+    ground = np.column_stack([xs, np.zeros_like(xs), np.zeros_like(xs)])
+    roof_x = np.arange(0.0, 5.0, 0.1)
+    roof = np.column_stack([roof_x, np.zeros_like(roof_x), np.full_like(roof_x, 10.0)])
+    points = np.vstack([ground[(xs < 0) | (xs >= 5)], roof])
+    seen = visible(view, *project(view, points))
+    hidden_x = points[~seen, 0]
+    # from x = -10 m at 40 m, a 10 m high roof from 0 to 5 m hides the ground from 5 to 5 + 10 * 15 / 30 m
+    assert hidden_x.min() >= 5.0 and 9.5 <= hidden_x.max() <= 10.3
+    assert np.all(seen[points[:, 2] == 10.0])
+    assert np.all(seen[(points[:, 2] == 0) & (points[:, 0] < 0)])
