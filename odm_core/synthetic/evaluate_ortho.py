@@ -44,7 +44,7 @@ def ortho_accuracy(truth_dir: Path, ortho: Path, shots_geojson: Path) -> OrthoAc
     pts = scale * pts @ rotation.T + shift
     with rasterio.open(truth_dir / "orthophoto.tif") as truth:
         inverse = ~truth.transform
-        tc, tr = inverse * (pts[:, 0], pts[:, 1])
+        tc, tr = inverse @ (pts[:, 0], pts[:, 1])
         reference = truth.read()
     map_x = (np.asarray(tc) - 0.5).astype(np.float32).reshape(ours.shape[1:])
     map_y = (np.asarray(tr) - 0.5).astype(np.float32).reshape(ours.shape[1:])
