@@ -122,6 +122,16 @@ def run_unit(unit: ViewUnit) -> UnitResult:
     return UnitResult(unit.kind, unit.view.name, False, n, time.perf_counter() - start, peak_rss_mb())
 
 
+def run_unit_after(unit: ViewUnit, *inputs: object) -> UnitResult:
+    """run_unit once the units writing its inputs are done: Dask hands their results in (UnitResults, or
+    the final states of Prefect task runs, which must have completed)."""
+    for done in inputs:
+        completed = getattr(done, "is_completed", None)
+        if completed is not None and not completed():
+            raise RuntimeError(f"{unit.kind} of {unit.view.name}: a unit it reads failed ({done})")
+    return run_unit(unit)
+
+
 def photometric_depthmap(unit: ViewUnit) -> int:
     """Depth from semi-global matching with each stereo partner; per pixel the candidate the partners'
     photos agree with best (multi-view NCC), averaged with the candidates that agree with it."""
