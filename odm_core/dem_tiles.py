@@ -7,6 +7,7 @@ sidecar, like the dense stage's, and carry paths and the grid, never arrays.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import laspy
 import numpy as np
 
 from odm_core import dem_raster as dr
+from odm_core.artifacts import unit_checkpoint_valid
 from odm_core.mvs_depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
 from odm_core.smrf import SmrfParams, classify_ground
 
@@ -67,8 +69,6 @@ def tile_points(laz: str, bounds: tuple[float, float, float, float]) -> tuple[np
 
 def raw_tile(unit: DemUnit) -> DemUnitResult:
     """Highest (DSM) or inverse-distance mean of ground points (DTM) within each radius; smallest wins."""
-    import time
-
     start = time.perf_counter()
     tune_malloc()
     grid, tile = unit.grid, unit.tile
@@ -138,8 +138,6 @@ def filled_surface(unit: DemUnit) -> np.ndarray:
 
 def final_tile(unit: DemUnit) -> DemUnitResult:
     """The finished tile (holes filled, smoothed), without its halo."""
-    import time
-
     start = time.perf_counter()
     tune_malloc()
     smooth = filled_surface(unit)[unit.tile.core()]
@@ -151,8 +149,6 @@ def final_tile(unit: DemUnit) -> DemUnitResult:
 
 def run_dem_unit(unit: DemUnit) -> DemUnitResult:
     """Run (or reuse) one tile unit; the function Dask workers execute."""
-    from odm_core.artifacts import unit_checkpoint_valid
-
     if unit_checkpoint_valid(Path(unit.out), unit.key):
         return DemUnitResult(unit.kind, unit.phase, -1, -1, 0.0)
     cv2.setNumThreads(1)

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
+import laspy
 import numpy as np
 import pycolmap
 import rasterio
@@ -21,7 +25,7 @@ from rasterio.crs import CRS
 from rasterio.windows import Window
 
 from odm_core import dem_raster as dr
-from odm_core.artifacts import atomic_path, sha256_text
+from odm_core.artifacts import atomic_path, sha256_text, unit_checkpoint_valid
 from odm_core.dem_tiles import DemUnit, filled_surface
 from odm_core.errors import OdmStageError
 from odm_core.geo import GeoReference
@@ -95,8 +99,6 @@ def orthophoto_resolution_m(gsd_cm: float | None, opts: OrthophotoOptions) -> fl
 
 def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) -> OrthoPlan:
     laz = tree.georeferenced_model_laz
-    import laspy
-
     with laspy.open(laz) as reader:
         if reader.header.point_count == 0:
             raise OdmStageError(f"{laz} has no points: there is no surface to orthorectify onto")
@@ -134,16 +136,10 @@ def fill_surface(plan: OrthoPlan) -> None:
 
 def render_tile(unit: OrthoUnit) -> OrthoUnitResult:
     """Finish the tile's surface, render every photo that sees it, keep the tile without its halo (RGBA)."""
-    import time
-
-    from odm_core.artifacts import unit_checkpoint_valid
-
     start = time.perf_counter()
     if unit_checkpoint_valid(Path(unit.out), unit.key):
         return OrthoUnitResult(-1, -1, 0.0, peak_rss_mb())
     tune_malloc()
-    import cv2
-
     cv2.setNumThreads(1)
     grid, tile = unit.surface.grid, unit.surface.tile
     z = filled_surface(unit.surface)
@@ -226,8 +222,6 @@ def finish_odm_orthophoto(
         with atomic_path(tree.orthophoto_png) as tmp:
             rasterio.shutil.copy(tree.orthophoto_tif, tmp, driver="PNG")
         outputs.append(tree.orthophoto_png)
-    import shutil
-
     shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
     return OrthophotoResult(
         resolution_m=grid.resolution_m,
