@@ -162,18 +162,20 @@ def median_smooth(values: np.ndarray) -> np.ndarray:
 
 
 def bilinear(raster: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Raster values at fractional (column, row) positions; cell centres sit at integers."""
+    """Raster values at fractional (column, row) positions, cell centres at integers: (n,) for one band,
+    (n, bands) for an H x W x bands image. Points are laid out in rows for cv2.remap (its maps are 2-D)."""
     n = len(u)
     width = 4096
     rows = max(1, -(-n // width))
-    map_x = np.zeros(rows * width, np.float32)
-    map_y = np.zeros(rows * width, np.float32)
+    map_x = np.full(rows * width, -1.0, np.float32)
+    map_y = np.full(rows * width, -1.0, np.float32)
     map_x[:n], map_y[:n] = u, v
     out = cv2.remap(
-        raster.astype(np.float32),
+        raster,
         map_x.reshape(rows, width),
         map_y.reshape(rows, width),
         cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_REPLICATE,
     )
-    return out.ravel()[:n]
+    flat = out.reshape(rows * width, -1)[:n]
+    return flat[:, 0] if raster.ndim == 2 else flat

@@ -12,8 +12,12 @@ import cv2
 import numpy as np
 import pycolmap
 
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-            8: cv2.IMREAD_REDUCED_COLOR_8}  # fmt: skip
+REDUCED_DECODE = {  # libjpeg's reduced decoding, by its factor
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 @dataclass(frozen=True)
@@ -94,8 +98,8 @@ class SourceImage:
 def load_photo(view: ViewCamera) -> SourceImage:
     """Decode the photo at (about) depth-map size: libjpeg's reduced decoding, then area resampling."""
     target = view.dm_width / view.width
-    factor = max((k for k in _REDUCED if 1.0 / k >= target * 0.999), default=1)
-    image = cv2.imread(view.photo, _REDUCED[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    factor = max((k for k in REDUCED_DECODE if 1.0 / k >= target * 0.999), default=1)
+    image = cv2.imread(view.photo, REDUCED_DECODE[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise FileNotFoundError(f"cannot read photo {view.photo}")
     expected = (-(-view.width // factor), -(-view.height // factor))

@@ -63,14 +63,28 @@ class DemResult:
     outputs: tuple[Path, ...]
 
 
-def dem_resolution_m(tree: ProjectTree, opts: DemOptions) -> float:
-    """--dem-resolution (cm) in metres, no finer than the estimated GSD unless --ignore-gsd (ODM)."""
-    resolution_cm = opts.dem_resolution
-    if not opts.ignore_gsd and tree.reconstruction_json.is_file():
+def capped_resolution_m(resolution_cm: float, tree: ProjectTree, ignore_gsd: bool) -> float:
+    """A resolution option (cm) in metres, no finer than 0.9 x the estimated GSD unless --ignore-gsd
+    (ODM's cap_resolution; used by odm_dem and odm_orthophoto)."""
+    if not ignore_gsd and tree.reconstruction_json.is_file():
         gsd = average_gsd_cm(json.loads(tree.reconstruction_json.read_text())[0])
         if gsd is not None:
             resolution_cm = max(resolution_cm, gsd * (1.0 - GSD_ERROR))
     return resolution_cm / 100.0
+
+
+def cloud_extent(laz: Path, purpose: str) -> tuple[tuple[float, float, float, float], CRS]:
+    """(minx, miny, maxx, maxy) and CRS of the georeferenced cloud, read from its header; a clear error
+    when it has no points or no CRS."""
+    with laspy.open(laz) as reader:
+        header = reader.header
+        if header.point_count == 0:
+            raise OdmStageError(f"{laz} has no points: there is nothing to {purpose}")
+        crs = header.parse_crs()
+        (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
+    if crs is None:
+        raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
+    return (float(minx), float(miny), float(maxx), float(maxy)), CRS.from_wkt(crs.to_wkt())
 
 
 def radius_steps(tree: ProjectTree, steps: int, resolution_m: float) -> tuple[float, ...]:
@@ -90,16 +104,8 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
     if not kinds:
         return DemPlan((), None, (), (), "")
     laz = tree.georeferenced_model_laz
-    with laspy.open(laz) as reader:
-        header = reader.header
-        if header.point_count == 0:
-            raise OdmStageError(f"{laz} has no points: there is nothing to grid into a DEM")
-        crs = header.parse_crs()
-        (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
-    if crs is None:
-        raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
-    resolution = dem_resolution_m(tree, opts)
-    grid = dr.DemGrid.around(minx, miny, maxx, maxy, resolution)
+    bounds, crs = cloud_extent(laz, "grid into a DEM")
+    grid = dr.DemGrid.around(*bounds, capped_resolution_m(opts.dem_resolution, tree, opts.ignore_gsd))
     radii = radius_steps(tree, opts.dem_gapfill_steps, grid.resolution_m)
     halo = math.ceil(max(radii) / grid.resolution_m) + 2 * dr.MEDIAN_PASSES + 1
     smrf = SmrfParams(opts.smrf_scalar, opts.smrf_slope, opts.smrf_threshold, opts.smrf_window)

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import laspy
 import numpy as np
 import pycolmap
 import rasterio
@@ -27,19 +26,17 @@ from rasterio.windows import Window
 from odm_core import dem_raster as dr
 from odm_core.artifacts import atomic_path, sha256_text, unit_checkpoint_valid
 from odm_core.dem_tiles import DemUnit, filled_surface
-from odm_core.errors import OdmStageError
 from odm_core.geo import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.mvs_camera import ViewCamera
 from odm_core.mvs_depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
 from odm_core.mvs_plan import view_cameras
-from odm_core.odm_dem import TILE_PX, fill_coarse, radius_steps
+from odm_core.odm_dem import TILE_PX, capped_resolution_m, cloud_extent, fill_coarse, radius_steps
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import OrthophotoOptions
 from odm_core.ortho_render import decode_photo, project, render
 from odm_core.smrf import SmrfParams
 
-GSD_ERROR = 0.1
 OCCLUSION_HALO_M = 8.0  # surface around a tile that can still hide part of it
 
 
@@ -89,26 +86,11 @@ def skipped(tree: ProjectTree) -> OrthophotoResult:
     return OrthophotoResult(0.0, 0, 0, 0, 0.0, 0.0, ())
 
 
-def orthophoto_resolution_m(gsd_cm: float | None, opts: OrthophotoOptions) -> float:
-    """--orthophoto-resolution (cm) in metres, no finer than 0.9 x the GSD unless --ignore-gsd (ODM)."""
-    resolution_cm = opts.orthophoto_resolution
-    if gsd_cm is not None and not opts.ignore_gsd:
-        resolution_cm = max(resolution_cm, gsd_cm * (1.0 - GSD_ERROR))
-    return resolution_cm / 100.0
-
-
 def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) -> OrthoPlan:
     laz = tree.georeferenced_model_laz
-    with laspy.open(laz) as reader:
-        if reader.header.point_count == 0:
-            raise OdmStageError(f"{laz} has no points: there is no surface to orthorectify onto")
-        crs = reader.header.parse_crs()
-        (minx, miny, _), (maxx, maxy, _) = reader.header.mins, reader.header.maxs
-    if crs is None:
-        raise OdmStageError(f"{laz} records no CRS; an orthophoto needs a georeferenced project")
-    recon = json.loads(tree.reconstruction_json.read_text())[0]
-    gsd_cm = average_gsd_cm(recon)
-    grid = dr.DemGrid.around(minx, miny, maxx, maxy, orthophoto_resolution_m(gsd_cm, opts))
+    bounds, crs = cloud_extent(laz, "orthorectify the photos onto")
+    grid = dr.DemGrid.around(*bounds, capped_resolution_m(opts.orthophoto_resolution, tree, opts.ignore_gsd))
+    gsd_cm = average_gsd_cm(json.loads(tree.reconstruction_json.read_text())[0])
     radii = radius_steps(tree, 3, grid.resolution_m)
     halo = math.ceil(OCCLUSION_HALO_M / grid.resolution_m) + math.ceil(max(radii) / grid.resolution_m) + 5
     views = tuple(view_cameras(pycolmap.Reconstruction(tree.colmap_model), tree.images, "lowest"))

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from odm_core.mvs_camera import ViewCamera
+from odm_core.dem_raster import bilinear
+from odm_core.mvs_camera import REDUCED_DECODE, ViewCamera
 
 ZBUFFER_PX = 4  # photo pixels per z-buffer cell
 OCCLUSION_TOL_M = 0.3  # a point this much behind the nearest surface along the ray still counts as seen
@@ -39,13 +40,7 @@ def decode_photo(view: ViewCamera, photo_px_m: float, cell_m: float) -> PhotoIma
     for f in (2, 4, 8):
         if photo_px_m * f <= cell_m:
             factor = f
-    flags = {
-        1: cv2.IMREAD_COLOR,
-        2: cv2.IMREAD_REDUCED_COLOR_2,
-        4: cv2.IMREAD_REDUCED_COLOR_4,
-        8: cv2.IMREAD_REDUCED_COLOR_8,
-    }
-    image = cv2.imread(view.photo, flags[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = cv2.imread(view.photo, REDUCED_DECODE[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise FileNotFoundError(f"cannot read photo {view.photo}")
     return PhotoImage(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), factor)
@@ -107,18 +102,4 @@ def render(
 
 def _sample(image: PhotoImage, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bilinear colours at full-size photo coordinates (COLMAP convention) from the reduced image."""
-    n = len(u)
-    width = 4096
-    rows = max(1, -(-n // width))
-    map_x = np.full(rows * width, -1.0, np.float32)
-    map_y = np.full(rows * width, -1.0, np.float32)
-    map_x[:n] = u / image.scale - 0.5
-    map_y[:n] = v / image.scale - 0.5
-    out = cv2.remap(
-        image.pixels,
-        map_x.reshape(rows, width),
-        map_y.reshape(rows, width),
-        cv2.INTER_LINEAR,
-        borderMode=cv2.BORDER_REPLICATE,
-    )
-    return out.reshape(-1, 3)[:n].astype(np.float64)
+    return bilinear(image.pixels, u / image.scale - 0.5, v / image.scale - 0.5).astype(np.float64)

@@ -74,5 +74,6 @@ def classify_ground(x: np.ndarray, y: np.ndarray, z: np.ndarray, params: SmrfPar
     slope = np.hypot(gx, gy)
     u = (x - west) / SMRF_CELL_M - 0.5  # cell centres at integers
     v = (north - y) / SMRF_CELL_M - 0.5
-    under = bilinear(surface, u, v)
-    return np.abs(z - under) <= params.threshold_m + params.scalar * bilinear(slope, u, v)
+    under = bilinear(surface.astype(np.float32), u, v)
+    steep = bilinear(slope.astype(np.float32), u, v)
+    return np.abs(z - under) <= params.threshold_m + params.scalar * steep

@@ -1,6 +1,6 @@
 """ODM's stage names, in order, and the share of a run's progress each takes."""
 
-from typing import Literal
+from typing import Literal, get_args
 
 StageName = Literal[
     "dataset",
@@ -14,16 +14,7 @@ StageName = Literal[
 ]
 
 # The stages odmflow builds so far; names and order follow ODM (stages/odm_app.py).
-STAGES: tuple[StageName, ...] = (
-    "dataset",
-    "opensfm",
-    "openmvs",
-    "odm_filterpoints",
-    "odm_georeferencing",
-    "odm_dem",
-    "odm_orthophoto",
-    "odm_report",
-)
+STAGES: tuple[StageName, ...] = get_args(StageName)
 
 # Relative weight of each stage in the overall progress bar.
 STAGE_WEIGHTS: dict[str, float] = {

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from odm_core.layout import ProjectTree
+from odm_core.stages import STAGES
 from odm_core.synthetic import SyntheticOptions, SyntheticTruth, generate_synthetic
 from tests.s3server import s3_endpoint_fixture  # noqa: F401 (the session's `s3_endpoint` fixture)
 
@@ -76,8 +77,6 @@ def prefect_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
 
 def stage_states(*ran: str, skipped: tuple[str, ...] = ()) -> str:
     """The CLI's closing line of stage states: the named stages 'ran', the others 'checkpoint'."""
-    from odm_core.stages import STAGES
-
     return ", ".join(f"{s} ({'ran' if s in ran else 'checkpoint'})" for s in STAGES if s not in skipped)
 
 

@@ -38,16 +38,29 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.
     return scale, rotation, mu_d - scale * rotation @ mu_s
 
 
-def dense_accuracy(truth_dir: Path, laz: Path, shots_geojson: Path, cell_m: float) -> DenseAccuracy:
-    """Compare a georeferenced dense cloud (LAZ, UTM) with truth_dir's DSM, on cells of cell_m metres."""
+def camera_similarity(truth_dir: Path, shots_geojson: Path) -> tuple[float, np.ndarray, np.ndarray]:
+    """The similarity taking our camera centres (shots.geojson, UTM) onto the true ones: the GPS noise's
+    share of any error, removed before comparing products with the truth."""
     truth = json.loads((truth_dir / "cameras.json").read_text())["photos"]
     true_centre = {
         t["filename"]: [t["centre_utm"][k] for k in ("easting", "northing", "altitude")] for t in truth
     }
     shots = json.loads(shots_geojson.read_text())["features"]
-    names = [f["properties"]["filename"] for f in shots]
     ours = np.array([f["properties"]["translation"] for f in shots])
-    scale, rotation, shift = similarity(ours, np.array([true_centre[n] for n in names]))
+    return similarity(ours, np.array([true_centre[f["properties"]["filename"]] for f in shots]))
+
+
+def nadir_centres(truth_dir: Path) -> np.ndarray:
+    """True horizontal centres of the nadir photos."""
+    truth = json.loads((truth_dir / "cameras.json").read_text())["photos"]
+    return np.array(
+        [[t["centre_utm"]["easting"], t["centre_utm"]["northing"]] for t in truth if t["kind"] == "nadir"]
+    )
+
+
+def dense_accuracy(truth_dir: Path, laz: Path, shots_geojson: Path, cell_m: float) -> DenseAccuracy:
+    """Compare a georeferenced dense cloud (LAZ, UTM) with truth_dir's DSM, on cells of cell_m metres."""
+    scale, rotation, shift = camera_similarity(truth_dir, shots_geojson)
     las = laspy.read(laz)
     raw = np.column_stack([las.x, las.y, las.z])
     points = scale * raw @ rotation.T + shift
@@ -62,7 +75,7 @@ def dense_accuracy(truth_dir: Path, laz: Path, shots_geojson: Path, cell_m: floa
     dz = points[:, 2] - z_true
     raw_rows, raw_cols = rasterio.transform.rowcol(dsm.transform, raw[:, 0], raw[:, 1])
     raw_dz = raw[:, 2] - _sample(surface, np.asarray(raw_rows), np.asarray(raw_cols))
-    nadir = np.array([true_centre[t["filename"]][:2] for t in truth if t["kind"] == "nadir"])
+    nadir = nadir_centres(truth_dir)
     return DenseAccuracy(
         n_points=len(points),
         median_abs_dz_m=float(np.nanmedian(np.abs(dz))),

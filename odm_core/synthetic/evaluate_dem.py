@@ -16,7 +16,7 @@ import rasterio
 from scipy import ndimage
 from scipy.spatial import Delaunay
 
-from odm_core.synthetic.evaluate import similarity
+from odm_core.synthetic.evaluate import camera_similarity, nadir_centres
 
 OPEN_GROUND_MARGIN_M = 1.0  # cells this close to a footprint are not "open ground"
 
@@ -32,23 +32,6 @@ class DemAccuracy:
     raw_median_dz_m: float
 
 
-def _camera_similarity(truth_dir: Path, shots_geojson: Path) -> tuple[float, np.ndarray, np.ndarray]:
-    truth = json.loads((truth_dir / "cameras.json").read_text())["photos"]
-    true_centre = {
-        t["filename"]: [t["centre_utm"][k] for k in ("easting", "northing", "altitude")] for t in truth
-    }
-    shots = json.loads(shots_geojson.read_text())["features"]
-    ours = np.array([f["properties"]["translation"] for f in shots])
-    return similarity(ours, np.array([true_centre[f["properties"]["filename"]] for f in shots]))
-
-
-def _nadir_centres(truth_dir: Path) -> np.ndarray:
-    truth = json.loads((truth_dir / "cameras.json").read_text())["photos"]
-    return np.array(
-        [[t["centre_utm"]["easting"], t["centre_utm"]["northing"]] for t in truth if t["kind"] == "nadir"]
-    )
-
-
 def _inside(corners: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Points inside a convex polygon (corners in order, either winding)."""
     sign = None
@@ -62,7 +45,7 @@ def _inside(corners: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def dem_accuracy(truth_dir: Path, dem: Path, shots_geojson: Path, surface: str = "dsm") -> DemAccuracy:
     """Compare the DSM (surface="dsm") or the DTM ("dtm": terrain under the buildings) with the truth."""
-    scale, rotation, shift = _camera_similarity(truth_dir, shots_geojson)
+    scale, rotation, shift = camera_similarity(truth_dir, shots_geojson)
     with rasterio.open(dem) as src:
         ours = src.read(1, masked=True).filled(np.nan).astype(np.float64)
         rows, cols = np.mgrid[0 : src.height, 0 : src.width]
@@ -89,7 +72,7 @@ def dem_accuracy(truth_dir: Path, dem: Path, shots_geojson: Path, surface: str =
         true_z[true_z == truth.nodata] = np.nan
     dz = tz - true_z
     margin = int(np.ceil(OPEN_GROUND_MARGIN_M / cell_m))
-    block = Delaunay(_nadir_centres(truth_dir)).find_simplex(np.column_stack([tx.ravel(), ty.ravel()])) >= 0
+    block = Delaunay(nadir_centres(truth_dir)).find_simplex(np.column_stack([tx.ravel(), ty.ravel()])) >= 0
     open_ground = ~ndimage.binary_dilation(footprint, iterations=margin) & np.isfinite(dz)
     open_ground &= block.reshape(ours.shape)  # the block every photo row sees, as for the dense cloud
     seen = np.isfinite(ours)

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import rasterio
 
-from odm_core.synthetic.evaluate_dem import _camera_similarity
+from odm_core.synthetic.evaluate import camera_similarity
 
 TILE_PX = 128
 MIN_RESPONSE = 0.1  # phase correlation peaks weaker than this are texture-less tiles, not measurements
@@ -32,7 +32,7 @@ class OrthoAccuracy:
 
 
 def ortho_accuracy(truth_dir: Path, ortho: Path, shots_geojson: Path) -> OrthoAccuracy:
-    scale, rotation, shift = _camera_similarity(truth_dir, shots_geojson)
+    scale, rotation, shift = camera_similarity(truth_dir, shots_geojson)
     truth_meta = json.loads((truth_dir / "truth.json").read_text())
     ground_z = float(np.mean(truth_meta["terrain_altitude_range"]))
     with rasterio.open(ortho) as src:
