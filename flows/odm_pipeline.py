@@ -17,6 +17,7 @@ from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.remote_fs import is_remote
 from odm_core.stages import stages_between
+from tasks.dask_cluster import run_cluster
 from tasks.dataset import dataset
 from tasks.odm_dem import odm_dem
 from tasks.odm_filterpoints import odm_filterpoints
@@ -59,6 +60,8 @@ def _calls(project: str, options: PipelineOptions) -> dict[str, Callable[[Task],
     }
 
 
+DASK_STAGES = ("openmvs", "odm_dem", "odm_orthophoto")
+
 STAGE_TASKS: dict[str, Task] = {
     "dataset": dataset,
     "opensfm": opensfm,
@@ -98,15 +101,18 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     started = time.time()
     start_progress(options.end_with)
     runs: dict[str, StageRun] = {}
-    for stage in stages_between("dataset", options.end_with, options.skipped_stages()):
-        task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
-        start = time.perf_counter()
-        state = calls[stage](task)
-        result = state.result()
-        if url:
-            push(url, project, stage)
-        cached = checkpoint.finished_at(stage, tree) < started
-        runs[stage] = StageRun(stage, cached, result, time.perf_counter() - start)
+    stages = stages_between("dataset", options.end_with, options.skipped_stages())
+    needs_dask = any(stage in DASK_STAGES for stage in stages)
+    with run_cluster(options.dask_address, options.max_concurrency, needs_dask):
+        for stage in stages:
+            task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
+            start = time.perf_counter()
+            state = calls[stage](task)
+            result = state.result()
+            if url:
+                push(url, project, stage)
+            cached = checkpoint.finished_at(stage, tree) < started
+            runs[stage] = StageRun(stage, cached, result, time.perf_counter() - start)
     links = {name: _link(path, tree, url) for name, path in tree.key_outputs().items()}
     publish_summary(url or project, runs, links)
     return runs

@@ -7,6 +7,7 @@ same key is not recomputed, so a dense stage killed half-way redoes only the mis
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import io
 import resource
@@ -69,6 +70,13 @@ def peak_rss_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> None:
+    """Restart peak_rss_mb's count from the present (Linux: clear_refs 5), for a worker that runs the
+    units of several stages in turn; elsewhere the peak stays the process's."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
 
 
 def tune_malloc() -> None:

@@ -3,16 +3,34 @@ user's scheduler (--dask-address), through prefect-dask's DaskTaskRunner."""
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import uuid4
 
+from distributed import Client, LocalCluster
 from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 
+from odm_core.mvs_depthmap import reset_peak_rss
+
 MEMORY_FRACTION = 0.8  # of this machine's RAM, shared by the local workers
+# What the stages' units import, loaded by a run's shared workers while the run's earlier stages work.
+WORKER_MODULES = (
+    "prefect.task_engine",
+    "odm_core.mvs_depthmap",
+    "odm_core.mvs_score",
+    "odm_core.mvs_fusion",
+    "odm_core.dem_tiles",
+    "odm_core.odm_orthophoto",
+    "tasks.openmvs_view",
+)
+_run_cluster: Future[LocalCluster] | None = None  # the pipeline run's shared local cluster, while it runs
 
 
 def _total_memory_bytes() -> int:
@@ -48,9 +66,73 @@ class KeyedDaskTaskRunner(DaskTaskRunner):
         return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
 
 
+def _local_cluster_kwargs(max_concurrency: int) -> dict[str, Any]:
+    """One single-threaded worker per core (at most max_concurrency), reporting to this run's Prefect API."""
+    workers = max(1, min(os.cpu_count() or 1, max_concurrency))
+    with get_client(sync_client=True) as client:
+        api_url = str(client.api_url)
+    return {
+        "n_workers": workers,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        "memory_limit": int(MEMORY_FRACTION * _total_memory_bytes() / workers),
+        "env": {
+            "PREFECT_API_URL": api_url,
+            "OMP_NUM_THREADS": "1",
+            "OPENBLAS_NUM_THREADS": "1",
+            "DASK_LOGGING__DISTRIBUTED": "warning",
+        },
+    }
+
+
+def _import_modules() -> None:
+    for module in WORKER_MODULES:
+        importlib.import_module(module)
+
+
+def _start_cluster(kwargs: dict[str, Any]) -> LocalCluster:
+    cluster = LocalCluster(**kwargs)
+    with Client(cluster) as client:
+        client.run(_import_modules)
+    return cluster
+
+
+@contextmanager
+def run_cluster(address: str | None, max_concurrency: int, needed: bool) -> Iterator[None]:
+    """While a pipeline run lasts, one local cluster shared by its Dask stages.
+
+    It starts in the background when the run begins (`needed`: a Dask stage is among the run's stages and
+    no cluster address is given), its workers importing the units' modules meanwhile, so the stages find
+    it ready instead of each starting its own; it is closed when the run ends.
+    """
+    global _run_cluster
+    address = address or os.environ.get("ODMFLOW_DASK_ADDRESS")
+    if not needed or address or _run_cluster is not None:
+        yield
+        return
+    future: Future[LocalCluster] = Future()
+    kwargs = _local_cluster_kwargs(max_concurrency)
+
+    def start() -> None:
+        try:
+            future.set_result(_start_cluster(kwargs))
+        except BaseException as err:  # noqa: BLE001 - handed to the stage that waits for it
+            future.set_exception(err)
+
+    threading.Thread(target=start, name="odmflow-dask-start", daemon=True).start()
+    _run_cluster = future
+    try:
+        yield
+    finally:
+        _run_cluster = None
+        with suppress(Exception):  # a cluster that failed to start has nothing to close
+            future.result().close()
+
+
 def dask_task_runner(address: str | None, max_concurrency: int) -> KeyedDaskTaskRunner:
-    """A DaskTaskRunner on `address` (or $ODMFLOW_DASK_ADDRESS), else on a local cluster of
-    min(cores, max_concurrency) workers.
+    """A DaskTaskRunner on `address` (or $ODMFLOW_DASK_ADDRESS), else on the run's shared local cluster
+    (`run_cluster`), else on a local cluster of its own of min(cores, max_concurrency) workers.
 
     Local workers run one task at a time (threads_per_worker=1; each unit is single-threaded) under a
     memory limit of their share of 80% of the RAM, and report to this run's Prefect API. Workers of an
@@ -59,21 +141,9 @@ def dask_task_runner(address: str | None, max_concurrency: int) -> KeyedDaskTask
     address = address or os.environ.get("ODMFLOW_DASK_ADDRESS")  # set by `odmflow server up --dask-workers`
     if address:
         return KeyedDaskTaskRunner(address=address)
-    workers = max(1, min(os.cpu_count() or 1, max_concurrency))
-    with get_client(sync_client=True) as client:
-        api_url = str(client.api_url)
-    return KeyedDaskTaskRunner(
-        cluster_kwargs={
-            "n_workers": workers,
-            "threads_per_worker": 1,
-            "processes": True,
-            "dashboard_address": None,
-            "memory_limit": int(MEMORY_FRACTION * _total_memory_bytes() / workers),
-            "env": {
-                "PREFECT_API_URL": api_url,
-                "OMP_NUM_THREADS": "1",
-                "OPENBLAS_NUM_THREADS": "1",
-                "DASK_LOGGING__DISTRIBUTED": "warning",
-            },
-        }
-    )
+    if _run_cluster is not None:
+        cluster = _run_cluster.result()
+        with Client(cluster) as client:
+            client.run(reset_peak_rss)  # each stage reports its own workers' peak
+        return KeyedDaskTaskRunner(address=cluster.scheduler_address)
+    return KeyedDaskTaskRunner(cluster_kwargs=_local_cluster_kwargs(max_concurrency))
