@@ -96,18 +96,18 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
     views = tuple(view_cameras(pycolmap.Reconstruction(tree.colmap_model), tree.images, "lowest"))
     offset = tuple(float(v) for v in GeoReference.read(tree.coords_txt).offset)
     photo_px_m = (gsd_cm or 100 * grid.resolution_m) / 100.0
-    coarse = str(tree.orthophoto_tiles / "surface.coarse.npz")
+    coarse = str(tree.orthophoto_work / "surface.coarse.npz")
     surface, tiles = [], []
     for tile in dr.tiles(grid, TILE_PX, halo):
         name = f"{tile.row}_{tile.col}"
         unit_key = sha256_text(f"{key}|{tile}")
-        raw = str(tree.orthophoto_tiles / f"surface_{name}.raw.npz")
+        raw = str(tree.orthophoto_work / f"surface_{name}.raw.npz")
         unit = DemUnit("dsm", "raw", str(laz), grid, tile, radii, SmrfParams(), (), raw, unit_key)
         surface.append(unit)
         final = DemUnit(
             "dsm", "final", str(laz), grid, tile, radii, SmrfParams(), (raw, coarse), "", unit_key
         )
-        out = str(tree.orthophoto_tiles / f"ortho_{name}.npz")
+        out = str(tree.orthophoto_work / f"ortho_{name}.npz")
         tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
     return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse)
 
@@ -159,7 +159,7 @@ def finish_odm_orthophoto(
 ) -> OrthophotoResult:
     """Stream the tiles into a tiled RGBA GeoTIFF, then copy it as a COG (overviews, chosen compression)."""
     grid = plan.grid
-    staging = tree.orthophoto_tiles / "staging.tif"
+    staging = tree.orthophoto_work / "staging.tif"
     profile = {
         "driver": "GTiff",
         "width": grid.width,
@@ -204,7 +204,7 @@ def finish_odm_orthophoto(
         with atomic_path(tree.orthophoto_png) as tmp:
             rasterio.shutil.copy(tree.orthophoto_tif, tmp, driver="PNG")
         outputs.append(tree.orthophoto_png)
-    shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
+    shutil.rmtree(tree.orthophoto_work, ignore_errors=True)
     return OrthophotoResult(
         resolution_m=grid.resolution_m,
         width=grid.width,

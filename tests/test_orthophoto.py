@@ -28,7 +28,7 @@ def test_orthophoto_is_an_rgba_cog_in_the_projects_crs(processed: ProjectTree) -
         assert src.profile["tiled"] and src.overviews(1)
         alpha = src.read(4)
     assert set(np.unique(alpha)) == {0, 255}
-    assert not processed.orthophoto_tiles.exists()
+    assert not processed.orthophoto_work.exists()
 
 
 def test_orthophoto_lines_up_with_the_true_one(survey: SyntheticTruth, processed: ProjectTree) -> None:
