@@ -105,7 +105,7 @@ def write_colored_hillshade(dem: Path, out: Path) -> Path:
                 z = padded[row0 - top : row0 - top + rows + 2]  # rows row0 - 1 .. row0 + rows
                 valid = np.isfinite(z[1:-1, 1:-1])
                 shade = hillshade(z, xres, yres)
-                rgb = colour_ramp(np.clip((z[1:-1, 1:-1] - low) / (high - low), 0.0, 1.0))
+                rgb = colour_ramp(np.nan_to_num(np.clip((z[1:-1, 1:-1] - low) / (high - low), 0.0, 1.0)))
                 rgb *= (SHADE_FLOOR + (1 - SHADE_FLOOR) * shade)[..., None]
                 rgba = np.zeros((rows, src.width, 4), np.uint8)
                 rgba[..., :3] = np.clip(np.round(rgb), 0, 255).astype(np.uint8)

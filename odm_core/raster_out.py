@@ -75,7 +75,8 @@ def write_kmz(orthophoto: Path, out: Path) -> Path:
                 f"{src.dtypes[0]}; re-run odm_orthophoto"
             )
     with atomic_path(out) as tmp:
-        kmz = tmp.with_suffix(".kmz")  # the driver writes a zip only for a .kmz name
+        # the driver zips only for a name ending .kmz, and GDAL's /vsizip/ splits at any earlier ".kmz"
+        kmz = tmp.with_name(tmp.name.replace(".kmz", "-kmz") + ".kmz")
         try:
             rasterio.shutil.copy(orthophoto, kmz, driver="KMLSUPEROVERLAY", FORMAT="AUTO", NAME=out.stem)
             kmz.replace(tmp)
