@@ -143,6 +143,16 @@ class ProjectTree:
         """Per-tile checkpoints while the stage runs (removed when it finishes)."""
         return self.dem / "tiles"
 
+    @property
+    def dsm_tiles(self) -> Path:
+        """XYZ PNG tiles of the DSM's colour-relief hillshade (--tiles): {z}/{x}/{y}.png, EPSG:3857."""
+        return self.root / "dsm_tiles"
+
+    @property
+    def dtm_tiles(self) -> Path:
+        """XYZ PNG tiles of the DTM's colour-relief hillshade (--tiles)."""
+        return self.root / "dtm_tiles"
+
     # --- odm_orthophoto ---------------------------------------------------------------------
     @property
     def orthophoto(self) -> Path:
@@ -157,9 +167,18 @@ class ProjectTree:
         return self.orthophoto / "odm_orthophoto.png"
 
     @property
-    def orthophoto_tiles(self) -> Path:
+    def orthophoto_kmz(self) -> Path:
+        return self.orthophoto / "odm_orthophoto.kmz"
+
+    @property
+    def orthophoto_work(self) -> Path:
         """Per-tile checkpoints while the stage runs (removed when it finishes)."""
         return self.orthophoto / "tiles"
+
+    @property
+    def orthophoto_tiles(self) -> Path:
+        """XYZ PNG tiles of the orthophoto (--tiles): {z}/{x}/{y}.png, EPSG:3857."""
+        return self.root / "orthophoto_tiles"
 
     # --- odm_report -------------------------------------------------------------------------
     @property

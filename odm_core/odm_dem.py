@@ -16,21 +16,23 @@ from pathlib import Path
 import laspy
 import numpy as np
 import rasterio
-import rasterio.shutil
 from rasterio.crs import CRS
 from rasterio.fill import fillnodata
 from rasterio.windows import Window
 from scipy import ndimage
 
 from odm_core import dem_raster as dr
-from odm_core.artifacts import atomic_path, sha256_text
+from odm_core.artifacts import sha256_text
+from odm_core.dem_relief import write_colored_hillshade
 from odm_core.dem_tiles import COARSE, DemUnit, DemUnitResult
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.mvs_depthmap import load_arrays, save_arrays
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import DemOptions
+from odm_core.raster_out import write_geotiff
 from odm_core.smrf import SmrfParams
+from odm_core.xyz_tiles import write_xyz_tiles
 
 TILE_PX = 4000  # about ODM's max_tile_size (4096), a multiple of COARSE so blocks line up across tiles
 GSD_ERROR = 0.1  # ODM's gsd_error_estimate: the estimated GSD may be 10% too coarse
@@ -45,6 +47,7 @@ class DemPlan:
     raw: tuple[DemUnit, ...]
     final: tuple[DemUnit, ...]
     crs_wkt: str
+    opts: DemOptions = DemOptions()  # the output options: --cog, --tiles
 
     @property
     def n_units(self) -> int:
@@ -102,7 +105,7 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
     """The grid over the cloud and one raw and one final unit per tile and raster (--dsm, --dtm)."""
     kinds = tuple(k for k in ("dsm", "dtm") if getattr(opts, k))
     if not kinds:
-        return DemPlan((), None, (), (), "")
+        return DemPlan((), None, (), (), "", opts)
     laz = tree.georeferenced_model_laz
     bounds, crs = cloud_extent(laz, "grid into a DEM")
     grid = dr.DemGrid.around(*bounds, capped_resolution_m(opts.dem_resolution, tree, opts.ignore_gsd))
@@ -122,7 +125,7 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
             final.append(
                 DemUnit(kind, "final", str(laz), grid, tile, radii, smrf, sources, final_out, unit_key)
             )
-    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt())
+    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt(), opts)
 
 
 def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
@@ -157,10 +160,17 @@ def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what:
 
 
 def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult]) -> DemResult:
-    """Stream each raster's final tiles into a tiled GeoTIFF, then copy it as a COG (overviews, DEFLATE)."""
+    """Stream each raster's final tiles into a tiled GeoTIFF, then copy it as a COG (or a GeoTIFF with
+    overviews: --no-cog); with --tiles, XYZ tiles of its colour-relief hillshade too."""
     outputs = []
     for kind in plan.kinds:
         outputs.append(write_cog(tree, plan, kind))
+        if plan.opts.tiles:
+            relief = write_colored_hillshade(outputs[-1], tree.dem_tiles / f"{kind}.relief.tif")
+            outputs += write_xyz_tiles(relief, dem_tiles_dir(tree, kind)).files
+    for kind in ("dsm", "dtm"):
+        if not (plan.opts.tiles and kind in plan.kinds):
+            shutil.rmtree(dem_tiles_dir(tree, kind), ignore_errors=True)  # stale: options changed
     shutil.rmtree(tree.dem_tiles, ignore_errors=True)
     grid = plan.grid
     return DemResult(
@@ -173,6 +183,10 @@ def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult
         worker_peak_rss_mb=max((r.peak_rss_mb for r in results), default=0.0),
         outputs=tuple(outputs),
     )
+
+
+def dem_tiles_dir(tree: ProjectTree, kind: str) -> Path:
+    return tree.dsm_tiles if kind == "dsm" else tree.dtm_tiles
 
 
 def write_cog(tree: ProjectTree, plan: DemPlan, kind: str) -> Path:
@@ -202,16 +216,4 @@ def write_cog(tree: ProjectTree, plan: DemPlan, kind: str) -> Path:
                 t = unit.tile
                 dst.write(values, 1, window=Window(t.col, t.row, t.cols, t.rows))
     out = tree.dsm_tif if kind == "dsm" else tree.dtm_tif
-    with atomic_path(out) as tmp:
-        rasterio.shutil.copy(
-            staging,
-            tmp,
-            driver="COG",
-            COMPRESS="DEFLATE",
-            PREDICTOR="YES",
-            BLOCKSIZE=512,
-            OVERVIEWS="AUTO",
-            RESAMPLING="AVERAGE",
-            BIGTIFF="IF_SAFER",
-        )
-    return out
+    return write_geotiff(staging, out, plan.opts.cog, "DEFLATE", predictor=True)

@@ -35,7 +35,9 @@ from odm_core.odm_dem import TILE_PX, capped_resolution_m, cloud_extent, fill_co
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import OrthophotoOptions
 from odm_core.ortho_render import decode_photo, project, render
+from odm_core.raster_out import write_geotiff, write_kmz
 from odm_core.smrf import SmrfParams
+from odm_core.xyz_tiles import write_xyz_tiles
 
 OCCLUSION_HALO_M = 8.0  # surface around a tile that can still hide part of it
 
@@ -81,9 +83,22 @@ class OrthophotoResult:
 def skipped(tree: ProjectTree) -> OrthophotoResult:
     """--skip-orthophoto: nothing is made, and an orthophoto of an earlier run is removed (it no longer
     follows the options)."""
-    for stale in (tree.orthophoto_tif, tree.orthophoto_png):
+    for stale in (tree.orthophoto_tif, tree.orthophoto_png, tree.orthophoto_kmz):
         stale.unlink(missing_ok=True)
+    shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
     return OrthophotoResult(0.0, 0, 0, 0, 0.0, 0.0, ())
+
+
+def remove_stale_outputs(tree: ProjectTree, opts: OrthophotoOptions) -> None:
+    """Remove the extra outputs of an earlier run whose options are now off."""
+    for wanted, path in (
+        (opts.orthophoto_png, tree.orthophoto_png),
+        (opts.orthophoto_kmz, tree.orthophoto_kmz),
+    ):
+        if not wanted:
+            path.unlink(missing_ok=True)
+    if not opts.tiles:
+        shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
 
 
 def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) -> OrthoPlan:
@@ -96,18 +111,18 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
     views = tuple(view_cameras(pycolmap.Reconstruction(tree.colmap_model), tree.images, "lowest"))
     offset = tuple(float(v) for v in GeoReference.read(tree.coords_txt).offset)
     photo_px_m = (gsd_cm or 100 * grid.resolution_m) / 100.0
-    coarse = str(tree.orthophoto_tiles / "surface.coarse.npz")
+    coarse = str(tree.orthophoto_work / "surface.coarse.npz")
     surface, tiles = [], []
     for tile in dr.tiles(grid, TILE_PX, halo):
         name = f"{tile.row}_{tile.col}"
         unit_key = sha256_text(f"{key}|{tile}")
-        raw = str(tree.orthophoto_tiles / f"surface_{name}.raw.npz")
+        raw = str(tree.orthophoto_work / f"surface_{name}.raw.npz")
         unit = DemUnit("dsm", "raw", str(laz), grid, tile, radii, SmrfParams(), (), raw, unit_key)
         surface.append(unit)
         final = DemUnit(
             "dsm", "final", str(laz), grid, tile, radii, SmrfParams(), (raw, coarse), "", unit_key
         )
-        out = str(tree.orthophoto_tiles / f"ortho_{name}.npz")
+        out = str(tree.orthophoto_work / f"ortho_{name}.npz")
         tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
     return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse)
 
@@ -157,9 +172,10 @@ def _sees_some(view: ViewCamera, world: np.ndarray) -> bool:
 def finish_odm_orthophoto(
     tree: ProjectTree, plan: OrthoPlan, opts: OrthophotoOptions, results: list[OrthoUnitResult]
 ) -> OrthophotoResult:
-    """Stream the tiles into a tiled RGBA GeoTIFF, then copy it as a COG (overviews, chosen compression)."""
+    """Stream the tiles into a tiled RGBA GeoTIFF, then copy it as a COG (or a GeoTIFF with overviews:
+    --no-cog) in the chosen compression; then the extra outputs asked for (PNG, KMZ, XYZ tiles)."""
     grid = plan.grid
-    staging = tree.orthophoto_tiles / "staging.tif"
+    staging = tree.orthophoto_work / "staging.tif"
     profile = {
         "driver": "GTiff",
         "width": grid.width,
@@ -188,23 +204,17 @@ def finish_odm_orthophoto(
             t = unit.surface.tile
             dst.write(np.moveaxis(rgba, 2, 0), window=Window(t.col, t.row, t.cols, t.rows))
             valid += int((rgba[..., 3] > 0).sum())
-    outputs = [tree.orthophoto_tif]
-    with atomic_path(tree.orthophoto_tif) as tmp:
-        options = {
-            "COMPRESS": opts.orthophoto_compression,
-            "BLOCKSIZE": 512,
-            "OVERVIEWS": "AUTO",
-            "RESAMPLING": "AVERAGE",
-            "BIGTIFF": "IF_SAFER",
-        }
-        if opts.orthophoto_compression == "JPEG":
-            options["QUALITY"] = 90
-        rasterio.shutil.copy(staging, tmp, driver="COG", **options)
+    outputs = [write_geotiff(staging, tree.orthophoto_tif, opts.cog, opts.orthophoto_compression)]
     if opts.orthophoto_png:
         with atomic_path(tree.orthophoto_png) as tmp:
             rasterio.shutil.copy(tree.orthophoto_tif, tmp, driver="PNG")
         outputs.append(tree.orthophoto_png)
-    shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
+    if opts.orthophoto_kmz:
+        outputs.append(write_kmz(tree.orthophoto_tif, tree.orthophoto_kmz))
+    if opts.tiles:
+        outputs += write_xyz_tiles(tree.orthophoto_tif, tree.orthophoto_tiles).files
+    remove_stale_outputs(tree, opts)
+    shutil.rmtree(tree.orthophoto_work, ignore_errors=True)
     return OrthophotoResult(
         resolution_m=grid.resolution_m,
         width=grid.width,

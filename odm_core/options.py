@@ -144,6 +144,12 @@ class DemOptions(StageOptions):
     smrf_threshold: float = Field(0.5, ge=0, le=100, description="SMRF elevation threshold (m).")
     smrf_window: float = Field(18.0, gt=0, le=1000, description="SMRF maximum window radius (m).")
     ignore_gsd: bool = Field(False, description="Do not cap --dem-resolution by the estimated GSD.")
+    tiles: bool = Field(
+        False, description="Also write XYZ PNG tiles of the DEMs' colour relief (dsm_tiles/)."
+    )
+    cog: bool = Field(
+        True, description="Cloud-Optimized GeoTIFFs (odmflow's default, unlike ODM); off: tiled + overviews."
+    )
 
 
 OrthophotoCompression = Literal["JPEG", "LZW", "PACKBITS", "DEFLATE", "LZMA", "NONE"]
@@ -161,7 +167,12 @@ class OrthophotoOptions(StageOptions):
     )
     orthophoto_compression: OrthophotoCompression = Field("DEFLATE", description="GeoTIFF compression.")
     orthophoto_png: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.png.")
+    orthophoto_kmz: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.kmz.")
     ignore_gsd: bool = Field(False, description="Do not cap --orthophoto-resolution by the estimated GSD.")
+    tiles: bool = Field(False, description="Also write XYZ PNG tiles of the orthophoto (orthophoto_tiles/).")
+    cog: bool = Field(
+        True, description="Cloud-Optimized GeoTIFF (odmflow's default, unlike ODM); off: tiled + overviews."
+    )
 
 
 class ReportOptions(StageOptions):
@@ -262,12 +273,15 @@ def pipeline_options_from_odm(values: dict[str, str]) -> PipelineOptions:
     top: dict[str, object] = {}
     for odm_name, value in values.items():
         field = odm_name.lstrip("-").replace("-", "_")
-        stage = next((s for s, m in stage_models.items() if field in m.model_fields), None)
+        # a shared option (--ignore-gsd, --tiles, --cog) sets every stage that has it
+        stages = [s for s, m in stage_models.items() if field in m.model_fields]
         if field == "boundary":
             value = read_boundary(Path(value))
-        if stage is not None:
+        for stage in stages:
             nested[stage][field] = value
-        elif field in PipelineOptions.model_fields:
+        if stages:
+            continue
+        if field in PipelineOptions.model_fields:
             top[field] = value
         else:
             raise ValueError(f"unknown option --{odm_name.lstrip('-')}")

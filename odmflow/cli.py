@@ -183,9 +183,25 @@ def run(
     orthophoto_png: Annotated[
         bool, typer.Option("--orthophoto-png", help="Also write odm_orthophoto/odm_orthophoto.png.")
     ] = False,
+    orthophoto_kmz: Annotated[
+        bool, typer.Option("--orthophoto-kmz", help="Also write odm_orthophoto/odm_orthophoto.kmz.")
+    ] = False,
     ignore_gsd: Annotated[
         bool, typer.Option("--ignore-gsd", help="Do not cap resolutions by the estimated GSD.")
     ] = False,
+    tiles: Annotated[
+        bool,
+        typer.Option(
+            "--tiles", help="Also write XYZ PNG tiles: orthophoto_tiles/, dsm_tiles/, dtm_tiles/ (z/x/y.png)."
+        ),
+    ] = False,
+    cog: Annotated[
+        bool,
+        typer.Option(
+            "--cog/--no-cog",
+            help="Cloud-Optimized GeoTIFFs (default, unlike ODM); --no-cog: tiled GeoTIFFs with overviews.",
+        ),
+    ] = True,
     max_concurrency: Annotated[
         int, typer.Option(help="Threads, and local Dask workers, to use (default: CPU count).")
     ] = os.cpu_count() or 1,
@@ -229,13 +245,18 @@ def run(
                 smrf_threshold=smrf_threshold,
                 smrf_window=smrf_window,
                 ignore_gsd=ignore_gsd,
+                tiles=tiles,
+                cog=cog,
             ),
             odm_orthophoto=OrthophotoOptions(
                 skip_orthophoto=skip_orthophoto,
                 orthophoto_resolution=orthophoto_resolution,
                 orthophoto_compression=orthophoto_compression,
                 orthophoto_png=orthophoto_png,
+                orthophoto_kmz=orthophoto_kmz,
                 ignore_gsd=ignore_gsd,
+                tiles=tiles,
+                cog=cog,
             ),
             end_with=end_with,
             rerun_from=rerun_from,

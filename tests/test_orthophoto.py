@@ -28,7 +28,7 @@ def test_orthophoto_is_an_rgba_cog_in_the_projects_crs(processed: ProjectTree) -
         assert src.profile["tiled"] and src.overviews(1)
         alpha = src.read(4)
     assert set(np.unique(alpha)) == {0, 255}
-    assert not processed.orthophoto_tiles.exists()
+    assert not processed.orthophoto_work.exists()
 
 
 def test_orthophoto_lines_up_with_the_true_one(survey: SyntheticTruth, processed: ProjectTree) -> None:
@@ -89,3 +89,44 @@ def test_a_roof_hides_the_ground_behind_it() -> None:
     assert hidden_x.min() >= 5.0 and 9.5 <= hidden_x.max() <= 10.3
     assert np.all(seen[points[:, 2] == 10.0])
     assert np.all(seen[(points[:, 2] == 0) & (points[:, 0] < 0)])
+
+
+def test_tiles_kmz_and_no_cog(processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]) -> None:
+    import json
+    import zipfile
+
+    import cv2
+
+    tree = ProjectTree(tmp_path / "tiles")
+    shutil.copytree(processed.root, tree.root, symlinks=True)
+    args = ["run", str(tree.root), "--dsm", "--tiles", "--orthophoto-kmz", "--no-cog"]
+    result = run_cli(args, prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stage_states("odm_dem", "odm_orthophoto") in result.stdout
+    for folder in (tree.orthophoto_tiles, tree.dsm_tiles):
+        zooms = sorted(int(z.name) for z in folder.iterdir())
+        assert zooms == list(range(zooms[0], zooms[-1] + 1)) and zooms[-1] >= 19
+        top = sorted(folder.glob(f"{zooms[-1]}/*/*.png"))
+        assert cv2.imread(str(top[len(top) // 2]), cv2.IMREAD_UNCHANGED).shape == (256, 256, 4)
+    assert not tree.dtm_tiles.exists() and not list(tree.root.rglob("*.part"))
+    recorded = json.loads(tree.manifest("odm_orthophoto").read_text())["outputs"]
+    assert len([k for k in recorded if k.startswith("orthophoto_tiles/")]) == len(
+        list(tree.orthophoto_tiles.rglob("*.png"))
+    )
+    assert "odm_orthophoto/odm_orthophoto.kmz" in recorded
+    with zipfile.ZipFile(tree.orthophoto_kmz) as kmz:
+        assert "doc.kml" in kmz.namelist()
+    for raster in (tree.orthophoto_tif, tree.dsm_tif):  # --no-cog: tiled GeoTIFFs with overviews
+        with rasterio.open(raster) as src:
+            assert (
+                src.profile["tiled"]
+                and src.overviews(1)
+                and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
+            )
+    result = run_cli(["run", str(tree.root)], prefect_env)  # options off: their outputs go
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (
+        not tree.orthophoto_tiles.exists()
+        and not tree.dsm_tiles.exists()
+        and not tree.orthophoto_kmz.exists()
+    )
