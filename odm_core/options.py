@@ -133,7 +133,7 @@ class GeoreferencingOptions(StageOptions):
         description="Crop the DEMs and orthophoto to the cloud's footprint shrunk by N metres (0 = off).",
     )
     boundary: str | None = Field(
-        None, description="GeoJSON polygon used as the crop with --crop 0 (PipelineOptions copies --boundary)."
+        None, description="GeoJSON polygon, the crop with --crop 0 (PipelineOptions copies --boundary)."
     )
 
     @model_validator(mode="after")
