@@ -85,7 +85,7 @@ def mask_outline(mask: np.ndarray, transform: Affine, close_px: int) -> BaseGeom
         if len(contour) < 3:
             continue
         px = contour[:, 0, :].astype(float) / 2.0 - pad + 0.25  # back to the unpadded grid's cell units
-        xs, ys = transform * (px[:, 0], px[:, 1])
+        xs, ys = transform @ (px[:, 0], px[:, 1])
         parts.append(shapely.make_valid(shapely.Polygon(np.column_stack([xs, ys]))))
     if not parts:
         raise OdmStageError("the point cloud's footprint is empty: nothing to crop to")
@@ -176,5 +176,5 @@ def window_mask(geom: BaseGeometry, transform: Affine, shape: tuple[int, int]) -
 
 
 def _window_bounds(transform: Affine, shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    xs, ys = transform * (np.array([-1, shape[1] + 1]), np.array([shape[0] + 1, -1]))
+    xs, ys = transform @ (np.array([-1, shape[1] + 1]), np.array([shape[0] + 1, -1]))
     return float(min(xs)), float(min(ys)), float(max(xs)), float(max(ys))

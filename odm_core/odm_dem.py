@@ -17,13 +17,17 @@ import laspy
 import numpy as np
 import rasterio
 import rasterio.shutil
+import rasterio.windows
 from rasterio.crs import CRS
 from rasterio.fill import fillnodata
 from rasterio.windows import Window
 from scipy import ndimage
+from shapely.geometry.base import BaseGeometry
 
 from odm_core import dem_raster as dr
 from odm_core.artifacts import atomic_path, sha256_text
+from odm_core.crop import read_polygon, window_mask
+from odm_core.dem_euclidean import coarse_hole_distance
 from odm_core.dem_tiles import COARSE, DemUnit, DemUnitResult
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
@@ -45,6 +49,8 @@ class DemPlan:
     raw: tuple[DemUnit, ...]
     final: tuple[DemUnit, ...]
     crs_wkt: str
+    crop: str = ""  # the crop polygon file (odm_georeferencing's bounds.gpkg), "" without one
+    euclidean: bool = False
 
     @property
     def n_units(self) -> int:
@@ -110,6 +116,9 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
     halo = math.ceil(max(radii) / grid.resolution_m) + 2 * dr.MEDIAN_PASSES + 1
     smrf = SmrfParams(opts.smrf_scalar, opts.smrf_slope, opts.smrf_threshold, opts.smrf_window)
     assert TILE_PX % COARSE == 0
+    bounds_gpkg = tree.georeferenced_model_bounds_gpkg
+    crop = str(bounds_gpkg) if bounds_gpkg.is_file() else ""
+    euclidean = opts.dem_euclidean_map
     raw, final = [], []
     for kind in kinds:
         for tile in dr.tiles(grid, TILE_PX, halo):
@@ -117,12 +126,29 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
             unit_key = sha256_text(f"{key}|{kind}|{tile}")
             raw_out = str(tree.dem_tiles / f"{name}.raw.npz")
             raw.append(DemUnit(kind, "raw", str(laz), grid, tile, radii, smrf, (), raw_out, unit_key))
-            sources = (raw_out, str(tree.dem_tiles / f"{kind}.coarse.npz"))
+            sources = (raw_out, str(tree.dem_tiles / f"{kind}.coarse.npz"), _holes_path(tree, kind))
             final_out = str(tree.dem_tiles / f"{name}.final.npz")
             final.append(
-                DemUnit(kind, "final", str(laz), grid, tile, radii, smrf, sources, final_out, unit_key)
+                DemUnit(
+                    kind,
+                    "final",
+                    str(laz),
+                    grid,
+                    tile,
+                    radii,
+                    smrf,
+                    sources,
+                    final_out,
+                    unit_key,
+                    crop,
+                    euclidean,
+                )
             )
-    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt())
+    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt(), crop, euclidean)
+
+
+def _holes_path(tree: ProjectTree, kind: str) -> str:
+    return str(tree.dem_tiles / f"{kind}.holes.npz")
 
 
 def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
@@ -130,15 +156,27 @@ def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
     assert plan.grid is not None
     raw = [u for u in plan.raw if u.kind == kind]
     fill_coarse(plan.grid, raw, tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, kind.upper())
+    if plan.euclidean:
+        holes = _coarse_grid(plan.grid, raw, "holes", False)
+        crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
+        distance = coarse_hole_distance(holes, plan.grid, crop, COARSE)
+        save_arrays(Path(_holes_path(tree, kind)), plan.final[0].key, distance=distance)
+
+
+def _coarse_grid(grid: dr.DemGrid, raw: list[DemUnit], name: str, empty: float | bool) -> np.ndarray:
+    """The raster's 1/COARSE copy of one of the raw tiles' coarse arrays, tile by tile."""
+    dtype = np.float32 if isinstance(empty, float) else bool
+    out = np.full((-(-grid.height // COARSE), -(-grid.width // COARSE)), empty, dtype)
+    for unit in raw:
+        part = load_arrays(unit.out)[name]
+        r, c = unit.tile.row // COARSE, unit.tile.col // COARSE
+        out[r : r + part.shape[0], c : c + part.shape[1]] = part
+    return out
 
 
 def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what: str) -> None:
     """The raster at 1/COARSE of its size from its raw tiles, its footprint, and its holes filled."""
-    coarse = np.full((-(-grid.height // COARSE), -(-grid.width // COARSE)), np.nan, np.float32)
-    for unit in raw:
-        part = load_arrays(unit.out)["coarse"]
-        r, c = unit.tile.row // COARSE, unit.tile.col // COARSE
-        coarse[r : r + part.shape[0], c : c + part.shape[1]] = part
+    coarse = _coarse_grid(grid, raw, "coarse", np.nan)
     data = np.isfinite(coarse)
     if not data.any():
         raise OdmStageError(f"no {what} cell has a point: the cloud has none of the kind needed")
@@ -157,10 +195,17 @@ def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what:
 
 
 def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult]) -> DemResult:
-    """Stream each raster's final tiles into a tiled GeoTIFF, then copy it as a COG (overviews, DEFLATE)."""
+    """Stream each raster's final tiles into a tiled GeoTIFF, cropped, then copy it as a COG (overviews,
+    DEFLATE); the same for its euclidean map with --dem-euclidean-map. Maps not asked for are removed."""
     outputs = []
+    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
     for kind in plan.kinds:
-        outputs.append(write_cog(tree, plan, kind))
+        outputs.append(write_cog(tree, plan, kind, "values", tree.dem_tif(kind), crop))
+        if plan.euclidean:
+            outputs.append(write_cog(tree, plan, kind, "euclidean", tree.dem_euclidean(kind), None))
+    for kind in ("dsm", "dtm"):
+        if not plan.euclidean or kind not in plan.kinds:
+            tree.dem_euclidean(kind).unlink(missing_ok=True)
     shutil.rmtree(tree.dem_tiles, ignore_errors=True)
     grid = plan.grid
     return DemResult(
@@ -175,7 +220,11 @@ def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult
     )
 
 
-def write_cog(tree: ProjectTree, plan: DemPlan, kind: str) -> Path:
+def write_cog(
+    tree: ProjectTree, plan: DemPlan, kind: str, layer: str, out: Path, crop: BaseGeometry | None
+) -> Path:
+    """One layer ("values" or "euclidean") of a raster's final tiles as a float32 COG; cells outside
+    the crop polygon, if given, become nodata (masked window by window)."""
     assert plan.grid is not None
     grid = plan.grid
     profile = {
@@ -193,15 +242,19 @@ def write_cog(tree: ProjectTree, plan: DemPlan, kind: str) -> Path:
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
     }
-    staging = tree.dem_tiles / f"{kind}.staging.tif"
+    staging = tree.dem_tiles / f"{kind}.{layer}.staging.tif"
     with rasterio.open(staging, "w", **profile) as dst:
         for unit in plan.final:
             if unit.kind == kind:
-                values = load_arrays(unit.out)["values"]
-                values = np.where(np.isfinite(values), values, dr.NODATA).astype(np.float32)
                 t = unit.tile
-                dst.write(values, 1, window=Window(t.col, t.row, t.cols, t.rows))
-    out = tree.dsm_tif if kind == "dsm" else tree.dtm_tif
+                window = Window(t.col, t.row, t.cols, t.rows)
+                values = load_arrays(unit.out)[layer]
+                keep = np.isfinite(values)
+                if crop is not None:
+                    keep &= window_mask(
+                        crop, rasterio.windows.transform(window, grid.transform), values.shape
+                    )
+                dst.write(np.where(keep, values, dr.NODATA).astype(np.float32), 1, window=window)
     with atomic_path(out) as tmp:
         rasterio.shutil.copy(
             staging,
