@@ -134,3 +134,24 @@ def test_dem_is_cropped_and_its_euclidean_map_is_the_distance_to_holes(
     exact = np.isclose(tiled_emap, emap, atol=1e-4)
     assert exact.mean() > 0.7
     assert np.abs(tiled_emap - emap).max() <= 10 * np.sqrt(2) + 1
+
+
+def test_cutline_goes_around_a_building_inside_the_crop() -> None:
+    from odm_core.cutline import edge_cost, least_cost_cutline
+
+    size = 200
+    gray = np.full((size, size), 100.0, np.float32)
+    # across the inner part of the west side's band (16 px wide), where the shortest loop would run
+    building = (slice(90, 130), slice(10, 30))
+    gray[building] = 220.0
+    gray[:, 150:] = 40.0  # a long step parallel to the east edge, deeper than the band: never crossed
+    transform = rasterio.transform.from_origin(UTM[0], UTM[1] + size, 1.0, 1.0)
+    square = shapely.box(UTM[0] + 2, UTM[1] + 2, UTM[0] + size - 2, UTM[1] + size - 2)
+    line = least_cost_cutline(edge_cost(gray), transform, square)
+    assert isinstance(line, shapely.Polygon) and line.is_valid
+    assert square.buffer(1e-6).contains(line)
+    assert line.area > 0.7 * square.area  # within the band along the edge, not a small loop
+    xs, ys = transform @ (np.array([building[1].start, building[1].stop]), np.array([90, 130]))
+    roof = shapely.box(min(xs), min(ys), max(xs), max(ys)).buffer(-2.0)
+    assert not line.boundary.intersects(roof)  # the cut passes beside the building, not through it
+    assert line.contains(roof)  # ... on its outer side, the only way round it within the band
