@@ -50,14 +50,18 @@ def footprint(laz: Path, spacing_m: float | None = None) -> tuple[BaseGeometry, 
         if crs is None:
             raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
         (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
-        cell_m = max(FOOTPRINT_CELL_M, max(maxx - minx, maxy - miny) / MAX_FOOTPRINT_PX)
+        # a sparse cloud's spacing may be far above the stats' figure: the mean over its extent bounds it
+        mean_spacing_m = math.sqrt(max(maxx - minx, 1e-3) * max(maxy - miny, 1e-3) / header.point_count)
+        spacing_m = max(spacing_m or 0.0, mean_spacing_m)
+        extent_m = max(maxx - minx, maxy - miny)
+        cell_m = max(FOOTPRINT_CELL_M, spacing_m, extent_m / MAX_FOOTPRINT_PX)
         width, height = math.ceil((maxx - minx) / cell_m) + 1, math.ceil((maxy - miny) / cell_m) + 1
         occupied = np.zeros(height * width, bool)
         for chunk in reader.chunk_iterator(LAZ_CHUNK):
             col = np.floor((np.asarray(chunk.x) - minx) / cell_m).astype(np.int64)
             row = np.floor((maxy - np.asarray(chunk.y)) / cell_m).astype(np.int64)
             occupied[np.clip(row, 0, height - 1) * width + np.clip(col, 0, width - 1)] = True
-    close_px = max(2, math.ceil(CLOSE_SPACINGS * (spacing_m or cell_m) / cell_m))
+    close_px = max(2, math.ceil(CLOSE_SPACINGS * spacing_m / cell_m))
     transform = Affine(cell_m, 0, minx, 0, -cell_m, maxy)
     return mask_outline(occupied.reshape(height, width), transform, close_px), crs
 
