@@ -155,3 +155,37 @@ def test_cutline_goes_around_a_building_inside_the_crop() -> None:
     roof = shapely.box(min(xs), min(ys), max(xs), max(ys)).buffer(-2.0)
     assert not line.boundary.intersects(roof)  # the cut passes beside the building, not through it
     assert line.contains(roof)  # ... on its outer side, the only way round it within the band
+
+
+def test_crop_cutline_and_euclidean_map_on_the_synthetic_survey(
+    processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
+) -> None:
+    import shutil
+
+    from tests.conftest import run_cli, stage_states
+
+    tree = ProjectTree(tmp_path / "crop")
+    shutil.copytree(processed.root, tree.root, symlinks=True)
+    bounds = crop.read_polygon(tree.georeferenced_model_bounds_gpkg)  # --crop 3 by default
+    assert pyogrio.read_info(tree.georeferenced_model_bounds_geojson)["features"] == 1
+    args = ["run", str(tree.root), "--dsm", "--dem-euclidean-map", "--orthophoto-cutline"]
+    result = run_cli(args, prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert stage_states("odm_dem", "odm_orthophoto") in result.stdout
+    with rasterio.open(tree.dsm_tif) as dsm, rasterio.open(tree.dem_euclidean("dsm")) as emap:
+        values, distance = dsm.read(1), emap.read(1)
+        inside = crop.window_mask(bounds, dsm.transform, dsm.shape)
+    assert (values[~inside] == dr.NODATA).all() and (values[inside] != dr.NODATA).any()
+    assert (distance[~inside] == 0).all() and distance[inside].max() > 10
+    assert (np.abs(np.diff(distance, axis=1)) <= 1 + 1e-4).all()  # a distance map: 1 cell per cell at most
+    with rasterio.open(tree.orthophoto_tif) as ortho:
+        alpha = ortho.read(4)
+        assert (alpha[~crop.window_mask(bounds, ortho.transform, alpha.shape)] == 0).all()
+    info = pyogrio.read_info(tree.orthophoto_cutline)
+    assert info["features"] == 1 and CRS.from_user_input(info["crs"]).to_epsg() == 32632
+    line = crop.read_polygon(tree.orthophoto_cutline)
+    assert line.is_valid and bounds.buffer(1e-6).contains(line) and line.area > 0.5 * bounds.area
+
+    result = run_cli(["run", str(tree.root), "--dsm"], prefect_env)  # options off: their files go
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not tree.dem_euclidean("dsm").exists() and not tree.orthophoto_cutline.exists()
