@@ -17,6 +17,8 @@ import numpy as np
 
 from odm_core import dem_raster as dr
 from odm_core.artifacts import unit_checkpoint_valid
+from odm_core.crop import read_polygon
+from odm_core.dem_euclidean import block_holes, tile_distance
 from odm_core.mvs_depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
 from odm_core.smrf import SmrfParams, classify_ground
 
@@ -36,9 +38,11 @@ class DemUnit:
     tile: dr.Tile
     radii_m: tuple[float, ...]
     smrf: SmrfParams
-    sources: tuple[str, ...]  # final: its raw tile and the filled coarse raster
+    sources: tuple[str, ...]  # final: its raw tile, the filled coarse raster (and the coarse hole distance)
     out: str
     key: str
+    crop: str = ""  # final, with euclidean: the crop polygon file, if any
+    euclidean: bool = False  # final: also the distance to the nearest nodata cell (--dem-euclidean-map)
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,8 @@ def raw_tile(unit: DemUnit) -> DemUnitResult:
         counts = np.bincount(index, minlength=rows * cols).reshape(rows, cols)
         layers = [dr.mean_within(sums, counts, r / res) for r in unit.radii_m]
     values = dr.first_valid(layers)
-    save_arrays(Path(unit.out), unit.key, values=values, coarse=coarse_core(values, tile))
+    coarse, holes = coarse_core(values, tile), block_holes(values, tile, COARSE)
+    save_arrays(Path(unit.out), unit.key, values=values, coarse=coarse, holes=holes)
     return DemUnitResult(
         unit.kind,
         unit.phase,
@@ -141,7 +146,15 @@ def final_tile(unit: DemUnit) -> DemUnitResult:
     start = time.perf_counter()
     tune_malloc()
     smooth = filled_surface(unit)[unit.tile.core()]
-    save_arrays(Path(unit.out), unit.key, values=smooth)
+    arrays = {"values": smooth}
+    if unit.euclidean:
+        crop = read_polygon(Path(unit.crop)) if unit.crop else None
+        raw, coarse_distance = (
+            load_arrays(unit.sources[0])["values"],
+            load_arrays(unit.sources[2])["distance"],
+        )
+        arrays["euclidean"] = tile_distance(raw, unit.grid, unit.tile, crop, coarse_distance, COARSE)
+    save_arrays(Path(unit.out), unit.key, **arrays)
     return DemUnitResult(
         unit.kind, unit.phase, 0, int(np.isfinite(smooth).sum()), time.perf_counter() - start, peak_rss_mb()
     )

@@ -125,6 +125,15 @@ class ProjectTree:
     def georeferenced_model_csv(self) -> Path:
         return self.georeferencing / "odm_georeferenced_model.csv"
 
+    @property
+    def georeferenced_model_bounds_gpkg(self) -> Path:
+        """The crop polygon (--crop, or --boundary with --crop 0) that odm_dem and odm_orthophoto apply."""
+        return self.georeferencing / "odm_georeferenced_model.bounds.gpkg"
+
+    @property
+    def georeferenced_model_bounds_geojson(self) -> Path:
+        return self.georeferencing / "odm_georeferenced_model.bounds.geojson"
+
     # --- odm_dem ----------------------------------------------------------------------------
     @property
     def dem(self) -> Path:
@@ -137,6 +146,14 @@ class ProjectTree:
     @property
     def dtm_tif(self) -> Path:
         return self.dem / "dtm.tif"
+
+    def dem_tif(self, kind: str) -> Path:
+        """odm_dem/dsm.tif or dtm.tif."""
+        return self.dem / f"{kind}.tif"
+
+    def dem_euclidean(self, kind: str) -> Path:
+        """odm_dem/dsm.euclideand.tif or dtm.euclideand.tif (--dem-euclidean-map)."""
+        return self.dem / f"{kind}.euclideand.tif"
 
     @property
     def dem_tiles(self) -> Path:
@@ -171,6 +188,11 @@ class ProjectTree:
         return self.orthophoto / "odm_orthophoto.kmz"
 
     @property
+    def orthophoto_cutline(self) -> Path:
+        """--orthophoto-cutline: the crop polygon cut along feature edges, for stitching mosaics."""
+        return self.orthophoto / "cutline.gpkg"
+
+    @property
     def orthophoto_work(self) -> Path:
         """Per-tile checkpoints while the stage runs (removed when it finishes)."""
         return self.orthophoto / "tiles"
@@ -200,6 +222,7 @@ class ProjectTree:
             "orthophoto": self.orthophoto_tif,
             "DSM": self.dsm_tif,
             "DTM": self.dtm_tif,
+            "crop bounds": self.georeferenced_model_bounds_gpkg,
             "shots.geojson": self.shots_geojson,
             "stats.json": self.report_stats,
             "reconstruction.json": self.reconstruction_json,

@@ -16,13 +16,17 @@ from pathlib import Path
 import laspy
 import numpy as np
 import rasterio
+import rasterio.windows
 from rasterio.crs import CRS
 from rasterio.fill import fillnodata
 from rasterio.windows import Window
 from scipy import ndimage
+from shapely.geometry.base import BaseGeometry
 
 from odm_core import dem_raster as dr
 from odm_core.artifacts import sha256_text
+from odm_core.crop import read_polygon, window_mask
+from odm_core.dem_euclidean import coarse_hole_distance
 from odm_core.dem_relief import write_colored_hillshade
 from odm_core.dem_tiles import COARSE, DemUnit, DemUnitResult
 from odm_core.errors import OdmStageError
@@ -47,7 +51,8 @@ class DemPlan:
     raw: tuple[DemUnit, ...]
     final: tuple[DemUnit, ...]
     crs_wkt: str
-    opts: DemOptions = DemOptions()  # the output options: --cog, --tiles
+    opts: DemOptions = DemOptions()  # the output options: --cog, --tiles, --dem-euclidean-map
+    crop: str = ""  # the crop polygon file (odm_georeferencing's bounds.gpkg), "" without one
 
     @property
     def n_units(self) -> int:
@@ -113,6 +118,9 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
     halo = math.ceil(max(radii) / grid.resolution_m) + 2 * dr.MEDIAN_PASSES + 1
     smrf = SmrfParams(opts.smrf_scalar, opts.smrf_slope, opts.smrf_threshold, opts.smrf_window)
     assert TILE_PX % COARSE == 0
+    bounds_gpkg = tree.georeferenced_model_bounds_gpkg
+    crop = str(bounds_gpkg) if bounds_gpkg.is_file() else ""
+    euclidean = opts.dem_euclidean_map
     raw, final = [], []
     for kind in kinds:
         for tile in dr.tiles(grid, TILE_PX, halo):
@@ -120,12 +128,29 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
             unit_key = sha256_text(f"{key}|{kind}|{tile}")
             raw_out = str(tree.dem_tiles / f"{name}.raw.npz")
             raw.append(DemUnit(kind, "raw", str(laz), grid, tile, radii, smrf, (), raw_out, unit_key))
-            sources = (raw_out, str(tree.dem_tiles / f"{kind}.coarse.npz"))
+            sources = (raw_out, str(tree.dem_tiles / f"{kind}.coarse.npz"), _holes_path(tree, kind))
             final_out = str(tree.dem_tiles / f"{name}.final.npz")
             final.append(
-                DemUnit(kind, "final", str(laz), grid, tile, radii, smrf, sources, final_out, unit_key)
+                DemUnit(
+                    kind,
+                    "final",
+                    str(laz),
+                    grid,
+                    tile,
+                    radii,
+                    smrf,
+                    sources,
+                    final_out,
+                    unit_key,
+                    crop,
+                    euclidean,
+                )
             )
-    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt(), opts)
+    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt(), opts, crop)
+
+
+def _holes_path(tree: ProjectTree, kind: str) -> str:
+    return str(tree.dem_tiles / f"{kind}.holes.npz")
 
 
 def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
@@ -133,15 +158,27 @@ def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
     assert plan.grid is not None
     raw = [u for u in plan.raw if u.kind == kind]
     fill_coarse(plan.grid, raw, tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, kind.upper())
+    if plan.opts.dem_euclidean_map:
+        holes = _coarse_grid(plan.grid, raw, "holes", False)
+        crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
+        distance = coarse_hole_distance(holes, plan.grid, crop, COARSE)
+        save_arrays(Path(_holes_path(tree, kind)), plan.final[0].key, distance=distance)
+
+
+def _coarse_grid(grid: dr.DemGrid, raw: list[DemUnit], name: str, empty: float | bool) -> np.ndarray:
+    """The raster's 1/COARSE copy of one of the raw tiles' coarse arrays, tile by tile."""
+    dtype = np.float32 if isinstance(empty, float) else bool
+    out = np.full((-(-grid.height // COARSE), -(-grid.width // COARSE)), empty, dtype)
+    for unit in raw:
+        part = load_arrays(unit.out)[name]
+        r, c = unit.tile.row // COARSE, unit.tile.col // COARSE
+        out[r : r + part.shape[0], c : c + part.shape[1]] = part
+    return out
 
 
 def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what: str) -> None:
     """The raster at 1/COARSE of its size from its raw tiles, its footprint, and its holes filled."""
-    coarse = np.full((-(-grid.height // COARSE), -(-grid.width // COARSE)), np.nan, np.float32)
-    for unit in raw:
-        part = load_arrays(unit.out)["coarse"]
-        r, c = unit.tile.row // COARSE, unit.tile.col // COARSE
-        coarse[r : r + part.shape[0], c : c + part.shape[1]] = part
+    coarse = _coarse_grid(grid, raw, "coarse", np.nan)
     data = np.isfinite(coarse)
     if not data.any():
         raise OdmStageError(f"no {what} cell has a point: the cloud has none of the kind needed")
@@ -160,15 +197,21 @@ def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what:
 
 
 def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult]) -> DemResult:
-    """Stream each raster's final tiles into a tiled GeoTIFF, then copy it as a COG (or a GeoTIFF with
-    overviews: --no-cog); with --tiles, XYZ tiles of its colour-relief hillshade too."""
+    """Stream each raster's final tiles into a tiled GeoTIFF, cropped, then copy it as a COG (or a
+    GeoTIFF with overviews: --no-cog); the same for its euclidean map with --dem-euclidean-map; with
+    --tiles, XYZ tiles of its colour-relief hillshade too. Outputs not asked for are removed."""
     outputs = []
+    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
     for kind in plan.kinds:
-        outputs.append(write_cog(tree, plan, kind))
+        outputs.append(write_cog(tree, plan, kind, "values", tree.dem_tif(kind), crop))
+        if plan.opts.dem_euclidean_map:
+            outputs.append(write_cog(tree, plan, kind, "euclidean", tree.dem_euclidean(kind), None))
         if plan.opts.tiles:
-            relief = write_colored_hillshade(outputs[-1], tree.dem_tiles / f"{kind}.relief.tif")
+            relief = write_colored_hillshade(tree.dem_tif(kind), tree.dem_tiles / f"{kind}.relief.tif")
             outputs += write_xyz_tiles(relief, dem_tiles_dir(tree, kind)).files
     for kind in ("dsm", "dtm"):
+        if not plan.opts.dem_euclidean_map or kind not in plan.kinds:
+            tree.dem_euclidean(kind).unlink(missing_ok=True)
         if not (plan.opts.tiles and kind in plan.kinds):
             shutil.rmtree(dem_tiles_dir(tree, kind), ignore_errors=True)  # stale: options changed
     shutil.rmtree(tree.dem_tiles, ignore_errors=True)
@@ -189,7 +232,11 @@ def dem_tiles_dir(tree: ProjectTree, kind: str) -> Path:
     return tree.dsm_tiles if kind == "dsm" else tree.dtm_tiles
 
 
-def write_cog(tree: ProjectTree, plan: DemPlan, kind: str) -> Path:
+def write_cog(
+    tree: ProjectTree, plan: DemPlan, kind: str, layer: str, out: Path, crop: BaseGeometry | None
+) -> Path:
+    """One layer ("values" or "euclidean") of a raster's final tiles as a float32 COG; cells outside
+    the crop polygon, if given, become nodata (masked window by window)."""
     assert plan.grid is not None
     grid = plan.grid
     profile = {
@@ -207,13 +254,17 @@ def write_cog(tree: ProjectTree, plan: DemPlan, kind: str) -> Path:
         "compress": "deflate",
         "BIGTIFF": "IF_SAFER",
     }
-    staging = tree.dem_tiles / f"{kind}.staging.tif"
+    staging = tree.dem_tiles / f"{kind}.{layer}.staging.tif"
     with rasterio.open(staging, "w", **profile) as dst:
         for unit in plan.final:
             if unit.kind == kind:
-                values = load_arrays(unit.out)["values"]
-                values = np.where(np.isfinite(values), values, dr.NODATA).astype(np.float32)
                 t = unit.tile
-                dst.write(values, 1, window=Window(t.col, t.row, t.cols, t.rows))
-    out = tree.dsm_tif if kind == "dsm" else tree.dtm_tif
+                window = Window(t.col, t.row, t.cols, t.rows)
+                values = load_arrays(unit.out)[layer]
+                keep = np.isfinite(values)
+                if crop is not None:
+                    keep &= window_mask(
+                        crop, rasterio.windows.transform(window, grid.transform), values.shape
+                    )
+                dst.write(np.where(keep, values, dr.NODATA).astype(np.float32), 1, window=window)
     return write_geotiff(staging, out, plan.opts.cog, "DEFLATE", predictor=True)

@@ -6,11 +6,13 @@ coords.txt (no GPS, no GCPs) gets its LAZ in model coordinates and no CRS.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from odm_core import crop
 from odm_core.artifacts import atomic_path
 from odm_core.errors import OdmStageError
 from odm_core.geo import GeoReference
@@ -56,8 +58,41 @@ def odm_georeferencing(tree: ProjectTree, opts: GeoreferencingOptions) -> Georef
         outputs.append(write_csv(tree.georeferenced_model_csv, pos, colours, views))
     else:
         tree.georeferenced_model_csv.unlink(missing_ok=True)
+    outputs += write_crop_bounds(tree, opts, georef is not None)
     epsg = georef.epsg if georef is not None else None
     return GeoreferencingResult(n_points=len(points), epsg=epsg, outputs=tuple(outputs))
+
+
+def write_crop_bounds(tree: ProjectTree, opts: GeoreferencingOptions, georeferenced: bool) -> list[Path]:
+    """ODM's crop area as odm_georeferenced_model.bounds.gpkg and .bounds.geojson, in the LAZ's CRS: the
+    cloud's footprint shrunk by --crop metres, or the --boundary polygon with --crop 0.
+
+    Nothing is written (and files of an earlier run are removed) with neither, or without a georeference.
+    """
+    gpkg, geojson = tree.georeferenced_model_bounds_gpkg, tree.georeferenced_model_bounds_geojson
+    if not georeferenced or (opts.crop == 0 and not opts.boundary):
+        gpkg.unlink(missing_ok=True)
+        geojson.unlink(missing_ok=True)
+        return []
+    laz = tree.georeferenced_model_laz
+    if opts.crop > 0:
+        outline, crs = crop.footprint(laz, _spacing_m(tree))
+        polygon = crop.crop_polygon(outline, opts.crop)
+    else:
+        assert opts.boundary is not None
+        crs = crop.laz_crs(laz)
+        polygon = crop.boundary_polygon(opts.boundary, crs)
+    return [
+        crop.write_polygon(gpkg, polygon, crs.to_wkt()),
+        crop.write_polygon(geojson, polygon, crs.to_wkt(), "GeoJSON"),
+    ]
+
+
+def _spacing_m(tree: ProjectTree) -> float | None:
+    stats = tree.filtered_point_cloud_stats
+    if not stats.is_file():
+        return None
+    return float(json.loads(stats.read_text()).get("spacing") or 0) or None
 
 
 def write_csv(path: Path, pos: np.ndarray, colours: np.ndarray, views: np.ndarray) -> Path:

@@ -20,12 +20,17 @@ import numpy as np
 import pycolmap
 import rasterio
 import rasterio.shutil
+from rasterio import windows
 from rasterio.crs import CRS
 from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
 
 from odm_core import dem_raster as dr
 from odm_core.artifacts import atomic_path, sha256_text, unit_checkpoint_valid
+from odm_core.crop import read_polygon, window_mask, write_polygon
+from odm_core.cutline import orthophoto_cutline
 from odm_core.dem_tiles import DemUnit, filled_surface
+from odm_core.errors import OdmStageError
 from odm_core.geo import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.mvs_camera import ViewCamera
@@ -67,6 +72,7 @@ class OrthoPlan:
     tiles: tuple[OrthoUnit, ...]
     crs_wkt: str
     coarse: str
+    crop: str = ""  # the crop polygon file (odm_georeferencing's bounds.gpkg), "" without one
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class OrthophotoResult:
 def skipped(tree: ProjectTree) -> OrthophotoResult:
     """--skip-orthophoto: nothing is made, and an orthophoto of an earlier run is removed (it no longer
     follows the options)."""
-    for stale in (tree.orthophoto_tif, tree.orthophoto_png, tree.orthophoto_kmz):
+    for stale in (tree.orthophoto_tif, tree.orthophoto_png, tree.orthophoto_kmz, tree.orthophoto_cutline):
         stale.unlink(missing_ok=True)
     shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
     return OrthophotoResult(0.0, 0, 0, 0, 0.0, 0.0, ())
@@ -94,6 +100,7 @@ def remove_stale_outputs(tree: ProjectTree, opts: OrthophotoOptions) -> None:
     for wanted, path in (
         (opts.orthophoto_png, tree.orthophoto_png),
         (opts.orthophoto_kmz, tree.orthophoto_kmz),
+        (opts.orthophoto_cutline, tree.orthophoto_cutline),
     ):
         if not wanted:
             path.unlink(missing_ok=True)
@@ -124,7 +131,9 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
         )
         out = str(tree.orthophoto_work / f"ortho_{name}.npz")
         tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
-    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse)
+    bounds = tree.georeferenced_model_bounds_gpkg
+    crop = str(bounds) if bounds.is_file() else ""
+    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse, crop)
 
 
 def fill_surface(plan: OrthoPlan) -> None:
@@ -172,9 +181,12 @@ def _sees_some(view: ViewCamera, world: np.ndarray) -> bool:
 def finish_odm_orthophoto(
     tree: ProjectTree, plan: OrthoPlan, opts: OrthophotoOptions, results: list[OrthoUnitResult]
 ) -> OrthophotoResult:
-    """Stream the tiles into a tiled RGBA GeoTIFF, then copy it as a COG (or a GeoTIFF with overviews:
-    --no-cog) in the chosen compression; then the extra outputs asked for (PNG, KMZ, XYZ tiles)."""
+    """Stream the tiles into a tiled RGBA GeoTIFF, cropped (alpha 0 outside the crop polygon), then copy it
+    as a COG (or a GeoTIFF with
+    overviews: --no-cog) in the chosen compression; then the extra outputs asked for (PNG, KMZ, XYZ
+    tiles, cutline)."""
     grid = plan.grid
+    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
     staging = tree.orthophoto_work / "staging.tif"
     profile = {
         "driver": "GTiff",
@@ -202,7 +214,10 @@ def finish_odm_orthophoto(
         for unit in plan.tiles:
             rgba = load_arrays(unit.out)["rgba"]
             t = unit.surface.tile
-            dst.write(np.moveaxis(rgba, 2, 0), window=Window(t.col, t.row, t.cols, t.rows))
+            window = Window(t.col, t.row, t.cols, t.rows)
+            if crop is not None:
+                rgba[~window_mask(crop, windows.transform(window, grid.transform), rgba.shape[:2])] = 0
+            dst.write(np.moveaxis(rgba, 2, 0), window=window)
             valid += int((rgba[..., 3] > 0).sum())
     outputs = [write_geotiff(staging, tree.orthophoto_tif, opts.cog, opts.orthophoto_compression)]
     if opts.orthophoto_png:
@@ -213,6 +228,8 @@ def finish_odm_orthophoto(
         outputs.append(write_kmz(tree.orthophoto_tif, tree.orthophoto_kmz))
     if opts.tiles:
         outputs += write_xyz_tiles(tree.orthophoto_tif, tree.orthophoto_tiles).files
+    if opts.orthophoto_cutline:
+        outputs.append(write_cutline(tree, plan, crop))
     remove_stale_outputs(tree, opts)
     shutil.rmtree(tree.orthophoto_work, ignore_errors=True)
     return OrthophotoResult(
@@ -224,3 +241,13 @@ def finish_odm_orthophoto(
         worker_peak_rss_mb=max((r.peak_rss_mb for r in results), default=0.0),
         outputs=tuple(outputs),
     )
+
+
+def write_cutline(tree: ProjectTree, plan: OrthoPlan, crop: BaseGeometry | None) -> Path:
+    """odm_orthophoto/cutline.gpkg from the finished orthophoto, inside the crop polygon."""
+    if crop is None:
+        raise OdmStageError(
+            f"--orthophoto-cutline needs the crop polygon {tree.georeferenced_model_bounds_gpkg}: "
+            "re-run from odm_georeferencing (it is written whenever --crop is above 0)"
+        )
+    return write_polygon(tree.orthophoto_cutline, orthophoto_cutline(tree.orthophoto_tif, crop), plan.crs_wkt)

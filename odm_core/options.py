@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -126,6 +126,23 @@ class GeoreferencingOptions(StageOptions):
 
     pc_las: bool = Field(False, description="Also export the cloud as LAS.")
     pc_csv: bool = Field(False, description="Also export the cloud as CSV.")
+    crop: float = Field(
+        3.0,
+        ge=0,
+        le=10000,
+        description="Crop the DEMs and orthophoto to the cloud's footprint shrunk by N metres (0 = off).",
+    )
+    boundary: str | None = Field(
+        None, description="GeoJSON polygon, the crop with --crop 0 (PipelineOptions copies --boundary)."
+    )
+
+    @model_validator(mode="after")
+    def _valid_boundary(self) -> GeoreferencingOptions:
+        if self.boundary is not None:
+            from odm_core.boundary import parse_boundary
+
+            parse_boundary(self.boundary)
+        return self
 
 
 class DemOptions(StageOptions):
@@ -150,6 +167,9 @@ class DemOptions(StageOptions):
     cog: bool = Field(
         True, description="Cloud-Optimized GeoTIFFs (odmflow's default, unlike ODM); off: tiled + overviews."
     )
+    dem_euclidean_map: bool = Field(
+        False, description="Also write odm_dem/{dsm,dtm}.euclideand.tif: cells to the nearest nodata cell."
+    )
 
 
 OrthophotoCompression = Literal["JPEG", "LZW", "PACKBITS", "DEFLATE", "LZMA", "NONE"]
@@ -172,6 +192,9 @@ class OrthophotoOptions(StageOptions):
     tiles: bool = Field(False, description="Also write XYZ PNG tiles of the orthophoto (orthophoto_tiles/).")
     cog: bool = Field(
         True, description="Cloud-Optimized GeoTIFF (odmflow's default, unlike ODM); off: tiled + overviews."
+    )
+    orthophoto_cutline: bool = Field(
+        False, description="Also write odm_orthophoto/cutline.gpkg: a crop polygon cut along feature edges."
     )
 
 
@@ -202,6 +225,24 @@ class PipelineOptions(StageOptions):
         description="Dask scheduler (tcp://HOST:PORT) for the per-view work; none: a local cluster.",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _implicit_rules(cls, data: Any) -> Any:
+        """ODM's implicit rules: --orthophoto-cutline without --crop crops by 0.01 m, and with --crop 0
+        the --boundary polygon is the crop (so odm_georeferencing, which owns the crop, gets it)."""
+        if not isinstance(data, dict):
+            return data
+        geo = _fields(data.get("odm_georeferencing"))
+        crop = float(geo.get("crop", GeoreferencingOptions.model_fields["crop"].default))
+        if crop == 0 and _fields(data.get("odm_orthophoto")).get("orthophoto_cutline"):
+            geo["crop"] = crop = 0.01
+        boundary = _fields(data.get("odm_filterpoints")).get("boundary")
+        if crop == 0 and boundary and not geo.get("boundary"):
+            geo["boundary"] = boundary
+        if geo:
+            data = {**data, "odm_georeferencing": geo}
+        return data
+
     @model_validator(mode="after")
     def _order(self) -> PipelineOptions:
         if self.rerun_from and STAGES.index(self.rerun_from) > STAGES.index(self.end_with):
@@ -221,6 +262,13 @@ class PipelineOptions(StageOptions):
         if self.rerun_from:
             return set(STAGES[STAGES.index(self.rerun_from) :])
         return set()
+
+
+def _fields(value: Any) -> dict[str, Any]:
+    """A stage's options as a dict of the values set, whether given as a model or a dict."""
+    if isinstance(value, BaseModel):
+        return value.model_dump(exclude_unset=True)
+    return dict(value) if isinstance(value, dict) else {}
 
 
 def feature_process_size(width: int, height: int, quality: str) -> int:

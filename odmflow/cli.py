@@ -37,6 +37,7 @@ app = typer.Typer(
 
 _SFM, _DS = OpensfmOptions(), DatasetOptions()  # the defaults shown in --help
 _MVS, _FP, _DEM, _ORTHO = OpenmvsOptions(), FilterpointsOptions(), DemOptions(), OrthophotoOptions()
+_GEO = GeoreferencingOptions()
 
 OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
     "feature_quality": "--feature-quality",
@@ -53,6 +54,7 @@ OPTION_NAMES = {  # pydantic location -> the CLI flag, for error messages
     "pc_filter": "--pc-filter",
     "pc_sample": "--pc-sample",
     "boundary": "--boundary",
+    "crop": "--crop",
     "auto_boundary_distance": "--auto-boundary-distance",
     "dask_address": "--dask-address",
     "n_cols": "--cols",
@@ -157,6 +159,10 @@ def run(
     ] = False,
     pc_las: Annotated[bool, typer.Option("--pc-las", help="Also export the cloud as LAS.")] = False,
     pc_csv: Annotated[bool, typer.Option("--pc-csv", help="Also export the cloud as CSV.")] = False,
+    crop: Annotated[
+        float,
+        typer.Option(help="Crop DEMs and orthophoto to the cloud's footprint shrunk by N metres (0 = off)."),
+    ] = _GEO.crop,
     dsm: Annotated[bool, typer.Option("--dsm", help="Build the DSM: odm_dem/dsm.tif (COG).")] = False,
     dtm: Annotated[
         bool, typer.Option("--dtm", help="Build the DTM from SMRF ground: odm_dem/dtm.tif.")
@@ -171,6 +177,12 @@ def run(
     smrf_slope: Annotated[float, typer.Option(help="SMRF slope (rise over run).")] = _DEM.smrf_slope,
     smrf_threshold: Annotated[float, typer.Option(help="SMRF elevation threshold, m.")] = _DEM.smrf_threshold,
     smrf_window: Annotated[float, typer.Option(help="SMRF window radius, m.")] = _DEM.smrf_window,
+    dem_euclidean_map: Annotated[
+        bool,
+        typer.Option(
+            "--dem-euclidean-map", help="Also write odm_dem/*.euclideand.tif: cells to the nearest nodata."
+        ),
+    ] = False,
     skip_orthophoto: Annotated[
         bool, typer.Option("--skip-orthophoto", help="Do not build the orthophoto.")
     ] = False,
@@ -185,6 +197,13 @@ def run(
     ] = False,
     orthophoto_kmz: Annotated[
         bool, typer.Option("--orthophoto-kmz", help="Also write odm_orthophoto/odm_orthophoto.kmz.")
+    ] = False,
+    orthophoto_cutline: Annotated[
+        bool,
+        typer.Option(
+            "--orthophoto-cutline",
+            help="Also write odm_orthophoto/cutline.gpkg, a crop polygon cut along feature edges.",
+        ),
     ] = False,
     ignore_gsd: Annotated[
         bool, typer.Option("--ignore-gsd", help="Do not cap resolutions by the estimated GSD.")
@@ -234,7 +253,7 @@ def run(
                 auto_boundary_distance=auto_boundary_distance,
                 fast_orthophoto=fast_orthophoto,
             ),
-            odm_georeferencing=GeoreferencingOptions(pc_las=pc_las, pc_csv=pc_csv),
+            odm_georeferencing=GeoreferencingOptions(pc_las=pc_las, pc_csv=pc_csv, crop=crop),
             odm_dem=DemOptions(
                 dsm=dsm,
                 dtm=dtm,
@@ -247,6 +266,7 @@ def run(
                 ignore_gsd=ignore_gsd,
                 tiles=tiles,
                 cog=cog,
+                dem_euclidean_map=dem_euclidean_map,
             ),
             odm_orthophoto=OrthophotoOptions(
                 skip_orthophoto=skip_orthophoto,
@@ -257,6 +277,7 @@ def run(
                 ignore_gsd=ignore_gsd,
                 tiles=tiles,
                 cog=cog,
+                orthophoto_cutline=orthophoto_cutline,
             ),
             end_with=end_with,
             rerun_from=rerun_from,

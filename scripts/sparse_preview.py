@@ -1,6 +1,6 @@
 """Top view of a project's sparse cloud with its camera centres, as a PNG (for README pictures).
 
-    .venv/bin/python scripts/sparse_preview.py PROJECT OUT.png [--size 900]
+.venv/bin/python scripts/sparse_preview.py PROJECT OUT.png [--size 900]
 """
 
 from __future__ import annotations

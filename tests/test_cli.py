@@ -39,6 +39,9 @@ def test_help_names_odm_options() -> None:
         "--rerun-from",
         "--rerun-all",
         "--max-concurrency",
+        "--crop",
+        "--orthophoto-cutline",
+        "--dem-euclidean-map",
     ):
         assert flag in result.output
 
@@ -68,6 +71,7 @@ def test_wrong_project_path_is_a_clear_error(tmp_path: Path, make, expected: str
         (["--end-with", "mvs_texturing"], "--end-with"),
         (["--rerun-from", "odm_report", "--end-with", "opensfm"], "--rerun-from"),
         (["--max-concurrency", "0"], "--max-concurrency"),
+        (["--crop", "-1"], "--crop"),
     ],
 )
 def test_invalid_options_are_refused_before_any_work(tmp_path: Path, args: list[str], flag: str) -> None:

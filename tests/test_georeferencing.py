@@ -46,7 +46,8 @@ def las_xyz(las: laspy.LasData) -> np.ndarray:
 def test_laz_is_georeferenced_with_colours_and_views(tmp_path: Path) -> None:
     tree, pts = filtered_cloud(tmp_path)
     result = odm_georeferencing(tree, GeoreferencingOptions())
-    assert result.outputs == (tree.georeferenced_model_laz,)
+    bounds = (tree.georeferenced_model_bounds_gpkg, tree.georeferenced_model_bounds_geojson)
+    assert result.outputs == (tree.georeferenced_model_laz, *bounds)  # --crop 3 by default, as in ODM
     assert (result.n_points, result.epsg) == (len(pts), 32615)
     las = laspy.read(tree.georeferenced_model_laz)
     assert las.header.version == laspy.header.Version(1, 4)
@@ -67,6 +68,8 @@ def test_las_and_csv_exports_agree_and_follow_options(tmp_path: Path) -> None:
         tree.georeferenced_model_laz,
         tree.georeferenced_model_las,
         tree.georeferenced_model_csv,
+        tree.georeferenced_model_bounds_gpkg,
+        tree.georeferenced_model_bounds_geojson,
     )
     laz = laspy.read(tree.georeferenced_model_laz)
     las = laspy.read(tree.georeferenced_model_las)
@@ -83,8 +86,9 @@ def test_las_and_csv_exports_agree_and_follow_options(tmp_path: Path) -> None:
     np.testing.assert_array_equal(csv[:, 3:6] * 257, np.column_stack([laz.red, laz.green, laz.blue]))
     np.testing.assert_array_equal(csv[:, 6], laz.user_data)
 
-    again = odm_georeferencing(tree, GeoreferencingOptions())
+    again = odm_georeferencing(tree, GeoreferencingOptions(crop=0))
     assert again.outputs == (tree.georeferenced_model_laz,)
+    assert not tree.georeferenced_model_bounds_gpkg.exists()
     assert not tree.georeferenced_model_las.exists()
     assert not tree.georeferenced_model_csv.exists()
 

@@ -56,11 +56,36 @@ def test_feature_process_size_follows_odm(size: tuple[int, int], quality: str, e
         {"odm_dem": {"dem_resolution": 0}},
         {"odm_dem": {"smrf_window": -1}},
         {"odm_orthophoto": {"orthophoto_compression": "WEBP"}},
+        {"odm_georeferencing": {"crop": -1}},
     ],
 )
 def test_invalid_options_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValidationError):
         PipelineOptions.model_validate(kwargs)
+
+
+def test_crop_cutline_and_euclidean_defaults_and_implicit_rules() -> None:
+    opts = PipelineOptions()
+    assert opts.odm_georeferencing.crop == 3.0  # ODM's default
+    assert not opts.odm_orthophoto.orthophoto_cutline and not opts.odm_dem.dem_euclidean_map
+    cut = PipelineOptions.model_validate(
+        {"odm_georeferencing": {"crop": 0}, "odm_orthophoto": {"orthophoto_cutline": True}}
+    )
+    assert cut.odm_georeferencing.crop == 0.01  # ODM: a cutline needs a crop area
+    boundary = '{"type": "Polygon", "coordinates": [[[9, 45], [9.01, 45], [9.01, 45.01], [9, 45]]]}'
+    with_boundary = {"odm_filterpoints": {"boundary": boundary}}
+    assert PipelineOptions.model_validate(with_boundary).odm_georeferencing.boundary is None  # crop 3
+    crop_0 = PipelineOptions.model_validate({**with_boundary, "odm_georeferencing": {"crop": 0}})
+    assert crop_0.odm_georeferencing.boundary == boundary  # the boundary is the crop
+    from odm_core.options import GeoreferencingOptions, pipeline_options_from_odm
+
+    explicit = PipelineOptions(
+        odm_georeferencing=GeoreferencingOptions(crop=0),
+        odm_orthophoto={"orthophoto_cutline": True},  # type: ignore[arg-type]
+    )
+    assert explicit.odm_georeferencing.crop == 0.01
+    odm = pipeline_options_from_odm({"crop": "0", "orthophoto-cutline": "true", "dem-euclidean-map": "1"})
+    assert odm.odm_georeferencing.crop == 0.01 and odm.odm_dem.dem_euclidean_map
 
 
 def test_options_are_frozen() -> None:
