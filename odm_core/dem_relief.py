@@ -16,6 +16,7 @@ import rasterio
 from rasterio.windows import Window
 
 from odm_core.errors import OdmStageError
+from odm_core.raster_out import RGBA, rgba_profile
 
 AZIMUTH_DEG = 315.0
 ALTITUDE_DEG = 45.0
@@ -75,28 +76,9 @@ def write_colored_hillshade(dem: Path, out: Path) -> Path:
     with rasterio.open(dem) as src:
         low, high = elevation_range(src)
         xres, yres = abs(src.transform.a), abs(src.transform.e)
-        profile = {
-            "driver": "GTiff",
-            "width": src.width,
-            "height": src.height,
-            "count": 4,
-            "dtype": "uint8",
-            "crs": src.crs,
-            "transform": src.transform,
-            "tiled": True,
-            "blockxsize": 512,
-            "blockysize": 512,
-            "compress": "deflate",
-            "photometric": "RGB",
-            "BIGTIFF": "IF_SAFER",
-        }
+        profile = rgba_profile(src.width, src.height, src.crs, src.transform)
         with rasterio.open(out, "w", **profile) as dst:
-            dst.colorinterp = [
-                rasterio.enums.ColorInterp.red,
-                rasterio.enums.ColorInterp.green,
-                rasterio.enums.ColorInterp.blue,
-                rasterio.enums.ColorInterp.alpha,
-            ]
+            dst.colorinterp = RGBA
             for row0 in range(0, src.height, BLOCK_ROWS):
                 rows = min(BLOCK_ROWS, src.height - row0)
                 top, bottom = max(0, row0 - 1), min(src.height, row0 + rows + 1)

@@ -34,7 +34,7 @@ from odm_core.layout import ProjectTree
 from odm_core.mvs_depthmap import load_arrays, save_arrays
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import DemOptions
-from odm_core.raster_out import write_geotiff
+from odm_core.raster_out import staging_profile, write_geotiff
 from odm_core.smrf import SmrfParams
 from odm_core.xyz_tiles import write_xyz_tiles
 
@@ -239,21 +239,8 @@ def write_cog(
     the crop polygon, if given, become nodata (masked window by window)."""
     assert plan.grid is not None
     grid = plan.grid
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": 1,
-        "dtype": "float32",
-        "crs": CRS.from_wkt(plan.crs_wkt),
-        "transform": grid.transform,
-        "nodata": dr.NODATA,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-        "BIGTIFF": "IF_SAFER",
-    }
+    crs = CRS.from_wkt(plan.crs_wkt)
+    profile = staging_profile(grid.width, grid.height, crs, grid.transform, 1, "float32", nodata=dr.NODATA)
     staging = tree.dem_tiles / f"{kind}.{layer}.staging.tif"
     with rasterio.open(staging, "w", **profile) as dst:
         for unit in plan.final:

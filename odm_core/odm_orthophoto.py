@@ -40,7 +40,7 @@ from odm_core.odm_dem import TILE_PX, capped_resolution_m, cloud_extent, fill_co
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import OrthophotoOptions
 from odm_core.ortho_render import decode_photo, project, render
-from odm_core.raster_out import write_geotiff, write_kmz
+from odm_core.raster_out import RGBA, rgba_profile, write_geotiff, write_kmz
 from odm_core.smrf import SmrfParams
 from odm_core.xyz_tiles import write_xyz_tiles
 
@@ -188,29 +188,10 @@ def finish_odm_orthophoto(
     grid = plan.grid
     crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
     staging = tree.orthophoto_work / "staging.tif"
-    profile = {
-        "driver": "GTiff",
-        "width": grid.width,
-        "height": grid.height,
-        "count": 4,
-        "dtype": "uint8",
-        "crs": CRS.from_wkt(plan.crs_wkt),
-        "transform": grid.transform,
-        "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
-        "compress": "deflate",
-        "photometric": "RGB",
-        "BIGTIFF": "IF_SAFER",
-    }
+    profile = rgba_profile(grid.width, grid.height, CRS.from_wkt(plan.crs_wkt), grid.transform)
     valid = 0
     with rasterio.open(staging, "w", **profile) as dst:
-        dst.colorinterp = [
-            rasterio.enums.ColorInterp.red,
-            rasterio.enums.ColorInterp.green,
-            rasterio.enums.ColorInterp.blue,
-            rasterio.enums.ColorInterp.alpha,
-        ]
+        dst.colorinterp = RGBA
         for unit in plan.tiles:
             rgba = load_arrays(unit.out)["rgba"]
             t = unit.surface.tile

@@ -11,13 +11,44 @@ from pathlib import Path
 
 import rasterio
 import rasterio.shutil
-from rasterio.enums import Resampling
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import ColorInterp, Resampling
 
 from odm_core.artifacts import atomic_path
 from odm_core.errors import OdmStageError
 
 BLOCK_PX = 512
 JPEG_QUALITY = 90
+
+
+RGBA = (ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha)
+
+
+def staging_profile(
+    width: int, height: int, crs: CRS, transform: Affine, count: int, dtype: str, **extra: object
+) -> dict[str, object]:
+    """The profile of a tiled, DEFLATE-compressed staging GeoTIFF that write_geotiff then copies."""
+    return {
+        "driver": "GTiff",
+        "width": width,
+        "height": height,
+        "count": count,
+        "dtype": dtype,
+        "crs": crs,
+        "transform": transform,
+        "tiled": True,
+        "blockxsize": BLOCK_PX,
+        "blockysize": BLOCK_PX,
+        "compress": "deflate",
+        "BIGTIFF": "IF_SAFER",
+        **extra,
+    }
+
+
+def rgba_profile(width: int, height: int, crs: CRS, transform: Affine) -> dict[str, object]:
+    """staging_profile of an 8-bit RGBA image (set its bands' colour interpretation to RGBA)."""
+    return staging_profile(width, height, crs, transform, 4, "uint8", photometric="RGB")
 
 
 def overview_factors(width: int, height: int, block_px: int = BLOCK_PX) -> list[int]:
