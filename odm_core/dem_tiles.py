@@ -121,10 +121,10 @@ def coarse_core(values: np.ndarray, tile: dr.Tile) -> np.ndarray:
     return lowest
 
 
-def filled_surface(unit: DemUnit) -> np.ndarray:
+def filled_surface(unit: DemUnit, raw: np.ndarray | None = None) -> np.ndarray:
     """The tile with its halo: holes inside the footprint take the filled coarse raster (bilinear), then
-    median smoothing (NaN outside the footprint)."""
-    values = load_arrays(unit.sources[0])["values"]
+    median smoothing (NaN outside the footprint). `raw`: the raw tile (sources[0]) if already read."""
+    values = load_arrays(unit.sources[0])["values"] if raw is None else raw
     coarse = load_arrays(unit.sources[1])
     filled, footprint = coarse["filled"], coarse["footprint"]
     row0, col0, rows, cols = unit.tile.padded(unit.grid)
@@ -145,14 +145,12 @@ def final_tile(unit: DemUnit) -> DemUnitResult:
     """The finished tile (holes filled, smoothed), without its halo."""
     start = time.perf_counter()
     tune_malloc()
-    smooth = filled_surface(unit)[unit.tile.core()]
+    raw = load_arrays(unit.sources[0])["values"]
+    smooth = filled_surface(unit, raw)[unit.tile.core()]
     arrays = {"values": smooth}
     if unit.euclidean:
         crop = read_polygon(Path(unit.crop)) if unit.crop else None
-        raw, coarse_distance = (
-            load_arrays(unit.sources[0])["values"],
-            load_arrays(unit.sources[2])["distance"],
-        )
+        coarse_distance = load_arrays(unit.sources[2])["distance"]
         arrays["euclidean"] = tile_distance(raw, unit.grid, unit.tile, crop, coarse_distance, COARSE)
     save_arrays(Path(unit.out), unit.key, **arrays)
     return DemUnitResult(

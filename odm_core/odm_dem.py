@@ -32,6 +32,7 @@ from odm_core.dem_tiles import COARSE, DemUnit, DemUnitResult
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.mvs_depthmap import load_arrays, save_arrays
+from odm_core.odm_filterpoints import recorded_spacing_m
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import DemOptions
 from odm_core.raster_out import staging_profile, write_geotiff
@@ -97,9 +98,7 @@ def cloud_extent(laz: Path, purpose: str) -> tuple[tuple[float, float, float, fl
 
 def radius_steps(tree: ProjectTree, steps: int, resolution_m: float) -> tuple[float, ...]:
     """ODM's get_dem_radius_steps: the cloud's point spacing (at least one cell), then x sqrt(2) per step."""
-    spacing = resolution_m / 2.0
-    if tree.filtered_point_cloud_stats.is_file():
-        spacing = float(json.loads(tree.filtered_point_cloud_stats.read_text()).get("spacing") or spacing)
+    spacing = recorded_spacing_m(tree.filtered_point_cloud_stats) or resolution_m / 2.0
     radii = [max(spacing, resolution_m)]
     for _ in range(max(1, steps) - 1):
         radii.append(radii[-1] * math.sqrt(2))

@@ -198,3 +198,10 @@ def median_spacing(pos: np.ndarray, sample: int = SPACING_SAMPLE, seed: int = 0)
     picks = rng.choice(len(pos), size=min(sample, len(pos)), replace=False)
     dist, _ = cKDTree(pos).query(pos[picks], k=2, workers=-1)
     return float(np.median(dist[:, 1]))
+
+
+def recorded_spacing_m(stats: Path) -> float | None:
+    """The spacing odm_filterpoints recorded in point_cloud_stats.json; None without the file or a value."""
+    if not stats.is_file():
+        return None
+    return float(json.loads(stats.read_text()).get("spacing") or 0) or None

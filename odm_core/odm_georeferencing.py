@@ -6,7 +6,6 @@ coords.txt (no GPS, no GCPs) gets its LAZ in model coordinates and no CRS.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from odm_core.errors import OdmStageError
 from odm_core.geo import GeoReference
 from odm_core.las_io import las_points, write_las
 from odm_core.layout import ProjectTree
+from odm_core.odm_filterpoints import recorded_spacing_m
 from odm_core.options import GeoreferencingOptions
 from odm_core.pointcloud import read_ply, rgb, xyz
 
@@ -76,7 +76,7 @@ def write_crop_bounds(tree: ProjectTree, opts: GeoreferencingOptions, georeferen
         return []
     laz = tree.georeferenced_model_laz
     if opts.crop > 0:
-        outline, crs = crop.footprint(laz, _spacing_m(tree))
+        outline, crs = crop.footprint(laz, recorded_spacing_m(tree.filtered_point_cloud_stats))
         polygon = crop.crop_polygon(outline, opts.crop)
     else:
         assert opts.boundary is not None
@@ -86,13 +86,6 @@ def write_crop_bounds(tree: ProjectTree, opts: GeoreferencingOptions, georeferen
         crop.write_polygon(gpkg, polygon, crs.to_wkt()),
         crop.write_polygon(geojson, polygon, crs.to_wkt(), "GeoJSON"),
     ]
-
-
-def _spacing_m(tree: ProjectTree) -> float | None:
-    stats = tree.filtered_point_cloud_stats
-    if not stats.is_file():
-        return None
-    return float(json.loads(stats.read_text()).get("spacing") or 0) or None
 
 
 def write_csv(path: Path, pos: np.ndarray, colours: np.ndarray, views: np.ndarray) -> Path:

@@ -86,6 +86,11 @@ def _local_cluster_kwargs(max_concurrency: int) -> dict[str, Any]:
     }
 
 
+def _address(address: str | None) -> str | None:
+    """--dask-address, else $ODMFLOW_DASK_ADDRESS (set by `odmflow server up --dask-workers`)."""
+    return address or os.environ.get("ODMFLOW_DASK_ADDRESS")
+
+
 def _import_modules() -> None:
     for module in WORKER_MODULES:
         importlib.import_module(module)
@@ -107,8 +112,7 @@ def run_cluster(address: str | None, max_concurrency: int, needed: bool) -> Iter
     it ready instead of each starting its own; it is closed when the run ends.
     """
     global _run_cluster
-    address = address or os.environ.get("ODMFLOW_DASK_ADDRESS")
-    if not needed or address or _run_cluster is not None:
+    if not needed or _address(address) or _run_cluster is not None:
         yield
         return
     future: Future[LocalCluster] = Future()
@@ -138,7 +142,7 @@ def dask_task_runner(address: str | None, max_concurrency: int) -> KeyedDaskTask
     memory limit of their share of 80% of the RAM, and report to this run's Prefect API. Workers of an
     external cluster need PREFECT_API_URL set to the same server and the project folder at the same path.
     """
-    address = address or os.environ.get("ODMFLOW_DASK_ADDRESS")  # set by `odmflow server up --dask-workers`
+    address = _address(address)
     if address:
         return KeyedDaskTaskRunner(address=address)
     if _run_cluster is not None:
