@@ -69,7 +69,12 @@ def footprint(laz: Path, spacing_m: float | None = None) -> tuple[BaseGeometry, 
 def laz_crs(laz: Path) -> ProjCRS:
     """The LAZ's CRS; OdmStageError without one."""
     with laspy.open(laz) as reader:
-        crs = reader.header.parse_crs()
+        return header_crs(reader.header, laz)
+
+
+def header_crs(header: laspy.LasHeader, laz: Path) -> ProjCRS:
+    """The CRS a LAS header records; OdmStageError naming the file without one."""
+    crs = header.parse_crs()
     if crs is None:
         raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
     return crs

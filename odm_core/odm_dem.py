@@ -25,7 +25,7 @@ from shapely.geometry.base import BaseGeometry
 
 from odm_core import dem_raster as dr
 from odm_core.artifacts import sha256_text
-from odm_core.crop import read_polygon, window_mask
+from odm_core.crop import header_crs, read_polygon, window_mask
 from odm_core.dem_euclidean import coarse_hole_distance
 from odm_core.dem_relief import write_colored_hillshade
 from odm_core.dem_tiles import COARSE, DemUnit, DemUnitResult
@@ -89,10 +89,8 @@ def cloud_extent(laz: Path, purpose: str) -> tuple[tuple[float, float, float, fl
         header = reader.header
         if header.point_count == 0:
             raise OdmStageError(f"{laz} has no points: there is nothing to {purpose}")
-        crs = header.parse_crs()
+        crs = header_crs(header, laz)
         (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
-    if crs is None:
-        raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
     return (float(minx), float(miny), float(maxx), float(maxy)), CRS.from_wkt(crs.to_wkt())
 
 

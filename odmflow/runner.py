@@ -90,7 +90,8 @@ def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
         lines.append(
             f"openmvs: {mvs.n_points} dense points from {mvs.n_views} depth maps of "
             f"{mvs.depthmap_width}x{mvs.depthmap_height} px ({mvs.units_computed} view units computed, "
-            f"{mvs.units_reused} from checkpoints; worker peak memory {mvs.worker_peak_rss_mb:.0f} MiB)"
+            f"{mvs.units_reused} from checkpoints, {mvs.unit_seconds:.1f} s of work; worker peak memory "
+            f"{mvs.worker_peak_rss_mb:.0f} MiB)"
         )
     if fp := results.get("odm_filterpoints"):
         lines.append(

@@ -189,3 +189,14 @@ def test_crop_cutline_and_euclidean_map_on_the_synthetic_survey(
     result = run_cli(["run", str(tree.root), "--dsm"], prefect_env)  # options off: their files go
     assert result.returncode == 0, result.stdout + result.stderr
     assert not tree.dem_euclidean("dsm").exists() and not tree.orthophoto_cutline.exists()
+
+
+def test_a_cloud_without_crs_is_named(tmp_path: Path) -> None:
+    from odm_core.odm_dem import cloud_extent
+
+    laz = tmp_path / "no_crs.laz"
+    pos = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 2.0]])
+    write_las(laz, las_points(pos, np.zeros((2, 3), np.uint8)), compress=True)
+    for read in (lambda: crop.laz_crs(laz), lambda: cloud_extent(laz, "grid")):
+        with pytest.raises(OdmStageError, match=r"no_crs\.laz records no CRS; re-run from"):
+            read()

@@ -109,6 +109,9 @@ def test_tiles_kmz_and_no_cog(processed: ProjectTree, tmp_path: Path, prefect_en
         top = sorted(folder.glob(f"{zooms[-1]}/*/*.png"))
         assert cv2.imread(str(top[len(top) // 2]), cv2.IMREAD_UNCHANGED).shape == (256, 256, 4)
     assert not tree.dtm_tiles.exists() and not list(tree.root.rglob("*.part"))
+    listed = tree.key_outputs()  # what the run's summary links to
+    assert {"orthophoto KMZ", "orthophoto tiles (XYZ)", "DSM tiles (XYZ)"} <= listed.keys()
+    assert "DTM tiles (XYZ)" not in listed
     recorded = json.loads(tree.manifest("odm_orthophoto").read_text())["outputs"]
     assert len([k for k in recorded if k.startswith("orthophoto_tiles/")]) == len(
         list(tree.orthophoto_tiles.rglob("*.png"))
