@@ -10,9 +10,10 @@ per-view checkpoints deleted first, two ways:
   so the stage also waits for the cluster to start and its workers to import their libraries;
 - in a run (`--rerun-from opensfm --end-with openmvs`): the cluster starts while `opensfm` works, as in
   a full run, so the stage finds it ready.
-Finally the rest of the pipeline. The stage's own time is the CLI's 'stage seconds' line (Prefect's
-start-up excluded). Then our LAZ is compared with the reference cloud (ODM's own, for Brighton) after a
-rigid ICP alignment.
+Then the rest of the pipeline, and last the machine's ceiling for this work: the same view units on a
+plain Dask LocalCluster (no Prefect, no planning or merging), 1 then 2 workers. The stage's own time is
+the CLI's 'stage seconds' line (Prefect's start-up excluded). Then our LAZ is compared with the reference
+cloud (ODM's own, for Brighton) after a rigid ICP alignment.
 """
 
 from __future__ import annotations
@@ -71,6 +72,32 @@ def dense_run(tree: ProjectTree, workers: int, rerun_from: str) -> tuple[float, 
     return seconds, points, peak, wall
 
 
+def plain_dask_units(tree: ProjectTree, workers: int) -> tuple[float, float]:
+    """(wall seconds, summed unit seconds) of the dense stage's view units alone on a plain LocalCluster."""
+    from distributed import Client, LocalCluster
+
+    from odm_core.mvs_depthmap import run_unit_after
+    from odm_core.openmvs import plan_openmvs
+    from odm_core.options import OpenmvsOptions
+
+    plan = plan_openmvs(tree, OpenmvsOptions(), "plain-dask-bench")
+    shutil.rmtree(tree.depthmaps, ignore_errors=True)
+    env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, env=env)
+    with cluster, Client(cluster) as client:
+        client.run(lambda: __import__("odm_core.mvs_fusion"))
+        start = time.perf_counter()
+        writers: dict[str, object] = {}
+        for phase in plan.phases:
+            for unit in phase:
+                inputs = [writers[path] for path in unit.sources if path in writers]
+                writers[unit.out] = client.submit(run_unit_after, unit, *inputs, pure=False)
+        results = client.gather(list(writers.values()))
+        wall = time.perf_counter() - start
+    shutil.rmtree(tree.depthmaps, ignore_errors=True)
+    return wall, sum(r.seconds for r in results)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("images", nargs="?", type=Path, default=SHARED / "images")
@@ -103,6 +130,13 @@ def main() -> None:
         print(f"largest process of all runs (CLI or Dask worker): {children_peak:.0f} MiB peak RSS")
         las = laspy.read(tree.georeferenced_model_laz)
         ours = np.column_stack([las.x, las.y, las.z])
+        plain = {}
+        for workers in args.workers:
+            plain[workers] = plain_dask_units(tree, workers)
+            print(f"view units on plain Dask (no Prefect), {workers} worker(s): {plain[workers][0]:.1f} s "
+                  f"({plain[workers][1]:.1f} s of unit work)")  # fmt: skip
+        if 1 in plain and 2 in plain:
+            print(f"speed-up 1 -> 2 workers, units on plain Dask: {plain[1][0] / plain[2][0]:.2f}x")
     if args.reference.is_file():
         ref = laspy.read(args.reference)
         cmp = compare_clouds(ours, np.column_stack([ref.x, ref.y, ref.z]))

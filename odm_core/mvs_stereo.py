@@ -16,7 +16,7 @@ from odm_core.mvs_camera import SourceImage, ViewCamera, warp_rays
 
 MAX_RECTIFIED_GROWTH = 2.5  # a pair whose rectified image is larger than this (x depth-map size) is skipped
 DISPARITY_MARGIN_PX = 8
-SGBM_BLOCK_PX = 5
+SGBM_BLOCK_PX = 3
 SGBM_UNIQUENESS = 10  # percent margin by which the best match must beat the second
 SGBM_MODE = cv2.StereoSGBM_MODE_SGBM
 
