@@ -1,9 +1,11 @@
-"""The crop polygon (ODM's `Cropper`): the point cloud's footprint shrunk by --crop metres, its files, and
-per-window masks that odm_dem and odm_orthophoto apply while they write their rasters.
+"""The crop polygon (ODM's `Cropper`): the convex hull of the point cloud's footprint shrunk by --crop
+metres, its files, and per-window masks that odm_dem and odm_orthophoto apply while they write rasters.
 
 The footprint is an occupancy grid of the LAZ's points (about 1 m cells, read in chunks), with gaps
-narrower than a few point spacings closed, holes filled, and its outer contours traced with OpenCV. All
-geometry is in the LAZ's CRS (the project's UTM zone); shapely does the buffering.
+narrower than a few point spacings closed, holes filled, and its outer contours traced with OpenCV. As in
+ODM, the crop area is the footprint's convex hull (ODM: "as to encompass the entire area (no holes)"),
+shrunk by --crop + 3 m and grown by 3 m for round corners. All geometry is in the LAZ's CRS (the
+project's UTM zone); shapely does the buffering.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ FOOTPRINT_CELL_M = 1.0  # occupancy cell of the footprint
 MAX_FOOTPRINT_PX = 8000  # the grid's longest side; cells grow beyond that so memory stays bounded
 CLOSE_SPACINGS = 3.0  # gaps narrower than this many point spacings are inside the footprint
 MIN_PART_SHARE = 0.01  # footprint islands smaller than this share of the largest part are outliers
+SMOOTH_M = 3.0  # ODM's BUFFER_SMOOTH_DISTANCE: shrink by crop + 3 m, then grow by 3 m
 LAZ_CHUNK = 2_000_000
 LAYER = "bounds"
 # GPKG stamps its write time in gpkg_contents; a fixed date keeps equal polygons byte-equal, so a rerun
@@ -44,11 +47,9 @@ def footprint(laz: Path, spacing_m: float | None = None) -> tuple[BaseGeometry, 
     """The cloud's footprint polygon (in the LAZ's CRS) and that CRS; OdmStageError without points/CRS."""
     with laspy.open(laz) as reader:
         header = reader.header
-        crs = header.parse_crs()
         if header.point_count == 0:
             raise OdmStageError(f"{laz} has no points: there is no footprint to crop to")
-        if crs is None:
-            raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
+        crs = header_crs(header, laz)
         (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
         # a sparse cloud's spacing may be far above the stats' figure: the mean over its extent bounds it
         mean_spacing_m = math.sqrt(max(maxx - minx, 1e-3) * max(maxy - miny, 1e-3) / header.point_count)
@@ -113,8 +114,10 @@ def largest_parts(geom: BaseGeometry, min_share: float = MIN_PART_SHARE) -> Base
 
 
 def crop_polygon(outline: BaseGeometry, crop_m: float) -> BaseGeometry:
-    """ODM's crop area: the footprint buffered by -crop_m; OdmStageError when nothing is left."""
-    shrunk = largest_parts(shapely.make_valid(outline.buffer(-crop_m)))
+    """ODM's crop area: the convex hull of the footprint (outlier islands left out) buffered by
+    -(crop_m + 3 m), then by +3 m for round corners; OdmStageError when nothing is left."""
+    hull = largest_parts(shapely.make_valid(outline)).convex_hull
+    shrunk = largest_parts(shapely.make_valid(hull.buffer(-(crop_m + SMOOTH_M)).buffer(SMOOTH_M)))
     if shrunk.is_empty:
         minx, miny, maxx, maxy = outline.bounds
         raise OdmStageError(

@@ -19,6 +19,7 @@ import rasterio
 import rasterio.windows
 from rasterio.crs import CRS
 from rasterio.fill import fillnodata
+from rasterio.transform import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
@@ -154,10 +155,10 @@ def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
     """fill_coarse for one of the stage's rasters."""
     assert plan.grid is not None
     raw = [u for u in plan.raw if u.kind == kind]
-    fill_coarse(plan.grid, raw, tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, kind.upper())
+    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
+    fill_coarse(plan.grid, raw, tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, kind.upper(), crop)
     if plan.opts.dem_euclidean_map:
         holes = _coarse_grid(plan.grid, raw, "holes", False)
-        crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
         distance = coarse_hole_distance(holes, plan.grid, crop, COARSE)
         save_arrays(Path(_holes_path(tree, kind)), plan.final[0].key, distance=distance)
 
@@ -173,8 +174,14 @@ def _coarse_grid(grid: dr.DemGrid, raw: list[DemUnit], name: str, empty: float |
     return out
 
 
-def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what: str) -> None:
-    """The raster at 1/COARSE of its size from its raw tiles, its footprint, and its holes filled."""
+def fill_coarse(
+    grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what: str, crop: BaseGeometry | None
+) -> None:
+    """The raster at 1/COARSE of its size from its raw tiles, its footprint, and its holes filled.
+
+    The footprint is where the cloud has points (gaps closed, holes filled) and, as in ODM, which fills
+    the whole grid before cropping, all of the crop area.
+    """
     coarse = _coarse_grid(grid, raw, "coarse", np.nan)
     data = np.isfinite(coarse)
     if not data.any():
@@ -183,6 +190,9 @@ def fill_coarse(grid: dr.DemGrid, raw: list[DemUnit], out: Path, key: str, what:
     footprint = ndimage.binary_fill_holes(closed)[
         FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX, FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX
     ]
+    if crop is not None:
+        res = grid.resolution_m * COARSE
+        footprint |= window_mask(crop, Affine(res, 0, grid.west, 0, -res, grid.north), footprint.shape)
     filled = fillnodata(
         np.where(data, coarse, 0).astype(np.float32),
         mask=data.astype(np.uint8),

@@ -137,7 +137,8 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
 
 
 def fill_surface(plan: OrthoPlan) -> None:
-    fill_coarse(plan.grid, list(plan.surface), Path(plan.coarse), plan.tiles[0].key, "surface")
+    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
+    fill_coarse(plan.grid, list(plan.surface), Path(plan.coarse), plan.tiles[0].key, "surface", crop)
 
 
 def render_tile(unit: OrthoUnit) -> OrthoUnitResult:

@@ -49,9 +49,13 @@ def test_footprint_follows_an_l_shaped_cloud_and_crop_shrinks_it(tmp_path: Path)
     true_l = shapely.Polygon([(0, 0), (40, 0), (40, 20), (20, 20), (20, 40), (0, 40)])
     true_l = shapely.affinity.translate(true_l, *UTM)
     assert outline.symmetric_difference(true_l).area < 0.05 * true_l.area  # the notch is not filled
-    cropped = crop.crop_polygon(outline, 3.0)
-    assert cropped.is_valid and outline.contains(cropped)
-    assert cropped.area == pytest.approx(true_l.buffer(-3.0).area, rel=0.05)
+    cropped = crop.crop_polygon(outline, 3.0)  # as ODM: the hull, shrunk by 3 + 3 m, grown by 3 m
+    hull = true_l.convex_hull
+    assert cropped.is_valid and hull.contains(cropped)
+    assert cropped.area == pytest.approx(hull.buffer(-6.0).buffer(3.0).area, rel=0.05)
+    notch = shapely.Point(UTM[0] + 27, UTM[1] + 27)  # in the L's notch, 4.2 m inside the hull's edge
+    assert cropped.contains(notch) and not outline.contains(notch)
+    assert not cropped.contains(shapely.Point(UTM[0] + 1, UTM[1] + 20))  # 1 m from the edge: cropped
     with pytest.raises(OdmStageError, match="--crop 30"):
         crop.crop_polygon(outline, 30.0)
 
@@ -69,7 +73,7 @@ def test_bounds_files_follow_the_crop_option(tmp_path: Path) -> None:
     write_crop_bounds(tree, GeoreferencingOptions(crop=2.0), georeferenced=True)
     assert tree.georeferenced_model_bounds_gpkg.read_bytes() == first  # byte-equal: no needless reruns
     polygon = crop.read_polygon(tree.georeferenced_model_bounds_gpkg)
-    assert polygon.bounds == pytest.approx((UTM[0] + 2, UTM[1] + 2, UTM[0] + 18, UTM[1] + 18), abs=0.6)
+    assert polygon.bounds == pytest.approx((UTM[0] + 2, UTM[1] + 2, UTM[0] + 18, UTM[1] + 18), abs=0.8)
     assert write_crop_bounds(tree, GeoreferencingOptions(crop=0), georeferenced=True) == []
     assert not tree.georeferenced_model_bounds_gpkg.exists()
     assert not tree.georeferenced_model_bounds_geojson.exists()
