@@ -155,10 +155,12 @@ def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
     """fill_coarse for one of the stage's rasters."""
     assert plan.grid is not None
     raw = [u for u in plan.raw if u.kind == kind]
-    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
-    fill_coarse(plan.grid, raw, tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, kind.upper(), crop)
+    # the DEM stays nodata beyond the cloud's footprint (the crop's hull may reach further): lowest-value
+    # filling is right beside tall things, not for extrapolating far from any point
+    fill_coarse(plan.grid, raw, tree.dem_tiles / f"{kind}.coarse.npz", plan.final[0].key, kind.upper(), None)
     if plan.opts.dem_euclidean_map:
         holes = _coarse_grid(plan.grid, raw, "holes", False)
+        crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
         distance = coarse_hole_distance(holes, plan.grid, crop, COARSE)
         save_arrays(Path(_holes_path(tree, kind)), plan.final[0].key, distance=distance)
 
@@ -179,8 +181,8 @@ def fill_coarse(
 ) -> None:
     """The raster at 1/COARSE of its size from its raw tiles, its footprint, and its holes filled.
 
-    The footprint is where the cloud has points (gaps closed, holes filled) and, as in ODM, which fills
-    the whole grid before cropping, all of the crop area.
+    The footprint is where the cloud has points (gaps closed, holes filled) and, given `crop`, all of
+    the crop area too (the orthophoto's surface: ODM's orthophoto covers its whole crop area).
     """
     coarse = _coarse_grid(grid, raw, "coarse", np.nan)
     data = np.isfinite(coarse)
