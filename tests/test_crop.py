@@ -204,3 +204,29 @@ def test_a_cloud_without_crs_is_named(tmp_path: Path) -> None:
     for read in (lambda: crop.laz_crs(laz), lambda: cloud_extent(laz, "grid")):
         with pytest.raises(OdmStageError, match=r"no_crs\.laz records no CRS; re-run from"):
             read()
+
+
+def test_surface_fill_covers_the_crop_area_only_when_given_it(tmp_path: Path) -> None:
+    """The orthophoto's surface fills all of the (hull) crop area; a DEM's stays within the data."""
+    from shapely.geometry import box
+
+    from odm_core.dem_tiles import COARSE, DemUnit
+    from odm_core.mvs_depthmap import load_arrays, save_arrays
+    from odm_core.odm_dem import fill_coarse
+    from odm_core.smrf import SmrfParams
+
+    grid = dr.DemGrid(west=0.0, north=40.0, resolution_m=0.1, width=400, height=400)
+    coarse = np.full((40, 40), np.nan, np.float32)  # an L of data, 1 m cells: its notch is empty
+    coarse[:, :20] = 1.0
+    coarse[20:, :] = 1.0
+    raw = tmp_path / "raw.npz"
+    save_arrays(raw, "k", coarse=coarse)
+    tile = dr.Tile(0, 0, 400, 400, 0)
+    unit = DemUnit("dsm", "raw", "", grid, tile, (0.1,), SmrfParams(), (), str(raw), "k")
+    hull = box(0.0, 0.0, 40.0, 40.0)  # the L's convex hull (in the grid's metres)
+    for area, notch_inside in ((None, False), (hull, True)):
+        out = tmp_path / f"coarse_{area is not None}.npz"
+        fill_coarse(grid, [unit], out, "k", "DSM", area)
+        footprint = load_arrays(str(out))["footprint"]
+        assert footprint.shape == (400 // COARSE, 400 // COARSE) and footprint[30, 5]  # data: inside
+        assert footprint[5, 35] == notch_inside  # the notch (north-east): only within a given crop
