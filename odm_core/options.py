@@ -130,7 +130,10 @@ class GeoreferencingOptions(StageOptions):
         3.0,
         ge=0,
         le=10000,
-        description="Crop the DEMs and orthophoto to the cloud's footprint shrunk by N metres (0 = off).",
+        description=(
+            "Crop the DEMs and orthophoto to the convex hull of the cloud's footprint shrunk by N metres, "
+            "as ODM (0 = off)."
+        ),
     )
     boundary: str | None = Field(
         None, description="GeoJSON polygon, the crop with --crop 0 (PipelineOptions copies --boundary)."

@@ -161,7 +161,7 @@ def run(
     pc_csv: Annotated[bool, typer.Option("--pc-csv", help="Also export the cloud as CSV.")] = False,
     crop: Annotated[
         float,
-        typer.Option(help="Crop DEMs and orthophoto to the cloud's footprint shrunk by N metres (0 = off)."),
+        typer.Option(help="Crop DEMs and orthophoto to the cloud's convex hull shrunk by N m (0 = off)."),
     ] = _GEO.crop,
     dsm: Annotated[bool, typer.Option("--dsm", help="Build the DSM: odm_dem/dsm.tif (COG).")] = False,
     dtm: Annotated[
