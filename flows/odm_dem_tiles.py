@@ -8,6 +8,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.futures import wait
 
+from odm_core.artifacts import read_plan
 from odm_core.dem_tiles import DemUnit, DemUnitResult, run_dem_unit
 from odm_core.layout import ProjectTree
 from odm_core.odm_dem import DemPlan, fill_dem_coarse
@@ -22,8 +23,12 @@ def odm_dem_tile(unit: DemUnit) -> DemUnitResult:
 
 
 @flow(name="odm-dem-tiles", validate_parameters=False)
-def odm_dem_tiles(project: str, plan: DemPlan, progress: Callable[[float, str], None]) -> list[DemUnitResult]:
-    """Grid every tile, fill each raster's coarse copy here, then fill and smooth every tile."""
+def odm_dem_tiles(
+    project: str, plan_file: str, progress: Callable[[float, str], None]
+) -> list[DemUnitResult]:
+    """Grid every tile, fill each raster's coarse copy here, then fill and smooth every tile (the
+    DemPlan in plan_file)."""
+    plan: DemPlan = read_plan(plan_file)
     raw = [odm_dem_tile.submit(u) for u in plan.raw]
     wait(raw)
     results = [f.result() for f in raw]

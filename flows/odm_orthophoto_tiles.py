@@ -8,6 +8,7 @@ from prefect import flow, task
 from prefect.futures import wait
 
 from flows.odm_dem_tiles import odm_dem_tile
+from odm_core.artifacts import read_plan
 from odm_core.odm_orthophoto import OrthoPlan, OrthoUnit, OrthoUnitResult, fill_surface, render_tile
 
 
@@ -22,8 +23,10 @@ def odm_orthophoto_tile(unit: OrthoUnit) -> OrthoUnitResult:
 
 
 @flow(name="odm-orthophoto-tiles", validate_parameters=False)
-def odm_orthophoto_tiles(plan: OrthoPlan, progress: Callable[[float, str], None]) -> list[OrthoUnitResult]:
-    """Grid the surface per tile, fill its coarse copy here, then render every tile from the photos."""
+def odm_orthophoto_tiles(plan_file: str, progress: Callable[[float, str], None]) -> list[OrthoUnitResult]:
+    """Grid the surface per tile, fill its coarse copy here, then render every tile from the photos (the
+    OrthoPlan in plan_file)."""
+    plan: OrthoPlan = read_plan(plan_file)
     surface = [odm_dem_tile.submit(u) for u in plan.surface]
     wait(surface)
     for future in surface:

@@ -12,6 +12,7 @@ from prefect import flow
 from prefect.context import FlowRunContext
 from prefect.states import State
 
+from odm_core.artifacts import read_plan
 from odm_core.mvs_depthmap import UnitResult, run_unit_after
 from odm_core.openmvs import DensePlan
 from tasks.openmvs_view import openmvs_view
@@ -21,14 +22,16 @@ RETRIES = 1
 
 
 @flow(name="openmvs-views", validate_parameters=False)
-def openmvs_views(plan: DensePlan, progress: Callable[[float, str], None]) -> list[UnitResult]:
-    """Submit every unit at once, each waiting only for the units that write the files it reads.
+def openmvs_views(plan_file: str, progress: Callable[[float, str], None]) -> list[UnitResult]:
+    """Submit every unit of the plan (the DensePlan in plan_file) at once, each waiting only for the
+    units that write the files it reads.
 
     Depth maps, the heavy units, are Prefect task runs (`openmvs_view`), visible per photo in the UI. The
     geometric and fusion units take about a fifth of a depth map's time each; as Prefect task runs their
     engine's overhead (an API client, settings and state changes per run) cost as much as their work, so
     they go to the same Dask workers as plain futures, with their own checkpoints all the same.
     """
+    plan: DensePlan = read_plan(plan_file)
     context = FlowRunContext.get()
     assert context is not None
     client = context.task_runner.client  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -56,6 +57,19 @@ def write_text(path: Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
+
+
+def write_plan(path: Path, plan: Any) -> str:
+    """Pickle a stage's plan for its nested flow, which gets the path: Prefect stores a flow run's
+    parameters in its API, and refuses more than 512 KiB (a dense plan is about 19 KiB per photo)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+    return str(path)
+
+
+def read_plan(path: str) -> Any:
+    """A plan write_plan wrote (odmflow's own file, from this run)."""
+    return pickle.loads(Path(path).read_bytes())
 
 
 def write_json(path: Path, data: Any) -> Path:

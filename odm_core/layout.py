@@ -244,6 +244,10 @@ class ProjectTree:
         """odmflow's checkpoint folder: stage manifests, digest cache, Prefect results."""
         return self.root / ".odmflow"
 
+    def plan(self, stage: str) -> Path:
+        """A stage's plan, handed to its nested flow of units by path."""
+        return self.state / "plans" / f"{stage}.pkl"
+
     def manifest(self, stage: str) -> Path:
         return self.state / "manifests" / f"{stage}.json"
 

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from prefect import task
 
 from flows.odm_dem_tiles import odm_dem_tiles
+from odm_core.artifacts import write_plan
 from odm_core.layout import ProjectTree
 from odm_core.odm_dem import DemResult, finish_odm_dem, plan_odm_dem
 from odm_core.options import DemOptions
@@ -23,6 +24,6 @@ def odm_dem(
         if not plan.kinds:
             return finish_odm_dem(tree, plan, [])
         tiles = odm_dem_tiles.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
-        return finish_odm_dem(tree, plan, tiles(project, plan, report))
+        return finish_odm_dem(tree, plan, tiles(project, write_plan(tree.plan("odm_dem"), plan), report))
 
     return run_checkpointed("odm_dem", project, opts, work)

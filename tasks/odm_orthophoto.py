@@ -5,6 +5,7 @@ from collections.abc import Callable
 from prefect import task
 
 from flows.odm_orthophoto_tiles import odm_orthophoto_tiles
+from odm_core.artifacts import write_plan
 from odm_core.layout import ProjectTree
 from odm_core.odm_orthophoto import OrthophotoResult, finish_odm_orthophoto, plan_odm_orthophoto, skipped
 from odm_core.options import OrthophotoOptions
@@ -23,6 +24,7 @@ def odm_orthophoto(
             return skipped(tree)
         plan = plan_odm_orthophoto(tree, opts, fp)
         tiles = odm_orthophoto_tiles.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
-        return finish_odm_orthophoto(tree, plan, opts, tiles(plan, report))
+        plan_file = write_plan(tree.plan("odm_orthophoto"), plan)
+        return finish_odm_orthophoto(tree, plan, opts, tiles(plan_file, report))
 
     return run_checkpointed("odm_orthophoto", project, opts, work)

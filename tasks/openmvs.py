@@ -5,6 +5,7 @@ from collections.abc import Callable
 from prefect import task
 
 from flows.openmvs_views import openmvs_views
+from odm_core.artifacts import write_plan
 from odm_core.layout import ProjectTree
 from odm_core.openmvs import OpenmvsResult, finish_openmvs, plan_openmvs
 from odm_core.options import OpenmvsOptions
@@ -21,6 +22,6 @@ def openmvs(
     def work(tree: ProjectTree, report: Callable[[float, str], None], fp: str) -> OpenmvsResult:
         plan = plan_openmvs(tree, opts, fp)
         views = openmvs_views.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
-        return finish_openmvs(tree, plan, views(plan, report))
+        return finish_openmvs(tree, plan, views(write_plan(tree.plan("openmvs"), plan), report))
 
     return run_checkpointed("openmvs", project, opts, work)

@@ -192,3 +192,18 @@ def test_fast_orthophoto_skips_dense_matching(
     sparse = read_ply(tree.sparse_ply)
     assert len(laspy.read(tree.georeferenced_model_laz).points) <= len(sparse)
     assert tree.orthophoto_tif.is_file()  # ODM's fast orthophoto: rendered onto the sparse surface
+
+
+def test_nested_flows_get_their_plan_by_path(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
+    """Prefect keeps a flow run's parameters in its API, at most 512 KiB: a dense plan passed as a
+    parameter (about 19 KiB per photo) failed beyond about 27 photos, so plans travel as files."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    names = ["openmvs-views", "odm-orthophoto-tiles"]
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=names)))
+    assert len(runs) >= 2
+    for run in runs:
+        assert Path(run.parameters["plan_file"]).is_file()
+        assert len(json.dumps(run.parameters, default=str)) < 4096
