@@ -117,7 +117,7 @@ def crop_polygon(outline: BaseGeometry, crop_m: float) -> BaseGeometry:
     """ODM's crop area: the convex hull of the footprint (outlier islands left out) buffered by
     -(crop_m + 3 m), then by +3 m for round corners; OdmStageError when nothing is left."""
     hull = largest_parts(shapely.make_valid(outline)).convex_hull
-    shrunk = largest_parts(shapely.make_valid(hull.buffer(-(crop_m + SMOOTH_M)).buffer(SMOOTH_M)))
+    shrunk = hull.buffer(-(crop_m + SMOOTH_M)).buffer(SMOOTH_M)  # a convex shape: one valid polygon
     if shrunk.is_empty:
         minx, miny, maxx, maxy = outline.bounds
         raise OdmStageError(

@@ -41,8 +41,7 @@ def coarse_hole_distance(
     (cells outside the crop count as nodata); inf everywhere when there is none."""
     holes = holes.copy()
     if crop is not None:
-        res = grid.resolution_m * coarse
-        transform = Affine(res, 0, grid.west, 0, -res, grid.north)
+        transform = grid.coarse_transform(coarse)
         inside = window_mask(crop, transform, holes.shape)
         edge = rasterize(
             [shapely.boundary(crop)], out_shape=holes.shape, transform=transform, all_touched=True

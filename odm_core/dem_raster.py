@@ -45,6 +45,11 @@ class DemGrid:
     def transform(self) -> Affine:
         return Affine(self.resolution_m, 0.0, self.west, 0.0, -self.resolution_m, self.north)
 
+    def coarse_transform(self, factor: int) -> Affine:
+        """The transform of the grid's copy at 1/factor of its size (cells factor times larger)."""
+        res = self.resolution_m * factor
+        return Affine(res, 0.0, self.west, 0.0, -res, self.north)
+
 
 @dataclass(frozen=True)
 class Tile:

@@ -19,7 +19,6 @@ import rasterio
 import rasterio.windows
 from rasterio.crs import CRS
 from rasterio.fill import fillnodata
-from rasterio.transform import Affine
 from rasterio.windows import Window
 from scipy import ndimage
 from shapely.geometry.base import BaseGeometry
@@ -193,8 +192,7 @@ def fill_coarse(
         FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX, FOOTPRINT_CLOSE_PX:-FOOTPRINT_CLOSE_PX
     ]
     if crop is not None:
-        res = grid.resolution_m * COARSE
-        footprint |= window_mask(crop, Affine(res, 0, grid.west, 0, -res, grid.north), footprint.shape)
+        footprint |= window_mask(crop, grid.coarse_transform(COARSE), footprint.shape)
     filled = fillnodata(
         np.where(data, coarse, 0).astype(np.float32),
         mask=data.astype(np.uint8),
