@@ -72,7 +72,8 @@ def tile_points(laz: str, bounds: tuple[float, float, float, float]) -> tuple[np
 
 
 def raw_tile(unit: DemUnit) -> DemUnitResult:
-    """Highest (DSM) or inverse-distance mean of ground points (DTM) within each radius; smallest wins."""
+    """Highest point of the cell, else within each radius (DSM), or inverse-distance mean of ground
+    points within each radius (DTM); the smallest radius with points wins."""
     start = time.perf_counter()
     tune_malloc()
     grid, tile = unit.grid, unit.tile
@@ -87,7 +88,8 @@ def raw_tile(unit: DemUnit) -> DemUnitResult:
     res = grid.resolution_m
     if unit.kind == "dsm":
         cells = dr.highest((rows, cols), index, z[inside])
-        layers = [dr.max_within(cells, r / res) for r in unit.radii_m]
+        # a cell's own highest point first (ODM's radii, from one cell up, also take its neighbours')
+        layers = [cells] + [dr.max_within(cells, r / res) for r in unit.radii_m]
     else:
         sums = np.bincount(index, weights=z[inside], minlength=rows * cols).reshape(rows, cols)
         counts = np.bincount(index, minlength=rows * cols).reshape(rows, cols)

@@ -37,6 +37,9 @@ class ViewCamera:
     dm_focal_px: float
     depth_min: float
     depth_max: float
+    # depth_max near each cell of a coarse grid over the depth map (row-major; see mvs_plan), () for none
+    local_depth_max: tuple[float, ...] = ()
+    local_depth_cols: int = 0
 
     @property
     def rotation(self) -> np.ndarray:
@@ -57,6 +60,18 @@ class ViewCamera:
         """Intrinsics of the undistorted depth-map camera (COLMAP pixel convention)."""
         f = self.dm_focal_px
         return np.array([[f, 0, self.dm_width / 2], [0, f, self.dm_height / 2], [0, 0, 1.0]])
+
+    def depth_bound(self) -> np.ndarray:
+        """The farthest depth allowed at each depth-map pixel (H x W): the local bound where one was
+        found, else depth_max."""
+        shape = (self.dm_height, self.dm_width)
+        if not self.local_depth_max:
+            return np.full(shape, self.depth_max, np.float32)
+        cols = self.local_depth_cols
+        grid = np.asarray(self.local_depth_max, np.float32).reshape(-1, cols)
+        r = np.minimum(np.arange(shape[0]) * grid.shape[0] // shape[0], grid.shape[0] - 1)
+        c = np.minimum(np.arange(shape[1]) * cols // shape[1], cols - 1)
+        return grid[r[:, None], c[None, :]]
 
     def lens(self) -> pycolmap.Camera:
         return pycolmap.Camera(

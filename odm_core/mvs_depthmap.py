@@ -156,7 +156,7 @@ def photometric_depthmap(unit: ViewUnit) -> int:
     shape = (view.dm_height, view.dm_width)
     scores = [photo_score(view, gray, d, partners) for d in estimates]
     depth, support = best_supported(estimates, scores, shape)
-    depth[(depth < view.depth_min) | (depth > view.depth_max)] = 0
+    depth[(depth < view.depth_min) | (depth > view.depth_bound())] = 0
     save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=undistorted(view, source))
     return int(np.count_nonzero(depth))
 

@@ -7,10 +7,12 @@ triangulation angle (too small gives poor depth, too large gives distorted match
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pycolmap
+from scipy.ndimage import maximum_filter
 
 from odm_core.mvs_camera import ViewCamera
 from odm_core.mvs_stereo import rectify
@@ -20,6 +22,8 @@ STEREO_NEIGHBOURS = 4
 FUSION_NEIGHBOURS = 8
 MIN_SHARED_POINTS = 15
 GOOD_ANGLE_DEG = (6.0, 30.0)
+DEPTH_GRID_COLS = 10  # the local depth bound's grid: cells a tenth of the depth map's width
+LOCAL_DEPTH_MARGIN = 1.15  # a depth may lie this far beyond the farthest tie point around its cell
 
 
 def view_cameras(rec: pycolmap.Reconstruction, images: Path, quality: str) -> list[ViewCamera]:
@@ -34,23 +38,22 @@ def view_cameras(rec: pycolmap.Reconstruction, images: Path, quality: str) -> li
         pose = image.cam_from_world()
         matrix = np.hstack([pose.rotation.matrix(), pose.translation[:, None]])
         depth_min, depth_max = _depth_range(rec, image, matrix)
-        views.append(
-            ViewCamera(
-                index=index,
-                name=image.name,
-                photo=str(images / image.name),
-                model=cam.model_name,
-                params=tuple(float(p) for p in cam.params),
-                width=cam.width,
-                height=cam.height,
-                cam_from_world=tuple(float(v) for v in matrix.ravel()),
-                dm_width=max(1, round(cam.width * scale)),
-                dm_height=max(1, round(cam.height * scale)),
-                dm_focal_px=float(cam.mean_focal_length()) * scale,
-                depth_min=depth_min,
-                depth_max=depth_max,
-            )
+        view = ViewCamera(
+            index=index,
+            name=image.name,
+            photo=str(images / image.name),
+            model=cam.model_name,
+            params=tuple(float(p) for p in cam.params),
+            width=cam.width,
+            height=cam.height,
+            cam_from_world=tuple(float(v) for v in matrix.ravel()),
+            dm_width=max(1, round(cam.width * scale)),
+            dm_height=max(1, round(cam.height * scale)),
+            dm_focal_px=float(cam.mean_focal_length()) * scale,
+            depth_min=depth_min,
+            depth_max=depth_max,
         )
+        views.append(replace(view, **_local_depth_max(rec, image, view)))
     return views
 
 
@@ -65,6 +68,25 @@ def _depth_range(
     z = z[z > 0]
     lo, hi = np.percentile(z, [1, 99])
     return float(0.75 * lo), float(1.3 * hi)
+
+
+def _local_depth_max(rec: pycolmap.Reconstruction, image: pycolmap.Image, view: ViewCamera) -> dict:
+    """ViewCamera's local bound: per grid cell, LOCAL_DEPTH_MARGIN x the farthest tie point seen in the
+    cell or its 8 neighbours, capped by depth_max; depth_max where none lies that near.
+
+    The global range lets through false matches far behind the surface (a pit under a tree whose
+    crown repeats itself); tie points bound the depth where the view has them."""
+    xyz = np.array([rec.points3D[p.point3D_id].xyz for p in image.points2D if p.has_point3D()])
+    u, v, z = view.project(xyz)
+    rows = max(1, round(DEPTH_GRID_COLS * view.dm_height / view.dm_width))
+    ok = (z > 0) & (u >= 0) & (v >= 0) & (u < view.dm_width) & (v < view.dm_height)
+    r = (v[ok] * rows // view.dm_height).astype(int)
+    c = (u[ok] * DEPTH_GRID_COLS // view.dm_width).astype(int)
+    farthest = np.zeros((rows, DEPTH_GRID_COLS))
+    np.maximum.at(farthest, (r, c), z[ok])
+    near = maximum_filter(farthest, size=3, mode="constant", cval=0.0)
+    bound = np.where(near > 0, np.minimum(near * LOCAL_DEPTH_MARGIN, view.depth_max), view.depth_max)
+    return {"local_depth_max": tuple(float(b) for b in bound.ravel()), "local_depth_cols": DEPTH_GRID_COLS}
 
 
 def _pair_stats(rec: pycolmap.Reconstruction, by_id: dict[int, int], centres: np.ndarray) -> dict:

@@ -207,3 +207,43 @@ def test_nested_flows_get_their_plan_by_path(processed: ProjectTree, prefect_env
     for run in runs:
         assert Path(run.parameters["plan_file"]).is_file()
         assert len(json.dumps(run.parameters, default=str)) < 4096
+
+
+def test_local_depth_bound_keeps_the_surface_and_is_tighter(processed: ProjectTree) -> None:
+    """Each view's depth bound near its tie points lets every surface point through (the dense cloud,
+    which lies on the true surface), and it is tighter than the global depth_max somewhere."""
+    from odm_core.artifacts import read_plan
+
+    views = read_plan(str(processed.plan("openmvs"))).views
+    cloud = read_ply(processed.openmvs_model)
+    world = np.column_stack([cloud["x"], cloud["y"], cloud["z"]])
+    tighter = 0
+    for view in views:
+        bound = view.depth_bound()
+        assert bound.shape == (view.dm_height, view.dm_width)
+        assert np.all(bound <= view.depth_max + 1e-6)
+        tighter += int(np.sum(bound < 0.95 * view.depth_max))
+        u, v, z = view.project(world)
+        seen = (z > 0) & (u >= 0) & (v >= 0) & (u < view.dm_width) & (v < view.dm_height)
+        beyond = z[seen] > bound[v[seen].astype(int), u[seen].astype(int)]
+        assert beyond.mean() < 0.001, f"{view.name}: {beyond.mean():.2%} of the cloud lies beyond its bound"
+    assert tighter > 0
+
+
+def test_depth_bound_follows_its_grid() -> None:
+    from odm_core.mvs_camera import ViewCamera
+
+    grid = (50.0, 60.0, 70.0, 80.0, 90.0, 100.0)  # 2 rows x 3 columns
+    view = ViewCamera(
+        0, "v", "", "PINHOLE", (300.0, 300.0, 160.0, 120.0), 320, 240,
+        tuple(np.eye(3, 4).ravel()), 300, 200, 300.0, 20.0, 120.0, grid, 3,
+    )  # fmt: skip
+    bound = view.depth_bound()
+    assert bound.shape == (200, 300)
+    corners = (bound[0, 0], bound[0, 299], bound[199, 0], bound[199, 150], bound[199, 299])
+    assert corners == (50, 70, 80, 90, 100)
+    assert bound[99, 99] == 50 and bound[100, 100] == 90
+    unbounded = ViewCamera(*[getattr(view, f) for f in ("index", "name", "photo", "model", "params",
+        "width", "height", "cam_from_world", "dm_width", "dm_height", "dm_focal_px", "depth_min",
+        "depth_max")])  # fmt: skip
+    assert np.all(unbounded.depth_bound() == 120.0)
