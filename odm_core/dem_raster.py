@@ -17,6 +17,7 @@ from rasterio.transform import Affine
 
 NODATA = -9999.0
 MEDIAN_PASSES = 2  # OpenCV's float median is at most 5 x 5; two passes stand in for ODM's one 9 x 9
+LADDER_STEP = 1.08  # the DSM's radii between ODM's grow by at least 8% a step
 MIN_GRID_PX = 64  # ODM's RES_FLOOR: a DEM is never smaller than this across
 
 
@@ -123,6 +124,35 @@ def max_within(cells: np.ndarray, radius_px: float) -> np.ndarray:
     grown = cv2.dilate(np.where(np.isnan(cells), low, cells).astype(np.float32), disk(radius_px))
     grown[grown <= low] = np.nan
     return grown
+
+
+def radius_ladder(radii_px: tuple[float, ...]) -> list[float]:
+    """Every distinct cell-centre distance up to the largest radius, at least LADDER_STEP apart.
+
+    A cell's disk only grows at those distances. With the ladder, an empty cell takes the highest of its
+    nearest points (the smallest radius that holds any): beside a roof, the roof's height only where the
+    roof is the nearest surface, not wherever it lies within the largest radius."""
+    top = max(radii_px)
+    reach = int(math.floor(top))
+    distances = sorted(
+        {
+            math.hypot(a, b)
+            for a in range(reach + 1)
+            for b in range(a, reach + 1)
+            if 0 < a * a + b * b <= top * top + 1e-9
+        }
+    )
+    ladder: list[float] = []
+    for d in distances:
+        if not ladder or d >= ladder[-1] * LADDER_STEP or d == distances[-1]:
+            ladder.append(d)
+    return ladder
+
+
+def highest_nearby(cells: np.ndarray, radii_px: tuple[float, ...]) -> np.ndarray:
+    """The DSM's raw cells: each cell's own highest point, else the highest within the smallest radius of
+    the ladder (up to the largest of radii_px) that holds any point; NaN where none."""
+    return first_valid([cells] + [max_within(cells, r) for r in radius_ladder(radii_px)])
 
 
 def mean_within(sums: np.ndarray, counts: np.ndarray, radius_px: float) -> np.ndarray:

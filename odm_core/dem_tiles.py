@@ -72,8 +72,8 @@ def tile_points(laz: str, bounds: tuple[float, float, float, float]) -> tuple[np
 
 
 def raw_tile(unit: DemUnit) -> DemUnitResult:
-    """Highest point of the cell, else within each radius (DSM), or inverse-distance mean of ground
-    points within each radius (DTM); the smallest radius with points wins."""
+    """Highest point of the cell, else of its nearest points up to the largest radius (DSM), or the
+    inverse-distance mean of ground points within each radius (DTM); the smallest radius with points wins."""
     start = time.perf_counter()
     tune_malloc()
     grid, tile = unit.grid, unit.tile
@@ -88,13 +88,11 @@ def raw_tile(unit: DemUnit) -> DemUnitResult:
     res = grid.resolution_m
     if unit.kind == "dsm":
         cells = dr.highest((rows, cols), index, z[inside])
-        # a cell's own highest point first (ODM's radii, from one cell up, also take its neighbours')
-        layers = [cells] + [dr.max_within(cells, r / res) for r in unit.radii_m]
+        values = dr.highest_nearby(cells, tuple(r / res for r in unit.radii_m))
     else:
         sums = np.bincount(index, weights=z[inside], minlength=rows * cols).reshape(rows, cols)
         counts = np.bincount(index, minlength=rows * cols).reshape(rows, cols)
-        layers = [dr.mean_within(sums, counts, r / res) for r in unit.radii_m]
-    values = dr.first_valid(layers)
+        values = dr.first_valid([dr.mean_within(sums, counts, r / res) for r in unit.radii_m])
     coarse, holes = coarse_core(values, tile), block_holes(values, tile, COARSE)
     save_arrays(Path(unit.out), unit.key, values=values, coarse=coarse, holes=holes)
     return DemUnitResult(

@@ -32,7 +32,7 @@ from odm_core.dem_tiles import COARSE, DemUnit, DemUnitResult
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.mvs_depthmap import load_arrays, save_arrays
-from odm_core.odm_filterpoints import recorded_spacing_m
+from odm_core.odm_filterpoints import recorded_sampling_m, recorded_spacing_m
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import DemOptions
 from odm_core.raster_out import staging_profile, write_geotiff
@@ -95,9 +95,12 @@ def cloud_extent(laz: Path, purpose: str) -> tuple[tuple[float, float, float, fl
 
 
 def radius_steps(tree: ProjectTree, steps: int, resolution_m: float) -> tuple[float, ...]:
-    """ODM's get_dem_radius_steps: the cloud's point spacing (at least one cell), then x sqrt(2) per step."""
-    spacing = recorded_spacing_m(tree.filtered_point_cloud_stats) or resolution_m / 2.0
-    radii = [max(spacing, resolution_m)]
+    """ODM's get_dem_radius_steps: the cloud's point spacing, then x sqrt(2) per step. The first radius is
+    at least one cell, and at least the depth maps' sampling distance on the ground: views' points
+    interleave, so a dense cloud's nearest-neighbour spacing is finer than the gaps it leaves."""
+    stats = tree.filtered_point_cloud_stats
+    spacing = recorded_spacing_m(stats) or resolution_m / 2.0
+    radii = [max(spacing, recorded_sampling_m(stats) or 0.0, resolution_m)]
     for _ in range(max(1, steps) - 1):
         radii.append(radii[-1] * math.sqrt(2))
     return tuple(radii)

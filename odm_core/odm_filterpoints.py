@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 SOR_NEIGHBOURS = 16  # ODM's meanK
 SPACING_SAMPLE = 100_000  # points whose nearest-neighbour distance gives the spacing
+SAMPLING_SAMPLE = 20_000  # points whose depths in each view give its depth map's sampling distance
 GSD_MARGIN = 100.0  # --auto-boundary's margin in GSDs when --auto-boundary-distance is 0 (as ODM)
 
 Polygons = list[list[Ring]]
@@ -53,7 +54,8 @@ class FilterpointsResult:
 def odm_filterpoints(tree: ProjectTree, opts: FilterpointsOptions) -> FilterpointsResult:
     """Filter the dense cloud (the sparse one with --fast-orthophoto) into odm_filterpoints/.
 
-    Writes point_cloud.ply and point_cloud_stats.json ({"spacing", "count", "input_count", "dense"}).
+    Writes point_cloud.ply and point_cloud_stats.json ({"spacing", "count", "input_count", "dense"}, and
+    for a dense cloud "depthmap_sampling": see depthmap_sampling_m).
     Raises OdmStageError when the input is missing or empty, or when a step removes every point.
     """
     source, stage = (tree.sparse_ply, "opensfm") if opts.fast_orthophoto else (tree.openmvs_model, "openmvs")
@@ -79,12 +81,15 @@ def odm_filterpoints(tree: ProjectTree, opts: FilterpointsOptions) -> Filterpoin
         points, pos = points[keep], pos[keep]
 
     spacing = median_spacing(pos)
-    stats = {
+    stats: dict[str, object] = {
         "spacing": spacing,
         "count": len(points),
         "input_count": n_input,
         "dense": not opts.fast_orthophoto,
     }
+    sampling = None if opts.fast_orthophoto else depthmap_sampling_m(tree.openmvs_views, pos)
+    if sampling is not None:
+        stats["depthmap_sampling"] = sampling
     outputs = (
         write_ply(tree.filtered_point_cloud, points),
         write_json(tree.filtered_point_cloud_stats, stats),
@@ -198,6 +203,35 @@ def median_spacing(pos: np.ndarray, sample: int = SPACING_SAMPLE, seed: int = 0)
     picks = rng.choice(len(pos), size=min(sample, len(pos)), replace=False)
     dist, _ = cKDTree(pos).query(pos[picks], k=2, workers=-1)
     return float(np.median(dist[:, 1]))
+
+
+def depthmap_sampling_m(views_json: Path, pos: np.ndarray) -> float | None:
+    """The distance on the surface between neighbouring depth-map pixels (the median over the views of
+    their points' median depth / focal length): the dense cloud's own sampling, however finely the
+    views' points interleave (the nearest-neighbour spacing is smaller). None without the dense plan."""
+    if not views_json.is_file() or len(pos) == 0:
+        return None
+    rng = np.random.default_rng(0)
+    sample = pos[rng.choice(len(pos), size=min(SAMPLING_SAMPLE, len(pos)), replace=False)]
+    per_view = []
+    for view in json.loads(views_json.read_text()):
+        pose = np.asarray(view["cam_from_world"], float).reshape(3, 4)
+        cam = sample @ pose[:, :3].T + pose[:, 3]
+        cam = cam[cam[:, 2] > 0]
+        f, width, height = view["dm_focal_px"], view["dm_width"], view["dm_height"]
+        u = f * cam[:, 0] / cam[:, 2] + width / 2
+        v = f * cam[:, 1] / cam[:, 2] + height / 2
+        seen = (u >= 0) & (v >= 0) & (u < width) & (v < height)
+        if seen.any():
+            per_view.append(float(np.median(cam[seen, 2])) / f)
+    return float(np.median(per_view)) if per_view else None
+
+
+def recorded_sampling_m(stats: Path) -> float | None:
+    """The depth maps' sampling distance odm_filterpoints recorded; None without one (a sparse cloud)."""
+    if not stats.is_file():
+        return None
+    return float(json.loads(stats.read_text()).get("depthmap_sampling") or 0) or None
 
 
 def recorded_spacing_m(stats: Path) -> float | None:

@@ -7,6 +7,8 @@ overviews. The KMZ is GDAL's KMLSUPEROVERLAY, as ODM's `gdal_translate -of KMLSU
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import rasterio
@@ -106,11 +108,13 @@ def write_kmz(orthophoto: Path, out: Path) -> Path:
                 f"{src.dtypes[0]}; re-run odm_orthophoto"
             )
     with atomic_path(out) as tmp:
-        # the driver zips only for a name ending .kmz, and GDAL's /vsizip/ splits at any earlier ".kmz"
-        kmz = tmp.with_name(tmp.name.replace(".kmz", "-kmz") + ".kmz")
+        # the driver zips only for a name ending .kmz, and GDAL's /vsizip/ splits at any earlier ".kmz":
+        # it writes into a folder of its own, named *.part like every temporary (a killed run's is removed)
+        work = Path(tempfile.mkdtemp(prefix=f".{out.stem}-kmz.", suffix=".part", dir=out.parent))
         try:
+            kmz = work / "doc.kmz"
             rasterio.shutil.copy(orthophoto, kmz, driver="KMLSUPEROVERLAY", FORMAT="AUTO", NAME=out.stem)
             kmz.replace(tmp)
         finally:
-            kmz.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
     return out

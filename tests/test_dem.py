@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def test_dsm_matches_the_true_surface(survey: SyntheticTruth, dem_run: ProjectTr
     print(acc)
     assert acc.cell_m == pytest.approx(0.9 * gsd_m, rel=0.01)  # 5 cm asked, capped by the GSD as in ODM
     assert acc.open_ground_rmse_m <= 2 * gsd_m  # acceptance: 2 GSD on open ground
-    assert acc.edge_median_cells <= 3.5  # 3 at the default --pc-quality medium; 2 at ultra (below)
+    # acceptance: building edges within 2 cells; measured 2.0 at the default --pc-quality medium (52% of
+    # the outline within 2 cells), the next distance a cell can have is 2.24 (docs/BENCHMARKS.md)
+    assert acc.edge_median_cells <= 2.25
+    assert acc.edge_p90_cells <= 9.0
 
 
 def test_dsm_edges_at_full_resolution_depth_maps(
@@ -60,8 +64,8 @@ def test_dsm_edges_at_full_resolution_depth_maps(
     tmp_path_factory: pytest.TempPathFactory,
     prefect_env: dict[str, str],
 ) -> None:
-    """Roof outlines within 2 cells of the truth once the depth maps have the photos' own resolution
-    (--pc-quality ultra); at the default medium they are 3 cells out (docs/BENCHMARKS.md)."""
+    """Roof outlines within 2 cells of the truth, and the 90th percentile within 6, once the depth maps
+    have the photos' own resolution (--pc-quality ultra; at the default medium the p90 is 8 cells)."""
     dest = tmp_path_factory.mktemp("dem-ultra") / "survey"
     shutil.copytree(processed.root, dest, symlinks=True)
     args = ["run", str(dest), "--pc-quality", "ultra", "--dsm", "--end-with", "odm_dem"]
@@ -124,3 +128,18 @@ def test_tiles_with_halos_give_the_same_raster_as_one_tile(
     whole, tiled = build(4000, "whole"), build(300, "tiled")
     assert whole.shape == tiled.shape
     assert np.mean(np.abs(whole - tiled) > 1e-3) < 1e-4
+
+
+def test_an_empty_cell_takes_the_highest_of_its_nearest_points() -> None:
+    """Beside a roof, a gap in the points takes the roof's height only where the roof is nearer than
+    the ground: the radii between ODM's (the ladder) find the nearest points' band."""
+    cells = np.full((9, 15), np.nan, np.float32)
+    cells[:, :5] = 5.0  # roof up to column 4
+    cells[:, 9:] = 0.0  # ground from column 9; columns 5-8 are the gap
+    out = dr.highest_nearby(cells, (4.0,))
+    # column 6: 2 cells from the roof, 3 from the ground; column 7: 3 from the roof, 2 from the ground
+    np.testing.assert_array_equal(out[4, :9], [5, 5, 5, 5, 5, 5, 5, 0, 0])
+    assert np.all(dr.max_within(cells, 4.0)[4, 5:9] == 5.0)  # the largest radius alone: all roof
+    assert dr.radius_ladder((2.0,)) == [1.0, math.sqrt(2), 2.0]
+    one_cell = dr.highest_nearby(cells, (1.0,))
+    assert one_cell[4, 5] == 5.0 and np.isnan(one_cell[4, 7])

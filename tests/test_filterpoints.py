@@ -185,3 +185,25 @@ def test_tiny_cloud_survives_pc_filter(tmp_path: Path) -> None:
     out, stats = run(tree, pc_filter=5.0)
     np.testing.assert_array_equal(out, pts)
     assert stats["spacing"] == pytest.approx(1.0)
+
+
+def test_depthmap_sampling_is_depth_over_the_depth_maps_focal_length(tmp_path: Path) -> None:
+    """Two views 50 m and 80 m above the points, depth maps of 500 px focal length: they sample the
+    ground every 0.1 and 0.16 m (the median of the two: 0.13 m); points outside a view's frame or
+    behind it do not count. Recorded for a dense cloud, absent without the dense plan."""
+    tree, _ = project(tmp_path, grid(5.0, 0.25))
+    _, stats = run(tree)
+    assert "depthmap_sampling" not in stats
+
+    def looking_down(height_m: float) -> list[float]:
+        rotation = np.diag([1.0, -1.0, -1.0])
+        return np.hstack([rotation, [[0.0], [0.0], [height_m]]]).ravel().tolist()
+
+    views = [
+        {"cam_from_world": looking_down(h), "dm_focal_px": 500.0, "dm_width": 400, "dm_height": 300}
+        for h in (50.0, 80.0)
+    ]
+    views.append({**views[0], "cam_from_world": (-np.asarray(views[0]["cam_from_world"])).tolist()})
+    tree.openmvs_views.write_text(json.dumps(views))
+    _, stats = run(tree)
+    assert stats["depthmap_sampling"] == pytest.approx(0.13)

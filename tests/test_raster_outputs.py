@@ -132,6 +132,7 @@ def test_tiles_need_an_rgba_raster(tmp_path: Path) -> None:
 
 def test_kmz_holds_a_kml_with_the_orthophotos_wgs84_bounds(rgba_tif: Path, tmp_path: Path) -> None:
     out = write_kmz(rgba_tif, tmp_path / "odm_orthophoto.kmz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([rgba_tif.name, out.name])  # no temporaries
     with zipfile.ZipFile(out) as kmz:
         assert kmz.testzip() is None
         kml = kmz.read("doc.kml").decode()
