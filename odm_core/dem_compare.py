@@ -25,6 +25,7 @@ class DemComparison:
     offset_xyz_m: tuple[float, float, float]  # the constant shift of ours onto the reference
     median_after_offset_m: float
     plane_tilt_deg: float
+    plane_gradient: tuple[float, float]  # d(ours - reference)/dx, /dy of the fitted plane (x east, y north)
     median_after_plane_m: float
     p90_after_plane_m: float
 
@@ -65,6 +66,7 @@ def compare_dsm(dsm: Path, reference_xyz: np.ndarray) -> DemComparison:
         offset_xyz_m=(shift_c * transform.a, shift_r * transform.e, -offset),
         median_after_offset_m=float(np.median(np.abs(diff - offset))),
         plane_tilt_deg=float(np.degrees(np.arctan(np.hypot(coef[0], coef[1])))),
+        plane_gradient=(float(coef[0]), float(coef[1])),
         median_after_plane_m=float(np.median(np.abs(residual))),
         p90_after_plane_m=float(np.percentile(np.abs(residual), 90)),
     )
