@@ -61,6 +61,16 @@ class ViewCamera:
         f = self.dm_focal_px
         return np.array([[f, 0, self.dm_width / 2], [0, f, self.dm_height / 2], [0, 0, 1.0]])
 
+    def in_depth_map(self, u: np.ndarray, v: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Which of project()'s results lie in front of the camera and inside the depth map."""
+        return (z > 0) & (u >= 0) & (v >= 0) & (u < self.dm_width) & (v < self.dm_height)
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> ViewCamera:
+        """A view from its entry in the dense plan's views.json (extra keys ignored)."""
+        fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+
     def depth_bound(self) -> np.ndarray:
         """The farthest depth allowed at each depth-map pixel (H x W): the local bound where one was
         found, else depth_max."""

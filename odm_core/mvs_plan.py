@@ -53,7 +53,8 @@ def view_cameras(rec: pycolmap.Reconstruction, images: Path, quality: str) -> li
             depth_min=depth_min,
             depth_max=depth_max,
         )
-        views.append(replace(view, **_local_depth_max(rec, image, view)))
+        bound = _local_depth_max(rec, image, view)
+        views.append(replace(view, local_depth_max=bound, local_depth_cols=DEPTH_GRID_COLS))
     return views
 
 
@@ -70,7 +71,9 @@ def _depth_range(
     return float(0.75 * lo), float(1.3 * hi)
 
 
-def _local_depth_max(rec: pycolmap.Reconstruction, image: pycolmap.Image, view: ViewCamera) -> dict:
+def _local_depth_max(
+    rec: pycolmap.Reconstruction, image: pycolmap.Image, view: ViewCamera
+) -> tuple[float, ...]:
     """ViewCamera's local bound: per grid cell, LOCAL_DEPTH_MARGIN x the farthest tie point seen in the
     cell or its 8 neighbours, capped by depth_max; depth_max where none lies that near.
 
@@ -79,14 +82,14 @@ def _local_depth_max(rec: pycolmap.Reconstruction, image: pycolmap.Image, view: 
     xyz = np.array([rec.points3D[p.point3D_id].xyz for p in image.points2D if p.has_point3D()])
     u, v, z = view.project(xyz)
     rows = max(1, round(DEPTH_GRID_COLS * view.dm_height / view.dm_width))
-    ok = (z > 0) & (u >= 0) & (v >= 0) & (u < view.dm_width) & (v < view.dm_height)
+    ok = view.in_depth_map(u, v, z)
     r = (v[ok] * rows // view.dm_height).astype(int)
     c = (u[ok] * DEPTH_GRID_COLS // view.dm_width).astype(int)
     farthest = np.zeros((rows, DEPTH_GRID_COLS))
     np.maximum.at(farthest, (r, c), z[ok])
     near = maximum_filter(farthest, size=3, mode="constant", cval=0.0)
     bound = np.where(near > 0, np.minimum(near * LOCAL_DEPTH_MARGIN, view.depth_max), view.depth_max)
-    return {"local_depth_max": tuple(float(b) for b in bound.ravel()), "local_depth_cols": DEPTH_GRID_COLS}
+    return tuple(float(b) for b in bound.ravel())
 
 
 def _pair_stats(rec: pycolmap.Reconstruction, by_id: dict[int, int], centres: np.ndarray) -> dict:

@@ -20,6 +20,7 @@ from odm_core.boundary import Ring, boundary_in_model, hull_polygon, inside
 from odm_core.errors import OdmStageError
 from odm_core.geo import GeoReference
 from odm_core.layout import ProjectTree
+from odm_core.mvs_camera import ViewCamera
 from odm_core.odm_report import average_gsd_cm
 from odm_core.options import FilterpointsOptions
 from odm_core.pointcloud import read_ply, write_ply, xyz
@@ -214,28 +215,26 @@ def depthmap_sampling_m(views_json: Path, pos: np.ndarray) -> float | None:
     rng = np.random.default_rng(0)
     sample = pos[rng.choice(len(pos), size=min(SAMPLING_SAMPLE, len(pos)), replace=False)]
     per_view = []
-    for view in json.loads(views_json.read_text()):
-        pose = np.asarray(view["cam_from_world"], float).reshape(3, 4)
-        cam = sample @ pose[:, :3].T + pose[:, 3]
-        cam = cam[cam[:, 2] > 0]
-        f, width, height = view["dm_focal_px"], view["dm_width"], view["dm_height"]
-        u = f * cam[:, 0] / cam[:, 2] + width / 2
-        v = f * cam[:, 1] / cam[:, 2] + height / 2
-        seen = (u >= 0) & (v >= 0) & (u < width) & (v < height)
+    for doc in json.loads(views_json.read_text()):
+        view = ViewCamera.from_doc(doc)
+        u, v, z = view.project(sample)
+        seen = view.in_depth_map(u, v, z)
         if seen.any():
-            per_view.append(float(np.median(cam[seen, 2])) / f)
+            per_view.append(float(np.median(z[seen])) / view.dm_focal_px)
     return float(np.median(per_view)) if per_view else None
 
 
 def recorded_sampling_m(stats: Path) -> float | None:
     """The depth maps' sampling distance odm_filterpoints recorded; None without one (a sparse cloud)."""
-    if not stats.is_file():
-        return None
-    return float(json.loads(stats.read_text()).get("depthmap_sampling") or 0) or None
+    return _recorded_m(stats, "depthmap_sampling")
 
 
 def recorded_spacing_m(stats: Path) -> float | None:
     """The spacing odm_filterpoints recorded in point_cloud_stats.json; None without the file or a value."""
+    return _recorded_m(stats, "spacing")
+
+
+def _recorded_m(stats: Path, key: str) -> float | None:
     if not stats.is_file():
         return None
-    return float(json.loads(stats.read_text()).get("spacing") or 0) or None
+    return float(json.loads(stats.read_text()).get(key) or 0) or None

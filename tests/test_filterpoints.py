@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from scipy.spatial.transform import Rotation
 from odm_core.errors import OdmStageError
 from odm_core.geo import GeoReference
 from odm_core.layout import ProjectTree
+from odm_core.mvs_camera import ViewCamera
 from odm_core.odm_filterpoints import odm_filterpoints
 from odm_core.options import FilterpointsOptions
 from odm_core.pointcloud import empty_points, read_ply, write_ply
@@ -195,15 +197,15 @@ def test_depthmap_sampling_is_depth_over_the_depth_maps_focal_length(tmp_path: P
     _, stats = run(tree)
     assert "depthmap_sampling" not in stats
 
-    def looking_down(height_m: float) -> list[float]:
-        rotation = np.diag([1.0, -1.0, -1.0])
-        return np.hstack([rotation, [[0.0], [0.0], [height_m]]]).ravel().tolist()
+    def view(pose: np.ndarray) -> dict:  # as the dense plan's views.json holds it
+        camera = ViewCamera(0, "v", "", "PINHOLE", (500.0,) * 4, 400, 300, tuple(pose.ravel()), 400, 300,
+                            500.0, 1.0, 1000.0)  # fmt: skip
+        return {**asdict(camera), "stereo_neighbours": [], "fusion_neighbours": []}
 
-    views = [
-        {"cam_from_world": looking_down(h), "dm_focal_px": 500.0, "dm_width": 400, "dm_height": 300}
-        for h in (50.0, 80.0)
-    ]
-    views.append({**views[0], "cam_from_world": (-np.asarray(views[0]["cam_from_world"])).tolist()})
+    def looking_down(height_m: float) -> np.ndarray:
+        return np.hstack([np.diag([1.0, -1.0, -1.0]), [[0.0], [0.0], [height_m]]])
+
+    views = [view(looking_down(h)) for h in (50.0, 80.0)] + [view(-looking_down(50.0))]
     tree.openmvs_views.write_text(json.dumps(views))
     _, stats = run(tree)
     assert stats["depthmap_sampling"] == pytest.approx(0.13)
