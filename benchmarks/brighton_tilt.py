@@ -46,10 +46,15 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, default=SHARED / "model.laz")
     args = parser.parse_args()
     tree = ProjectTree(args.project)
+    for needed in (tree.images_json, tree.shots_geojson, tree.dsm_tif, args.reference):
+        if not needed.is_file():
+            parser.error(f"{needed} is missing: give a project finished with `odmflow run --dsm`")
     photos = {p["filename"]: p for p in json.loads(tree.images_json.read_text())}
     shots = json.loads(tree.shots_geojson.read_text())["features"]
     names = [f["properties"]["filename"] for f in shots]
     centres = np.array([f["properties"]["translation"] for f in shots])
+    if any(photos[n].get("relative_altitude") is None for n in names):
+        parser.error(f"{tree.images_json}: some photos record no barometric (DJI relative) altitude")
     relative = np.array([photos[n]["relative_altitude"] for n in names], float)
     x, y = centres[:, 0], centres[:, 1]
     print(f"{len(names)} cameras over {np.ptp(x):.1f} x {np.ptp(y):.1f} m")
