@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from odm_core.dataset import dataset
 from odm_core.layout import ProjectTree
-from odm_core.odm_report import odm_report
-from odm_core.opensfm import opensfm
 from odm_core.options import DatasetOptions, OpensfmOptions, ReportOptions
+from odm_core.stages.dataset import dataset
+from odm_core.stages.odm_report import odm_report
+from odm_core.stages.opensfm import opensfm
 from odm_core.synthetic import SyntheticOptions, generate_synthetic
 
 

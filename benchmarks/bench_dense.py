@@ -33,7 +33,7 @@ from pathlib import Path
 import laspy
 import numpy as np
 
-from odm_core.cloud_compare import compare_clouds
+from odm_core.evaluate.cloud_compare import compare_clouds
 from odm_core.layout import ProjectTree
 
 SHARED = Path(__file__).resolve().parents[2] / "shared/datasets/brighton_beach"
@@ -76,16 +76,16 @@ def plain_dask_units(tree: ProjectTree, workers: int) -> tuple[float, float]:
     """(wall seconds, summed unit seconds) of the dense stage's view units alone on a plain LocalCluster."""
     from distributed import Client, LocalCluster
 
-    from odm_core.mvs_depthmap import run_unit_after
-    from odm_core.openmvs import plan_openmvs
+    from odm_core.dense.depthmap import run_unit_after
     from odm_core.options import OpenmvsOptions
+    from odm_core.stages.openmvs import plan_openmvs
 
     plan = plan_openmvs(tree, OpenmvsOptions(), "plain-dask-bench")
     shutil.rmtree(tree.depthmaps, ignore_errors=True)
     env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=None, env=env)
     with cluster, Client(cluster) as client:
-        client.run(lambda: __import__("odm_core.mvs_fusion"))
+        client.run(lambda: __import__("odm_core.dense.fusion"))
         start = time.perf_counter()
         writers: dict[str, object] = {}
         for phase in plan.phases:

@@ -27,7 +27,7 @@ from pathlib import Path
 import laspy
 import numpy as np
 
-from odm_core.dem_compare import compare_dsm
+from odm_core.evaluate.dem_compare import compare_dsm
 from odm_core.layout import ProjectTree
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -17,10 +17,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from odm_core.dataset import dataset
 from odm_core.layout import ProjectTree
-from odm_core.opensfm import opensfm
 from odm_core.options import DatasetOptions, OpensfmOptions
+from odm_core.stages.dataset import dataset
+from odm_core.stages.opensfm import opensfm
 
 DEFAULT_IMAGES = Path(__file__).resolve().parents[2] / "shared/datasets/brighton_beach/images"
 

@@ -9,9 +9,9 @@ from prefect import flow, task
 from prefect.futures import wait
 
 from odm_core.artifacts import read_plan
-from odm_core.dem_tiles import DemUnit, DemUnitResult, run_dem_unit
+from odm_core.dem.units import DemUnit, DemUnitResult, run_dem_unit
 from odm_core.layout import ProjectTree
-from odm_core.odm_dem import DemPlan, fill_dem_coarse
+from odm_core.stages.odm_dem import DemPlan, fill_dem_coarse
 
 
 @task(

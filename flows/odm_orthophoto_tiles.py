@@ -9,7 +9,7 @@ from prefect.futures import wait
 
 from flows.odm_dem_tiles import odm_dem_tile
 from odm_core.artifacts import read_plan
-from odm_core.odm_orthophoto import OrthoPlan, OrthoUnit, OrthoUnitResult, fill_surface, render_tile
+from odm_core.stages.odm_orthophoto import OrthoPlan, OrthoUnit, OrthoUnitResult, fill_surface, render_tile
 
 
 @task(

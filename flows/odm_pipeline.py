@@ -15,8 +15,8 @@ from prefect.states import State
 from odm_core import checkpoint
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
-from odm_core.remote_fs import is_remote
-from odm_core.stages import stages_between
+from odm_core.registry import stages_between
+from odm_core.remote.fs import is_remote
 from tasks.dask_cluster import run_cluster
 from tasks.dataset import dataset
 from tasks.odm_dem import odm_dem

@@ -13,8 +13,8 @@ from prefect.context import FlowRunContext
 from prefect.states import State
 
 from odm_core.artifacts import read_plan
-from odm_core.mvs_depthmap import UnitResult, run_unit_after
-from odm_core.openmvs import DensePlan
+from odm_core.dense.depthmap import UnitResult, run_unit_after
+from odm_core.stages.openmvs import DensePlan
 from tasks.openmvs_view import openmvs_view
 
 PHASE_NAMES = {"depth": "depth maps", "geometric": "geometric pass", "fused": "fusion"}

@@ -68,7 +68,7 @@ R = TypeVar("R", bound=StageResult)
 @functools.cache
 def code_digest(stage: str) -> str:
     """Digest of the stage module's source, every odm_core module it imports, and the engine versions."""
-    modules = _module_closure(f"odm_core.{stage}") | {"odm_core.checkpoint"}
+    modules = _module_closure(f"odm_core.stages.{stage}") | {"odm_core.checkpoint"}
     parts = [__version__] + [f"{m}={sha256_file(_module_file(m))}" for m in sorted(modules)]
     parts += [f"{e}={importlib.metadata.version(e)}" for e in ENGINES]
     return sha256_text(*parts)

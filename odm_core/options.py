@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from odm_core.stages import STAGES, StageName
+from odm_core.registry import STAGES, StageName
 
 Quality = Literal["ultra", "high", "medium", "low", "lowest"]
 CameraLens = Literal[
@@ -115,7 +115,7 @@ class FilterpointsOptions(StageOptions):
     @model_validator(mode="after")
     def _valid_boundary(self) -> FilterpointsOptions:
         if self.boundary is not None:
-            from odm_core.boundary import parse_boundary
+            from odm_core.geo.boundary import parse_boundary
 
             parse_boundary(self.boundary)
         return self
@@ -142,7 +142,7 @@ class GeoreferencingOptions(StageOptions):
     @model_validator(mode="after")
     def _valid_boundary(self) -> GeoreferencingOptions:
         if self.boundary is not None:
-            from odm_core.boundary import parse_boundary
+            from odm_core.geo.boundary import parse_boundary
 
             parse_boundary(self.boundary)
         return self
@@ -301,7 +301,7 @@ def read_boundary(path: Path) -> str:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise ValueError(f"--boundary {path}: cannot read it ({err}); give a GeoJSON polygon file") from None
-    from odm_core.boundary import parse_boundary
+    from odm_core.geo.boundary import parse_boundary
 
     try:
         parse_boundary(text)

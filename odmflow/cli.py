@@ -24,8 +24,8 @@ from odm_core.options import (
     Quality,
     read_boundary,
 )
-from odm_core.remote_fs import is_remote, parse_remote
-from odm_core.stages import STAGES, StageName
+from odm_core.registry import STAGES, StageName
+from odm_core.remote.fs import is_remote, parse_remote
 from odmflow import cli_runs
 from odmflow.cli_errors import fail
 

@@ -10,7 +10,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from odm_core.stages import overall_percent
+from odm_core.registry import overall_percent
 
 
 class ProgressDisplay(logging.Handler):

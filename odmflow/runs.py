@@ -143,8 +143,8 @@ def download(ref: str, dest: Path) -> list[Path]:
     if dest.exists() and any(dest.iterdir()):
         raise OdmInputError(f"{dest} is not empty; give a new or empty folder")
     if project.startswith("s3://"):
-        from odm_core.remote import parse_remote, s3_filesystem
-        from odm_core.remote_transfer import download_outputs
+        from odm_core.remote.sync import parse_remote, s3_filesystem
+        from odm_core.remote.transfer import download_outputs
 
         return download_outputs(parse_remote(project), dest, s3_filesystem(), exclude=NOT_OUTPUTS)
     src = Path(project)

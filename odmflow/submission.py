@@ -9,8 +9,8 @@ from odm_core.errors import OdmInputError
 
 def prepare(target: str, upload: str | None) -> tuple[str, str]:
     """The project address a worker will process, and a run name; checks it before anything starts."""
-    from odm_core import remote
-    from odm_core.remote_transfer import upload_images
+    from odm_core.remote import sync as remote
+    from odm_core.remote.transfer import upload_images
 
     if remote.is_remote(target):
         if upload:

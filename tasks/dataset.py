@@ -2,9 +2,9 @@
 
 from prefect import task
 
-from odm_core.dataset import DatasetResult
-from odm_core.dataset import dataset as run_dataset
 from odm_core.options import DatasetOptions
+from odm_core.stages.dataset import DatasetResult
+from odm_core.stages.dataset import dataset as run_dataset
 from tasks._stage import STAGE_CACHE, run_checkpointed
 
 

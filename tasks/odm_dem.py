@@ -7,8 +7,8 @@ from prefect import task
 from flows.odm_dem_tiles import odm_dem_tiles
 from odm_core.artifacts import write_plan
 from odm_core.layout import ProjectTree
-from odm_core.odm_dem import DemResult, finish_odm_dem, plan_odm_dem
 from odm_core.options import DemOptions
+from odm_core.stages.odm_dem import DemResult, finish_odm_dem, plan_odm_dem
 from tasks._stage import STAGE_CACHE, run_checkpointed
 from tasks.dask_cluster import dask_task_runner
 

@@ -2,9 +2,9 @@
 
 from prefect import task
 
-from odm_core.odm_filterpoints import FilterpointsResult
-from odm_core.odm_filterpoints import odm_filterpoints as run_filterpoints
 from odm_core.options import FilterpointsOptions
+from odm_core.stages.odm_filterpoints import FilterpointsResult
+from odm_core.stages.odm_filterpoints import odm_filterpoints as run_filterpoints
 from tasks._stage import STAGE_CACHE, run_checkpointed
 
 

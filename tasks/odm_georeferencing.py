@@ -2,9 +2,9 @@
 
 from prefect import task
 
-from odm_core.odm_georeferencing import GeoreferencingResult
-from odm_core.odm_georeferencing import odm_georeferencing as run_georeferencing
 from odm_core.options import GeoreferencingOptions
+from odm_core.stages.odm_georeferencing import GeoreferencingResult
+from odm_core.stages.odm_georeferencing import odm_georeferencing as run_georeferencing
 from tasks._stage import STAGE_CACHE, run_checkpointed
 
 

@@ -7,8 +7,13 @@ from prefect import task
 from flows.odm_orthophoto_tiles import odm_orthophoto_tiles
 from odm_core.artifacts import write_plan
 from odm_core.layout import ProjectTree
-from odm_core.odm_orthophoto import OrthophotoResult, finish_odm_orthophoto, plan_odm_orthophoto, skipped
 from odm_core.options import OrthophotoOptions
+from odm_core.stages.odm_orthophoto import (
+    OrthophotoResult,
+    finish_odm_orthophoto,
+    plan_odm_orthophoto,
+    skipped,
+)
 from tasks._stage import STAGE_CACHE, run_checkpointed
 from tasks.dask_cluster import dask_task_runner
 

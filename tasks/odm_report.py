@@ -2,9 +2,9 @@
 
 from prefect import task
 
-from odm_core.odm_report import ReportResult
-from odm_core.odm_report import odm_report as run_report
 from odm_core.options import ReportOptions
+from odm_core.stages.odm_report import ReportResult
+from odm_core.stages.odm_report import odm_report as run_report
 from tasks._stage import STAGE_CACHE, run_checkpointed
 
 

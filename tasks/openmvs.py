@@ -7,8 +7,8 @@ from prefect import task
 from flows.openmvs_views import openmvs_views
 from odm_core.artifacts import write_plan
 from odm_core.layout import ProjectTree
-from odm_core.openmvs import OpenmvsResult, finish_openmvs, plan_openmvs
 from odm_core.options import OpenmvsOptions
+from odm_core.stages.openmvs import OpenmvsResult, finish_openmvs, plan_openmvs
 from tasks._stage import STAGE_CACHE, run_checkpointed
 from tasks.dask_cluster import dask_task_runner
 

@@ -3,7 +3,7 @@
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from odm_core.mvs_depthmap import UnitResult, ViewUnit, run_unit
+from odm_core.dense.depthmap import UnitResult, ViewUnit, run_unit
 
 
 @task(

@@ -2,9 +2,9 @@
 
 from prefect import task
 
-from odm_core.opensfm import OpensfmResult
-from odm_core.opensfm import opensfm as run_opensfm
 from odm_core.options import OpensfmOptions
+from odm_core.stages.opensfm import OpensfmResult
+from odm_core.stages.opensfm import opensfm as run_opensfm
 from tasks._stage import STAGE_CACHE, run_checkpointed
 
 

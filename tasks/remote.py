@@ -10,8 +10,8 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.states import State
 
 from odm_core.errors import OdmInputError
-from odm_core.remote import pull_project, push_stage
-from odm_core.remote_fs import parse_remote, s3_filesystem
+from odm_core.remote.fs import parse_remote, s3_filesystem
+from odm_core.remote.sync import pull_project, push_stage
 
 
 def _io_error(task: Task, task_run: TaskRun, state: State) -> bool:

@@ -15,7 +15,7 @@ from prefect.artifacts import (
 )
 from prefect.runtime import flow_run
 
-from odm_core.stages import overall_percent
+from odm_core.registry import overall_percent
 
 # The progress artifact of each flow run in this process: flow run id -> (artifact id, last stage).
 _PROGRESS: dict[str, tuple[UUID, str]] = {}

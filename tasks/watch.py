@@ -9,8 +9,8 @@ from prefect.client.orchestration import get_client
 from prefect.logging import get_run_logger
 
 from odm_core.artifacts import sha256_text
-from odm_core.remote import is_processed, list_datasets
-from odm_core.remote_fs import is_photo, list_files, s3_filesystem
+from odm_core.remote.fs import is_photo, list_files, s3_filesystem
+from odm_core.remote.sync import is_processed, list_datasets
 
 
 @task(name="find_new_datasets", retries=2, retry_delay_seconds=[5, 15])

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from odm_core.layout import ProjectTree
-from odm_core.stages import STAGES
+from odm_core.registry import STAGES
 from odm_core.synthetic import SyntheticOptions, SyntheticTruth, generate_synthetic
 from tests.s3server import s3_endpoint_fixture  # noqa: F401 (the session's `s3_endpoint` fixture)
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from odm_core.cloud_compare import compare_clouds
-from odm_core.geo import lla_to_utm
+from odm_core.evaluate.cloud_compare import compare_clouds
+from odm_core.geo.georef import lla_to_utm
 from odm_core.layout import ProjectTree
 from tests.conftest import copy_project, require_brighton, run_cli, stage_states
 
@@ -92,7 +92,7 @@ def test_dsm_and_dtm_are_cogs_that_match_odms_cloud(
 ) -> None:
     from rio_cogeo.cogeo import cog_validate
 
-    from odm_core.dem_compare import compare_dsm
+    from odm_core.evaluate.dem_compare import compare_dsm
 
     result = run_cli(["run", str(brighton_run.root), "--dsm", "--dtm"], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr

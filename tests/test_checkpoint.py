@@ -110,8 +110,8 @@ def test_run_stage_leaves_no_manifest_when_the_stage_dies(tmp_path: Path) -> Non
 
 
 def test_code_digest_covers_imported_modules_only() -> None:
-    modules = checkpoint._module_closure("odm_core.odm_report")
-    assert "odm_core.geo" in modules and "odm_core.opensfm" not in modules
+    modules = checkpoint._module_closure("odm_core.stages.odm_report")
+    assert "odm_core.geo.georef" in modules and "odm_core.stages.opensfm" not in modules
     assert checkpoint.code_digest("opensfm") != checkpoint.code_digest("odm_report")
 
 

@@ -13,13 +13,13 @@ import shapely
 from pyproj import CRS
 from scipy import ndimage
 
-from odm_core import crop
-from odm_core import dem_raster as dr
+from odm_core.cloud.las import las_points, write_las
+from odm_core.dem import gridding as dr
 from odm_core.errors import OdmStageError
-from odm_core.las_io import las_points, write_las
+from odm_core.geo import crop
 from odm_core.layout import ProjectTree
-from odm_core.odm_georeferencing import write_crop_bounds
 from odm_core.options import DemOptions, GeoreferencingOptions
+from odm_core.stages.odm_georeferencing import write_crop_bounds
 
 UTM = (500000.0, 5000000.0)
 HOLES = ((5.0, 6.0, 1.2), (14.0, 12.0, 1.5), (9.0, 16.0, 0.8))  # (x, y, radius) in metres from UTM
@@ -95,8 +95,8 @@ def test_boundary_is_the_crop_with_crop_0(tmp_path: Path) -> None:
 
 def build_dem(tree: ProjectTree, tile_px: int, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, ...]:
     """DSM and its euclidean map, built in tiles of tile_px cells."""
-    from odm_core import odm_dem
-    from odm_core.dem_tiles import run_dem_unit
+    from odm_core.dem.units import run_dem_unit
+    from odm_core.stages import odm_dem
 
     monkeypatch.setattr(odm_dem, "TILE_PX", tile_px)
     opts = DemOptions(dsm=True, dem_resolution=20, dem_gapfill_steps=2, dem_euclidean_map=True)
@@ -141,7 +141,7 @@ def test_dem_is_cropped_and_its_euclidean_map_is_the_distance_to_holes(
 
 
 def test_cutline_goes_around_a_building_inside_the_crop() -> None:
-    from odm_core.cutline import edge_cost, least_cost_cutline
+    from odm_core.ortho.cutline import edge_cost, least_cost_cutline
 
     size = 200
     gray = np.full((size, size), 100.0, np.float32)
@@ -196,7 +196,7 @@ def test_crop_cutline_and_euclidean_map_on_the_synthetic_survey(
 
 
 def test_a_cloud_without_crs_is_named(tmp_path: Path) -> None:
-    from odm_core.odm_dem import cloud_extent
+    from odm_core.stages.odm_dem import cloud_extent
 
     laz = tmp_path / "no_crs.laz"
     pos = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 2.0]])
@@ -210,10 +210,10 @@ def test_surface_fill_covers_the_crop_area_only_when_given_it(tmp_path: Path) ->
     """The orthophoto's surface fills all of the (hull) crop area; a DEM's stays within the data."""
     from shapely.geometry import box
 
-    from odm_core.dem_tiles import COARSE, DemUnit
-    from odm_core.mvs_depthmap import load_arrays, save_arrays
-    from odm_core.odm_dem import fill_coarse
-    from odm_core.smrf import SmrfParams
+    from odm_core.cloud.smrf import SmrfParams
+    from odm_core.dem.units import COARSE, DemUnit
+    from odm_core.dense.depthmap import load_arrays, save_arrays
+    from odm_core.stages.odm_dem import fill_coarse
 
     grid = dr.DemGrid(west=0.0, north=40.0, resolution_m=0.1, width=400, height=400)
     coarse = np.full((40, 40), np.nan, np.float32)  # an L of data, 1 m cells: its notch is empty

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from odm_core.dataset import DatasetResult, dataset
 from odm_core.errors import OdmInputError
-from odm_core.geo import GeoReference
+from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import DatasetOptions
+from odm_core.stages.dataset import DatasetResult, dataset
 from tests.conftest import BRIGHTON
 
 OPTS = DatasetOptions()
@@ -104,7 +104,7 @@ def test_bad_files_are_skipped_with_reasons(tree: ProjectTree, caplog: pytest.Lo
     (tree.images / "flight.srt").write_text("ignored")
     (tree.images / "raw.DNG").write_bytes(b"II*\x00")
 
-    with caplog.at_level(logging.WARNING, "odm_core.dataset"):
+    with caplog.at_level(logging.WARNING, "odm_core.stages.dataset"):
         result = run_unchanged(tree)
 
     reasons = {s.filename: s.reason for s in result.skipped}
@@ -172,7 +172,7 @@ def test_no_gps_runs_local_and_removes_stale_georeference(
         f.unlink()
     add_plain_photos(tree, ["p1.png", "p2.png", "p3.png"])
 
-    with caplog.at_level(logging.WARNING, "odm_core.dataset"):
+    with caplog.at_level(logging.WARNING, "odm_core.stages.dataset"):
         result = run_unchanged(tree)
     assert (result.n_photos, result.has_gps, result.epsg) == (3, False, None)
     assert not tree.coords_txt.exists() and not tree.proj_txt.exists()
@@ -183,7 +183,7 @@ def test_no_gps_runs_local_and_removes_stale_georeference(
 def test_some_photos_without_gps_are_named(tree: ProjectTree, caplog: pytest.LogCaptureFixture) -> None:
     add_gps_photos(tree, 2)
     add_plain_photos(tree, ["nogps.png"])
-    with caplog.at_level(logging.WARNING, "odm_core.dataset"):
+    with caplog.at_level(logging.WARNING, "odm_core.stages.dataset"):
         result = run_unchanged(tree)
     assert result.without_gps == ("nogps.png",) and result.has_gps
     assert "not for georeferencing: nogps.png" in caplog.text
@@ -193,7 +193,7 @@ def test_some_photos_without_gps_are_named(tree: ProjectTree, caplog: pytest.Log
 def test_gcp_file_warning(tree: ProjectTree, caplog: pytest.LogCaptureFixture, use_exif: bool) -> None:
     add_gps_photos(tree, 2)
     tree.gcp_list.write_text("EPSG:4326\n")
-    with caplog.at_level(logging.WARNING, "odm_core.dataset"):
+    with caplog.at_level(logging.WARNING, "odm_core.stages.dataset"):
         run_unchanged(tree, DatasetOptions(use_exif=use_exif))
     assert ("ground control points are not supported yet" in caplog.text) is not use_exif
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from odm_core import dem_raster as dr
+from odm_core.cloud.smrf import SmrfParams, classify_ground
+from odm_core.dem import gridding as dr
+from odm_core.evaluate.dem_truth import dem_accuracy
 from odm_core.layout import ProjectTree
-from odm_core.smrf import SmrfParams, classify_ground
 from odm_core.synthetic import SyntheticTruth
-from odm_core.synthetic.evaluate_dem import dem_accuracy
 from tests.conftest import run_cli, stage_states
 
 
@@ -108,9 +108,9 @@ def test_smrf_leaves_a_box_on_a_slope_out_of_the_ground() -> None:
 def test_tiles_with_halos_give_the_same_raster_as_one_tile(
     monkeypatch: pytest.MonkeyPatch, dem_run: ProjectTree, tmp_path: Path
 ) -> None:
-    from odm_core import odm_dem
-    from odm_core.dem_tiles import run_dem_unit
+    from odm_core.dem.units import run_dem_unit
     from odm_core.options import DemOptions
+    from odm_core.stages import odm_dem
 
     def build(tile_px: int, name: str) -> np.ndarray:
         tree = ProjectTree(tmp_path / name)

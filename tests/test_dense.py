@@ -18,11 +18,11 @@ import laspy
 import numpy as np
 import pytest
 
+from odm_core.cloud.ply import read_ply
+from odm_core.evaluate.dense_truth import dense_accuracy
 from odm_core.layout import ProjectTree
 from odm_core.options import depthmap_size
-from odm_core.pointcloud import read_ply
 from odm_core.synthetic import SyntheticTruth
-from odm_core.synthetic.evaluate import dense_accuracy
 from tests.conftest import AFTER_OPENSFM, REPO, SYNTHETIC, run_cli, stage_states
 
 UNITS = re.compile(r"openmvs: (\d+) dense points .* \((\d+) view units computed, (\d+) from checkpoints")
@@ -231,7 +231,7 @@ def test_local_depth_bound_keeps_the_surface_and_is_tighter(processed: ProjectTr
 
 
 def test_depth_bound_follows_its_grid() -> None:
-    from odm_core.mvs_camera import ViewCamera
+    from odm_core.camera.view import ViewCamera
 
     grid = (50.0, 60.0, 70.0, 80.0, 90.0, 100.0)  # 2 rows x 3 columns
     view = ViewCamera(

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 
 from odm_core.errors import OdmInputError
-from odm_core.exif import UnreadablePhoto, read_photo
 from odm_core.options import DatasetOptions
+from odm_core.photos.exif import UnreadablePhoto, read_photo
 
 DJI_XMP_ATTRS = b"""<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>
 <x:xmpmeta xmlns:x="adobe:ns:meta/">
@@ -165,14 +165,14 @@ def test_png_without_exif(tmp_path: Path) -> None:
 
 def test_gps_zero_zero_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = make_jpeg(tmp_path / "nofix.jpg", make_exif(lat=(0.0, 0.0, 0.0), lon=(0.0, 0.0, 0.0)))
-    with caplog.at_level(logging.WARNING, "odm_core.exif"):
+    with caplog.at_level(logging.WARNING, "odm_core.photos.exif"):
         assert not read_photo(path, OPTS).has_gps
     assert "(0, 0)" in caplog.text
 
 
 def test_malformed_xmp_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><broken</x:xmpmeta>'
-    with caplog.at_level(logging.WARNING, "odm_core.exif"):
+    with caplog.at_level(logging.WARNING, "odm_core.photos.exif"):
         photo = read_photo(make_jpeg(tmp_path / "x.jpg", make_exif(), xmp), OPTS)
     assert photo.has_gps and photo.relative_altitude is None
     assert "malformed XMP" in caplog.text

@@ -11,14 +11,14 @@ import pytest
 from pyproj import Transformer
 from scipy.spatial.transform import Rotation
 
+from odm_core.camera.view import ViewCamera
+from odm_core.cloud.ply import empty_points, read_ply, write_ply
 from odm_core.errors import OdmStageError
-from odm_core.geo import GeoReference
+from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
-from odm_core.mvs_camera import ViewCamera
-from odm_core.odm_filterpoints import odm_filterpoints
 from odm_core.options import FilterpointsOptions
-from odm_core.pointcloud import empty_points, read_ply, write_ply
-from odm_core.sfm_export import write_ply as write_sparse_ply
+from odm_core.sfm.export import write_ply as write_sparse_ply
+from odm_core.stages.odm_filterpoints import odm_filterpoints
 
 GEOREF = GeoReference(32615, 576000, 5188000)
 

@@ -8,12 +8,12 @@ import laspy
 import numpy as np
 import pytest
 
+from odm_core.cloud.ply import empty_points, write_ply
 from odm_core.errors import OdmStageError
-from odm_core.geo import GeoReference
+from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
-from odm_core.odm_georeferencing import odm_georeferencing
 from odm_core.options import GeoreferencingOptions
-from odm_core.pointcloud import empty_points, write_ply
+from odm_core.stages.odm_georeferencing import odm_georeferencing
 
 GEOREF = GeoReference(32615, 576000, 5188000)
 

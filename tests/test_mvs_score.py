@@ -5,9 +5,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from odm_core.mvs_camera import ViewCamera
-from odm_core.mvs_depthmap import best_supported, consensus
-from odm_core.mvs_score import photo_score
+from odm_core.camera.view import ViewCamera
+from odm_core.dense.depthmap import best_supported, consensus
+from odm_core.dense.score import photo_score
 
 HEIGHT_M = 40.0
 NOISE = np.random.default_rng(1).uniform(0, 255, (800, 800)).astype(np.float32)

@@ -13,7 +13,7 @@ from odm_core.options import (
     feature_process_size,
     read_boundary,
 )
-from odm_core.stages import STAGES, overall_percent, stages_between
+from odm_core.registry import STAGES, overall_percent, stages_between
 
 
 def test_defaults_are_odms() -> None:

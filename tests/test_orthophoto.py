@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 
+from odm_core.camera.view import ViewCamera
+from odm_core.evaluate.ortho_truth import ortho_accuracy
 from odm_core.layout import ProjectTree
-from odm_core.mvs_camera import ViewCamera
-from odm_core.ortho_render import project, visible
+from odm_core.ortho.render import project, visible
 from odm_core.synthetic import SyntheticTruth
-from odm_core.synthetic.evaluate_ortho import ortho_accuracy
 from tests.conftest import run_cli, stage_states
 
 

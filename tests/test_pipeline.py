@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from odm_core.geo import lla_to_utm
+from odm_core.evaluate.dense_truth import similarity
+from odm_core.geo.georef import lla_to_utm
 from odm_core.layout import ProjectTree
-from odm_core.stages import STAGES
+from odm_core.registry import STAGES
 from odm_core.synthetic import SyntheticTruth
-from odm_core.synthetic.evaluate import similarity
 from tests.conftest import AFTER_OPENSFM, REPO, copy_survey, run_cli, stage_states
 
 ALL_CACHED = stage_states()

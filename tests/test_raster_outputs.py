@@ -17,11 +17,12 @@ from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from rasterio.warp import transform_bounds
 
-from odm_core import dem_relief, xyz_tiles
 from odm_core.artifacts import atomic_dir
 from odm_core.errors import OdmStageError
 from odm_core.options import pipeline_options_from_odm
-from odm_core.raster_out import overview_factors, write_geotiff, write_kmz
+from odm_core.raster import relief as dem_relief
+from odm_core.raster import xyz_tiles
+from odm_core.raster.geotiff import overview_factors, write_geotiff, write_kmz
 
 WEST_M, NORTH_M, PIXEL_M = 500_000.0, 5_000_000.0, 0.5  # UTM 32N, near 9 E 45 N
 WIDTH_PX, HEIGHT_PX = 300, 200

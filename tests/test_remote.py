@@ -12,7 +12,8 @@ import s3fs
 from odm_core.artifacts import write_manifest
 from odm_core.errors import OdmInputError
 from odm_core.layout import ProjectTree
-from odm_core.remote import (
+from odm_core.remote.fs import INDEX
+from odm_core.remote.sync import (
     RemoteProject,
     check_remote,
     is_processed,
@@ -24,7 +25,6 @@ from odm_core.remote import (
     push_stage,
     s3_filesystem,
 )
-from odm_core.remote_fs import INDEX
 from tests.s3server import (
     free_port,
     moto_server,

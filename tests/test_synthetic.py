@@ -12,7 +12,7 @@ import pytest
 import rasterio
 from PIL import Image
 
-from odm_core.geo import lla_to_utm, utm_epsg
+from odm_core.geo.georef import lla_to_utm, utm_epsg
 from odm_core.synthetic import (
     ROOF,
     WALL,

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from odm_core.geo import lla_to_utm, utm_epsg, utm_to_lla
+from odm_core.geo.georef import lla_to_utm, utm_epsg, utm_to_lla
 from odm_core.synthetic.camera import CameraPose, Intrinsics
 from odm_core.synthetic.flight import flight_plan, ground_bounds
 from odm_core.synthetic.options import SyntheticOptions

@@ -1,0 +1,1 @@
+"""Cameras as the dense and orthophoto stages see them: projection, photo decoding."""

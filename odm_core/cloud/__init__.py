@@ -1,0 +1,1 @@
+"""Point clouds: PLY and LAS I/O, SMRF ground classification."""

@@ -1,0 +1,1 @@
+"""Elevation models: gridding, per-tile units, euclidean maps."""

@@ -1,0 +1,1 @@
+"""Dense matching: depth-map plans, stereo, scoring, depth maps and fusion."""

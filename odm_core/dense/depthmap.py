@@ -1,0 +1,236 @@
+"""Per-view depth maps: photometric (stereo pairs) and geometric (made consistent with the neighbours).
+
+Each function is one unit of work for one view: it reads photos or neighbours' depth maps by path, writes
+its own depth map with a checkpoint sidecar, and returns a small summary. A unit whose output carries the
+same key is not recomputed, so a dense stage killed half-way redoes only the missing views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import io
+import resource
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from odm_core.artifacts import unit_checkpoint_valid, write_unit_checkpoint
+from odm_core.camera.view import ViewCamera, load_photo, undistorted, warp_rays
+from odm_core.dense.score import photo_score
+from odm_core.dense.stereo import pair_depth
+
+CONSISTENT_REL = 0.01  # depths of one surface point agree within 1% (relative)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
+MMAP_THRESHOLD_BYTES = 64 * 2**20
+_MALLOC_TUNED = False
+MIN_PHOTO_SCORE = 0.5  # mean NCC a chosen depth needs with its best partners
+
+
+@dataclass(frozen=True)
+class ViewUnit:
+    """One view's work: the view, the neighbours it uses, the depth maps it reads and the file it writes."""
+
+    kind: str  # "depth", "geometric" or "fused"
+    view: ViewCamera
+    neighbours: tuple[ViewCamera, ...]
+    sources: tuple[str, ...]  # own input first, then one per neighbour (depth-map paths; empty for "depth")
+    out: str
+    key: str
+    min_views: int = 2
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What a unit did: reused its checkpoint or computed, how many pixels or points, time and memory."""
+
+    kind: str
+    view: str
+    reused: bool
+    n_valid: int
+    seconds: float
+    peak_rss_mb: float
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (a Dask worker when run there), MiB.
+
+    Linux's VmHWM belongs to this program image; getrusage's maxrss would also count the memory of the
+    process a worker was forked from, before it started this program.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> None:
+    """Restart peak_rss_mb's count from the present (Linux: clear_refs 5), for a worker that runs the
+    units of several stages in turn; elsewhere the peak stays the process's."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+
+
+def tune_malloc() -> None:
+    """Let glibc reuse freed memory for this process's large, short-lived arrays.
+
+    Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap
+    threshold at 128 KiB: every depth-map-sized array is then mapped and unmapped again, page faults
+    included, which doubled the units' time. A fixed 64 MiB threshold keeps them on the heap.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
+        libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES)
+    except (OSError, AttributeError):  # not glibc
+        pass
+    _MALLOC_TUNED = True
+
+
+def save_arrays(path: Path, key: str, **arrays: np.ndarray) -> None:
+    def write(f: io.BufferedWriter) -> None:
+        np.savez(f, **arrays)
+
+    write_unit_checkpoint(path, key, write)
+
+
+def load_arrays(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+def run_unit(unit: ViewUnit) -> UnitResult:
+    """Run (or reuse) one view unit; the function Dask workers execute."""
+    start = time.perf_counter()
+    out = Path(unit.out)
+    if unit_checkpoint_valid(out, unit.key):
+        return UnitResult(unit.kind, unit.view.name, True, -1, time.perf_counter() - start, peak_rss_mb())
+    tune_malloc()
+    cv2.setNumThreads(1)  # one core per Dask worker: workers, not threads, are the parallelism
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if unit.kind == "depth":
+        n = photometric_depthmap(unit)
+    elif unit.kind == "geometric":
+        n = geometric_depthmap(unit)
+    else:
+        from odm_core.dense.fusion import fuse_view
+
+        n = fuse_view(unit)
+    return UnitResult(unit.kind, unit.view.name, False, n, time.perf_counter() - start, peak_rss_mb())
+
+
+def run_unit_after(unit: ViewUnit, *inputs: object) -> UnitResult:
+    """run_unit once the units writing its inputs are done: Dask hands their results in (UnitResults, or
+    the final states of Prefect task runs, which must have completed)."""
+    for done in inputs:
+        completed = getattr(done, "is_completed", None)
+        if completed is not None and not completed():
+            raise RuntimeError(f"{unit.kind} of {unit.view.name}: a unit it reads failed ({done})")
+    return run_unit(unit)
+
+
+def photometric_depthmap(unit: ViewUnit) -> int:
+    """Depth from semi-global matching with each stereo partner; per pixel the candidate the partners'
+    photos agree with best (multi-view NCC), averaged with the candidates that agree with it."""
+    view = unit.view
+    source = load_photo(view)
+    gray = warp_rays(view, source, view.pixel_rays(), gray=True).astype(np.float32)
+    estimates, partners = [], []
+    for nbr in unit.neighbours:
+        nbr_source = load_photo(nbr)
+        partners.append((nbr, warp_rays(nbr, nbr_source, nbr.pixel_rays(), gray=True).astype(np.float32)))
+        depth = pair_depth(view, nbr, source, nbr_source)
+        if depth is not None:
+            estimates.append(depth)
+    shape = (view.dm_height, view.dm_width)
+    scores = [photo_score(view, gray, d, partners) for d in estimates]
+    depth, support = best_supported(estimates, scores, shape)
+    depth[(depth < view.depth_min) | (depth > view.depth_bound())] = 0
+    save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=undistorted(view, source))
+    return int(np.count_nonzero(depth))
+
+
+def best_supported(
+    estimates: list[np.ndarray], scores: list[np.ndarray], shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the best-scored candidate (at least MIN_PHOTO_SCORE), averaged with the candidates
+    within CONSISTENT_REL of it; where no candidate could be scored (flat texture), the median consensus.
+    """
+    if not estimates:
+        return np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
+    stack = np.stack(estimates).astype(np.float32)
+    stack[~(stack > 0)] = np.nan
+    score = np.stack(scores)
+    score[np.isnan(stack)] = np.nan
+    unscored = np.all(np.isnan(score), axis=0)
+    best = np.argmax(np.nan_to_num(score, nan=-np.inf), axis=0)
+    winner = np.take_along_axis(stack, best[None], axis=0)[0]
+    best_score = np.take_along_axis(score, best[None], axis=0)[0]
+    with np.errstate(invalid="ignore"):
+        agree = np.abs(stack - winner) <= CONSISTENT_REL * winner
+    count = agree.sum(axis=0)
+    depth = np.where(agree, stack, 0).sum(axis=0) / np.maximum(count, 1)
+    depth[~(best_score >= MIN_PHOTO_SCORE)] = 0
+    fallback, fallback_count = consensus(estimates, shape, min_support=1)
+    depth = np.where(unscored, fallback, depth).astype(np.float32)
+    count = np.where(unscored, fallback_count, count)
+    count[depth == 0] = 0
+    return depth, count.astype(np.uint8)
+
+
+def consensus(
+    estimates: list[np.ndarray], shape: tuple[int, int], min_support: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: the mean of the estimates within CONSISTENT_REL of their median, and how many agreed.
+
+    Estimates are depth maps with NaN (or 0) where unknown; pixels with fewer than min_support agreeing
+    estimates get depth 0.
+    """
+    if not estimates:
+        return np.zeros(shape, np.float32), np.zeros(shape, np.uint8)
+    stack = np.stack(estimates).astype(np.float32)
+    stack[~(stack > 0)] = np.nan
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+        median = np.nanmedian(stack, axis=0)
+        agree = np.abs(stack - median) <= CONSISTENT_REL * median
+    count = agree.sum(axis=0)
+    total = np.where(agree, stack, 0).sum(axis=0)
+    depth = np.where(count >= min_support, total / np.maximum(count, 1), 0).astype(np.float32)
+    return depth, count.astype(np.uint8)
+
+
+def splat(src: ViewCamera, src_depth: np.ndarray, dst: ViewCamera) -> np.ndarray:
+    """A neighbour's depth map seen from another view: nearest surface per pixel (z-buffer), NaN if none."""
+    valid = src_depth > 0
+    world = src.world_points(src_depth)[valid]
+    u, v, z = dst.project(world)
+    iu, iv = np.floor(u), np.floor(v)
+    ok = (z > 0) & (iu >= 0) & (iv >= 0) & (iu < dst.dm_width) & (iv < dst.dm_height)
+    flat = iv[ok].astype(np.int64) * dst.dm_width + iu[ok].astype(np.int64)
+    buffer = np.full(dst.dm_width * dst.dm_height, np.inf, np.float32)
+    np.minimum.at(buffer, flat, z[ok].astype(np.float32))
+    buffer[np.isinf(buffer)] = np.nan
+    return buffer.reshape(dst.dm_height, dst.dm_width)
+
+
+def geometric_depthmap(unit: ViewUnit) -> int:
+    """Refine a photometric depth map with its neighbours': keep (or fill) depths that 2+ maps agree on."""
+    own = load_arrays(unit.sources[0])
+    estimates = [own["depth"]]
+    for nbr, path in zip(unit.neighbours, unit.sources[1:], strict=True):
+        estimates.append(splat(nbr, load_arrays(path)["depth"], unit.view))
+    depth, support = consensus(estimates, own["depth"].shape, min_support=2)
+    save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=own["image"])
+    return int(np.count_nonzero(depth))

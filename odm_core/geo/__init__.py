@@ -1,0 +1,1 @@
+"""Georeferencing: UTM frames, boundaries and the crop polygon."""

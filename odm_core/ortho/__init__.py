@@ -1,0 +1,1 @@
+"""Orthophoto rendering and cutlines."""

@@ -1,0 +1,1 @@
+"""One photo's metadata: EXIF/XMP reading and the Photo record."""

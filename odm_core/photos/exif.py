@@ -1,0 +1,311 @@
+"""Read one photo's metadata (EXIF + DJI XMP) into a `Photo`, checking that the image decodes.
+
+Follows ODM's `ODM_Photo.parse_exif_values` (opendm/photo.py) where it matters: width/height as stored
+(EXIF orientation is recorded, not applied), altitude ref 1 = below sea level, DJI XMP AbsoluteAltitude
+overrides the EXIF altitude, focal_ratio = focal_35mm / 36 or focal_mm / sensor width, and
+--gps-accuracy sets both GPS standard deviations (ODM's `override_gps_dop`).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from PIL import Image, UnidentifiedImageError
+
+from odm_core.errors import OdmInputError
+from odm_core.options import DatasetOptions
+from odm_core.photos.photo import Photo
+
+log = logging.getLogger("odm_core.photos.exif")
+
+# Pillow format names we decode (MPO: DJI's multi-picture JPEG).
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "TIFF", "BMP"})
+
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_MAKE, _MODEL, _ORIENTATION = 0x010F, 0x0110, 0x0112
+_DATETIME_ORIGINAL, _OFFSET_TIME_ORIGINAL = 0x9003, 0x9011
+_SUBSEC_TIME, _SUBSEC_TIME_ORIGINAL = 0x9290, 0x9291
+_FOCAL_LENGTH, _FOCAL_35MM = 0x920A, 0xA405
+_FOCAL_PLANE_XRES, _FOCAL_PLANE_UNIT = 0xA20E, 0xA210
+_GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON, _GPS_ALT_REF, _GPS_ALT = 1, 2, 3, 4, 5, 6
+
+_MM_PER_UNIT = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}  # EXIF FocalPlaneResolutionUnit: inch, cm, mm, um
+
+_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
+_XMP_PREFIXES = {"http://www.dji.com/drone-dji/1.0/": "drone-dji", "http://ns.adobe.com/tiff/1.0/": "tiff"}
+
+
+class UnreadablePhoto(OdmInputError):
+    """A file in images/ that cannot be used as a photo (empty, not an image, truncated, unsupported)."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path.name}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+def read_photo(path: Path, opts: DatasetOptions) -> Photo:
+    """Read one photo's size, EXIF and DJI XMP; raise UnreadablePhoto if it is not a decodable image."""
+    data = _read_bytes(path)
+    width, height, exif = _decode_checked(path, data)
+    fields: dict[str, Any] = {"filename": path.name, "width": width, "height": height}
+    fields.update(_exif_fields(path, exif, width))
+    xmp = _xmp(path, data)
+    fields.update(_xmp_fields(xmp))
+    for field, name in (("camera_make", "tiff:Make"), ("camera_model", "tiff:Model")):
+        if not fields.get(field) and xmp.get(name):
+            fields[field] = xmp[name].strip()  # some cameras write make/model only in XMP (ODM)
+    if fields.get("altitude") is not None:
+        fields["altitude"] += opts.gps_z_offset
+    if fields.get("latitude") == 0 and fields.get("longitude") == 0:
+        log.warning("%s: GPS position is (0, 0), a missing fix; ignoring it", path.name)
+        fields["latitude"] = fields["longitude"] = None
+    fields["gps_xy_stddev"] = fields["gps_z_stddev"] = opts.gps_accuracy
+    return Photo(**fields)
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()  # opens read-only
+    except OSError as e:
+        raise UnreadablePhoto(path, f"cannot be read ({e.strerror or e})") from e
+    if not data:
+        raise UnreadablePhoto(path, "empty file (0 bytes)")
+    return data
+
+
+def _decode_checked(path: Path, data: bytes) -> tuple[int, int, Image.Exif | None]:
+    """Size and EXIF of the image in `data`, after checking that its pixels decode completely."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.format not in SUPPORTED_FORMATS:
+                raise UnreadablePhoto(path, f"unsupported image format {im.format}; use JPEG, PNG or TIFF")
+            im.verify()
+        with Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            exif = _safe_exif(path, im)
+            # A reduced-size decode still reads every compressed byte, so truncation is caught cheaply.
+            im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+            im.load()
+    except UnreadablePhoto:
+        raise
+    except UnidentifiedImageError as e:
+        raise UnreadablePhoto(path, "not an image (Pillow does not recognise its content)") from e
+    except Image.DecompressionBombError as e:
+        raise UnreadablePhoto(path, f"image too large to decode safely ({e})") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise UnreadablePhoto(path, f"truncated or corrupt image ({e})") from e
+    return width, height, exif
+
+
+def _safe_exif(path: Path, im: Image.Image) -> Image.Exif | None:
+    try:
+        return im.getexif()
+    except Exception as e:  # corrupt EXIF must not make a decodable photo unusable
+        log.warning("%s: cannot read EXIF (%s); using the photo without it", path.name, e)
+        return None
+
+
+# --- EXIF -------------------------------------------------------------------------------------
+
+
+def _exif_fields(path: Path, exif: Image.Exif | None, width: int) -> dict[str, Any]:
+    if exif is None:
+        return {}
+    try:
+        sub = exif.get_ifd(_EXIF_IFD)
+        gps = exif.get_ifd(_GPS_IFD)
+    except Exception as e:
+        log.warning("%s: cannot read EXIF sub-directories (%s)", path.name, e)
+        sub, gps = {}, {}
+    focal = _pos(sub.get(_FOCAL_LENGTH))
+    focal_35 = _pos(sub.get(_FOCAL_35MM))
+    lat, lon, alt = _gps(gps)
+    return {
+        "camera_make": _text(exif.get(_MAKE)),
+        "camera_model": _text(exif.get(_MODEL)),
+        "orientation": _int(exif.get(_ORIENTATION)) or 1,
+        "latitude": lat,
+        "longitude": lon,
+        "altitude": alt,
+        "utc_time": _utc_ms(path, sub),
+        "focal_length_mm": focal,
+        "focal_length_35mm": focal_35,
+        "focal_ratio": _focal_ratio(focal, focal_35, _sensor_width_mm(sub, width)),
+    }
+
+
+def _gps(gps: dict[int, Any]) -> tuple[float | None, float | None, float | None]:
+    """Latitude, longitude (degrees, signed by their refs) and altitude (negative for ref 1)."""
+    lat = _dms(gps.get(_GPS_LAT), _text(gps.get(_GPS_LAT_REF)), "S", 90.0)
+    lon = _dms(gps.get(_GPS_LON), _text(gps.get(_GPS_LON_REF)), "W", 180.0)
+    alt = _num(gps.get(_GPS_ALT))
+    if alt is not None and _int(gps.get(_GPS_ALT_REF)) == 1:
+        alt = -alt
+    return lat, lon, alt
+
+
+def _dms(value: Any, ref: str | None, negative_ref: str, limit: float) -> float | None:
+    parts = value if isinstance(value, tuple | list) else (value,)
+    nums = [_num(v) for v in parts[:3]]
+    if not nums or None in nums:
+        return None
+    deg = sum(n / 60**i for i, n in enumerate(nums) if n is not None)
+    if ref and ref[0].upper() == negative_ref:
+        deg = -deg
+    return deg if abs(deg) <= limit else None
+
+
+def _utc_ms(path: Path, sub: dict[int, Any]) -> float | None:
+    """DateTimeOriginal (+ sub-seconds, + offset; UTC when no offset) as ms since the epoch."""
+    text = _text(sub.get(_DATETIME_ORIGINAL))
+    if not text:
+        return None
+    try:
+        t = datetime.strptime(text[:19], "%Y:%m:%d %H:%M:%S")
+    except ValueError:
+        log.warning("%s: unreadable DateTimeOriginal %r", path.name, text)
+        return None
+    subsec = _text(sub.get(_SUBSEC_TIME_ORIGINAL)) or _text(sub.get(_SUBSEC_TIME))
+    if subsec and subsec.isdigit():
+        t += timedelta(seconds=float(f"0.{subsec}"))
+    return t.replace(tzinfo=_tz(_text(sub.get(_OFFSET_TIME_ORIGINAL)))).timestamp() * 1000.0
+
+
+def _tz(offset: str | None) -> timezone:
+    """EXIF OffsetTime ('+02:00', '-0530', 'Z') as a timezone; UTC when absent or unreadable."""
+    if not offset or offset[0] not in "+-":
+        return UTC
+    digits = offset[1:].replace(":", "")
+    if len(digits) != 4 or not digits.isdigit():
+        return UTC
+    minutes = int(digits[:2]) * 60 + int(digits[2:])
+    return timezone(timedelta(minutes=-minutes if offset[0] == "-" else minutes))
+
+
+def _sensor_width_mm(sub: dict[int, Any], width: int) -> float | None:
+    """Sensor width from FocalPlaneXResolution and its unit (ODM's rule), if the EXIF has them."""
+    unit = _MM_PER_UNIT.get(_int(sub.get(_FOCAL_PLANE_UNIT)) or 0)
+    pixels_per_unit = _pos(sub.get(_FOCAL_PLANE_XRES))
+    if unit is None or pixels_per_unit is None:
+        return None
+    return width / pixels_per_unit * unit
+
+
+def _focal_ratio(focal: float | None, focal_35: float | None, sensor_mm: float | None) -> float | None:
+    """ODM's focal ratio: focal_35mm / 36 when known, else focal / sensor width; None if neither."""
+    if focal_35:
+        return focal_35 / 36.0
+    if focal and sensor_mm:
+        return focal / sensor_mm
+    return None
+
+
+# --- XMP --------------------------------------------------------------------------------------
+
+
+def _xmp(path: Path, data: bytes) -> dict[str, str]:
+    """'prefix:Name' -> value of the DJI and tiff fields in the file's XMP packet (attributes or elements)."""
+    start, end = data.find(b"<x:xmpmeta"), data.find(b"</x:xmpmeta>")
+    if start < 0 or end < start:
+        return {}
+    try:
+        root = ET.fromstring(data[start : end + len(b"</x:xmpmeta>")].decode("utf-8", "replace"))
+    except ET.ParseError as e:
+        log.warning("%s: malformed XMP packet (%s); ignoring it", path.name, e)
+        return {}
+    out: dict[str, str] = {}
+    for desc in root.iter(f"{{{_RDF}}}Description"):
+        for key, value in desc.attrib.items():
+            _put(out, key, value)
+        for child in desc:
+            _put(out, child.tag, (child.text or "").strip())
+    return out
+
+
+def _put(out: dict[str, str], qname: str, value: str) -> None:
+    if not qname.startswith("{") or not value:
+        return
+    uri, _, local = qname[1:].partition("}")
+    prefix = _XMP_PREFIXES.get(uri) or ("drone-dji" if "drone-dji" in uri else None)
+    if prefix:
+        out.setdefault(f"{prefix}:{local}", value)
+
+
+def _xmp_fields(xmp: dict[str, str]) -> dict[str, Any]:
+    """Photo fields from DJI XMP: relative altitude, gimbal angles; position/altitude override EXIF (ODM)."""
+    names = {
+        "relative_altitude": "RelativeAltitude",
+        "yaw": "GimbalYawDegree",
+        "pitch": "GimbalPitchDegree",
+        "roll": "GimbalRollDegree",
+        "altitude": "AbsoluteAltitude",
+        "latitude": "Latitude",
+        "longitude": "Longitude",
+    }
+    out: dict[str, Any] = {}
+    for field, name in names.items():
+        value = _xmp_float(xmp.get(f"drone-dji:{name}"))
+        if value is not None:
+            out[field] = value
+    return out
+
+
+def _xmp_float(text: str | None) -> float | None:
+    """'+40.20', '-89.9', '1/2' -> float; None when absent or not a finite number."""
+    if not text:
+        return None
+    num, _, den = text.strip().partition("/")
+    try:
+        value = float(num) / float(den) if den else float(num)
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+# --- value helpers ----------------------------------------------------------------------------
+
+
+def _num(value: Any) -> float | None:
+    """A finite float from an EXIF number (int, IFDRational, (num, den) pair), else None."""
+    if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        value = value[0] / value[1] if value[1] else math.nan
+    try:
+        f = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _pos(value: Any) -> float | None:
+    f = _num(value)
+    return f if f is not None and f > 0 else None
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bytes):
+        if not value:
+            return None
+        value = value[0] - 48 if value[0] in (48, 49) else value[0]  # ASCII '0'/'1' or a raw byte
+    if isinstance(value, tuple | list):
+        value = value[0] if value else None
+    f = _num(value)
+    return int(f) if f is not None else None
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        return None
+    value = value.strip("\x00 \t\r\n")
+    return value or None

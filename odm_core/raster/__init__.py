@@ -1,0 +1,1 @@
+"""Raster writers shared by the DEM and orthophoto: GeoTIFF/COG, XYZ tiles, colour relief."""

@@ -1,0 +1,1 @@
+"""Projects in buckets: addresses, sync and transfers."""

@@ -1,0 +1,1 @@
+"""Structure from motion helpers: matching pairs and the OpenSfM/COLMAP exports."""

@@ -1,0 +1,1 @@
+"""ODM's stages, one thin module each: inputs and options in, outputs and a small typed result out."""

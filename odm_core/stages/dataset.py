@@ -1,0 +1,218 @@
+"""The `dataset` stage: list images/, read every photo's metadata, write images.json and georeferencing.
+
+Mirrors ODM's stages/dataset.py: images.json (the photo database), img_list.txt and, when photos carry
+GPS, odm_georeferencing/coords.txt + proj.txt. images/ is only ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import unicodedata
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from odm_core.artifacts import write_json, write_text
+from odm_core.errors import OdmInputError
+from odm_core.geo.georef import GeoReference
+from odm_core.layout import ProjectTree
+from odm_core.options import DatasetOptions
+from odm_core.photos.exif import UnreadablePhoto, read_photo
+from odm_core.photos.photo import Photo
+
+log = logging.getLogger("odm_core.stages.dataset")
+
+Progress = Callable[[float, str], None]
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
+RAW_EXTENSIONS = frozenset({".dng", ".raw", ".nef", ".cr2", ".cr3", ".arw", ".orf", ".rw2"})
+VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".m4v"})
+MIN_PHOTOS = 2
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file in images/ that was not used, and why."""
+
+    filename: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetResult:
+    """What the dataset stage found and wrote."""
+
+    n_photos: int
+    skipped: tuple[SkippedFile, ...]
+    has_gps: bool  # at least one photo has a GPS position (the project is georeferenced)
+    without_gps: tuple[str, ...]  # photos used for reconstruction but not for georeferencing
+    epsg: int | None
+    outputs: tuple[Path, ...]
+
+
+def dataset(
+    tree: ProjectTree,
+    opts: DatasetOptions,
+    progress: Progress | None = None,
+    max_workers: int | None = None,
+) -> DatasetResult:
+    """Read the photos in tree.images and write images.json, img_list.txt and coords.txt/proj.txt."""
+    report = progress or (lambda _f, _m: None)
+    candidates, skipped = _list_images(tree.images)
+    photos, unreadable = _read_all(candidates, opts, report, max_workers)
+    skipped = sorted(skipped + unreadable, key=lambda s: s.filename)
+    for s in skipped:
+        log.warning("Skipping %s: %s", s.filename, s.reason)
+    _check_usable(tree.images, candidates, photos, skipped)
+    without_gps = _warn_gps(tree, opts, photos)
+    georef = _georeference(photos)
+    outputs = _write_outputs(tree, photos, georef)
+    report(1.0, f"dataset: {len(photos)} photos, {len(skipped)} skipped")
+    return DatasetResult(
+        n_photos=len(photos),
+        skipped=tuple(skipped),
+        has_gps=georef is not None,
+        without_gps=tuple(without_gps),
+        epsg=georef.epsg if georef else None,
+        outputs=outputs,
+    )
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+def _list_images(images: Path) -> tuple[list[Path], list[SkippedFile]]:
+    """Photo files directly in images/ (no hidden files, no *_mask.*), and RAW/video files skipped."""
+    hint = f"put your photos in {images}/ (PROJECT/images/)"
+    if not images.is_dir():
+        raise OdmInputError(f"No images folder at {images}: {hint}")
+    photos: list[Path] = []
+    skipped: list[SkippedFile] = []
+    subfolders: list[str] = []
+    with os.scandir(images) as entries:
+        for entry in entries:
+            name = entry.name
+            ext = os.path.splitext(name)[1].lower()
+            if name.startswith("."):
+                continue
+            if entry.is_dir():
+                subfolders.append(name)
+            elif os.path.splitext(name)[0].endswith("_mask"):
+                log.info("Ignoring %s: image masks are not supported yet", name)
+            elif ext in IMAGE_EXTENSIONS:
+                photos.append(Path(entry.path))
+            elif ext in RAW_EXTENSIONS:
+                skipped.append(SkippedFile(name, "RAW photos are not supported; export them to JPEG or TIFF"))
+            elif ext in VIDEO_EXTENSIONS:
+                skipped.append(SkippedFile(name, "videos are not supported; extract frames to JPEG first"))
+    if not photos and not skipped:
+        found = f"; photos in subfolders are not read: {', '.join(sorted(subfolders))}" if subfolders else ""
+        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise OdmInputError(f"No photos ({exts}) in {images}{found}: {hint}")
+    return sorted(photos), skipped
+
+
+def _case_collisions(files: Sequence[Path]) -> list[str]:
+    """Problems for file names equal up to case/Unicode normalisation (they collide on macOS/Windows)."""
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        groups.setdefault(unicodedata.normalize("NFC", f.name).casefold(), []).append(f.name)
+    return [
+        f"{' and '.join(repr(n) for n in sorted(names))} differ only in case: they collide on "
+        "case-insensitive file systems and cloud sync; rename one of them"
+        for names in groups.values()
+        if len(names) > 1
+    ]
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def _read_all(
+    files: Sequence[Path], opts: DatasetOptions, report: Progress, max_workers: int | None
+) -> tuple[list[Photo], list[SkippedFile]]:
+    """Read every photo in a thread pool; progress is reported from the calling thread."""
+    photos: list[Photo] = []
+    skipped: list[SkippedFile] = []
+    if not files:
+        return photos, skipped
+    workers = max_workers or min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(read_photo, f, opts): f for f in files}
+        for done, fut in enumerate(as_completed(futures), start=1):
+            try:
+                photos.append(fut.result())
+            except UnreadablePhoto as e:
+                skipped.append(SkippedFile(futures[fut].name, e.reason))
+            report(0.9 * done / len(files), f"read {done}/{len(files)} photos")
+    return sorted(photos, key=lambda p: p.filename), skipped
+
+
+def _check_usable(
+    images: Path, files: Sequence[Path], photos: Sequence[Photo], skipped: Sequence[SkippedFile]
+) -> None:
+    """Raise one OdmInputError listing every problem found (name collisions, too few usable photos)."""
+    problems = _case_collisions(files)
+    if len(photos) < MIN_PHOTOS:
+        problems.append(f"only {len(photos)} usable photo(s) in {images}; at least {MIN_PHOTOS} are needed")
+    if not problems:
+        return
+    lines = [f"Cannot use the photos in {images}:", *(f"  - {p}" for p in problems)]
+    if skipped:
+        lines += ["Skipped files:", *(f"  - {s.filename}: {s.reason}" for s in skipped)]
+    raise OdmInputError("\n".join(lines))
+
+
+# --- georeferencing ---------------------------------------------------------------------------
+
+
+def _warn_gps(tree: ProjectTree, opts: DatasetOptions, photos: Sequence[Photo]) -> list[str]:
+    """Log what the run will do about GPS and GCPs; return the photos without GPS."""
+    without = [p.filename for p in photos if not p.has_gps]
+    if len(without) == len(photos):
+        log.warning(
+            "No photo has GPS: the run continues in local (non-georeferenced) coordinates, "
+            "so outputs will have no real-world position or scale"
+        )
+    elif without:
+        log.warning(
+            "%d photo(s) have no GPS; they are used for reconstruction but not for georeferencing: %s",
+            len(without),
+            ", ".join(without),
+        )
+    if tree.gcp_list.exists() and not opts.use_exif:
+        log.warning(
+            "%s found, but ground control points are not supported yet: EXIF GPS is used "
+            "(pass --use-exif to silence this warning)",
+            tree.gcp_list.name,
+        )
+    return without
+
+
+def _georeference(photos: Sequence[Photo]) -> GeoReference | None:
+    located = [p for p in photos if p.has_gps]
+    if not located:
+        return None
+    lat = np.array([p.latitude for p in located], dtype=float)
+    lon = np.array([p.longitude for p in located], dtype=float)
+    return GeoReference.from_lla(lat, lon)
+
+
+def _write_outputs(
+    tree: ProjectTree, photos: Sequence[Photo], georef: GeoReference | None
+) -> tuple[Path, ...]:
+    """Write this run's outputs (images.json last) and remove georeference files a run without GPS left."""
+    outputs: list[Path] = []
+    if georef is not None:
+        georef.write(tree.coords_txt, tree.proj_txt)
+        outputs += [tree.coords_txt, tree.proj_txt]
+    else:
+        for stale in (tree.coords_txt, tree.proj_txt):
+            stale.unlink(missing_ok=True)
+    write_text(tree.img_list, "".join(f"{p.filename}\n" for p in photos))
+    write_json(tree.images_json, [p.to_json() for p in photos])
+    return (tree.images_json, tree.img_list, *outputs)

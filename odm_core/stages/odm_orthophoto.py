@@ -1,0 +1,235 @@
+"""The `odm_orthophoto` stage: the photos orthorectified onto the surface, as an RGBA GeoTIFF (ODM's name).
+
+The surface is gridded at the orthophoto's resolution from the georeferenced cloud, tile by tile with the
+DSM's own units (`dem_tiles`), with a wider halo so that a roof just outside a tile still hides the ground
+behind it. Each orthophoto tile unit then finishes its surface and renders it (`ortho_render`). With
+--fast-orthophoto the cloud is the sparse one, as in ODM.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pycolmap
+import rasterio
+import rasterio.shutil
+from rasterio import windows
+from rasterio.crs import CRS
+from rasterio.windows import Window
+from shapely.geometry.base import BaseGeometry
+
+from odm_core.artifacts import atomic_path, sha256_text, unit_checkpoint_valid
+from odm_core.camera.view import ViewCamera
+from odm_core.cloud.smrf import SmrfParams
+from odm_core.dem import gridding as dr
+from odm_core.dem.units import DemUnit, filled_surface
+from odm_core.dense.depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
+from odm_core.dense.plan import view_cameras
+from odm_core.errors import OdmStageError
+from odm_core.geo.crop import read_polygon, window_mask, write_polygon
+from odm_core.geo.georef import GeoReference
+from odm_core.layout import ProjectTree
+from odm_core.options import OrthophotoOptions
+from odm_core.ortho.cutline import orthophoto_cutline
+from odm_core.ortho.render import decode_photo, project, render
+from odm_core.raster.geotiff import RGBA, rgba_profile, write_geotiff, write_kmz
+from odm_core.raster.xyz_tiles import write_xyz_tiles
+from odm_core.stages.odm_dem import TILE_PX, capped_resolution_m, cloud_extent, fill_coarse, radius_steps
+from odm_core.stages.odm_report import average_gsd_cm
+
+OCCLUSION_HALO_M = 8.0  # surface around a tile that can still hide part of it
+
+
+@dataclass(frozen=True)
+class OrthoUnit:
+    surface: DemUnit  # its sources: the raw surface tile and the filled coarse copy
+    views: tuple[ViewCamera, ...]
+    offset: tuple[float, float, float]  # UTM of the model frame's origin
+    photo_px_m: float
+    out: str
+    key: str
+
+
+@dataclass(frozen=True)
+class OrthoUnitResult:
+    n_photos: int
+    n_pixels: int
+    seconds: float
+    peak_rss_mb: float
+
+
+@dataclass(frozen=True)
+class OrthoPlan:
+    grid: dr.DemGrid
+    surface: tuple[DemUnit, ...]
+    tiles: tuple[OrthoUnit, ...]
+    crs_wkt: str
+    coarse: str
+    crop: str = ""  # the crop polygon file (odm_georeferencing's bounds.gpkg), "" without one
+
+
+@dataclass(frozen=True)
+class OrthophotoResult:
+    resolution_m: float
+    width: int
+    height: int
+    n_tiles: int
+    valid_share: float
+    worker_peak_rss_mb: float
+    outputs: tuple[Path, ...]
+
+
+def skipped(tree: ProjectTree) -> OrthophotoResult:
+    """--skip-orthophoto: nothing is made, and an orthophoto of an earlier run is removed (it no longer
+    follows the options)."""
+    for stale in (tree.orthophoto_tif, tree.orthophoto_png, tree.orthophoto_kmz, tree.orthophoto_cutline):
+        stale.unlink(missing_ok=True)
+    shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
+    return OrthophotoResult(0.0, 0, 0, 0, 0.0, 0.0, ())
+
+
+def remove_stale_outputs(tree: ProjectTree, opts: OrthophotoOptions) -> None:
+    """Remove the extra outputs of an earlier run whose options are now off."""
+    for wanted, path in (
+        (opts.orthophoto_png, tree.orthophoto_png),
+        (opts.orthophoto_kmz, tree.orthophoto_kmz),
+        (opts.orthophoto_cutline, tree.orthophoto_cutline),
+    ):
+        if not wanted:
+            path.unlink(missing_ok=True)
+    if not opts.tiles:
+        shutil.rmtree(tree.orthophoto_tiles, ignore_errors=True)
+
+
+def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) -> OrthoPlan:
+    laz = tree.georeferenced_model_laz
+    bounds, crs = cloud_extent(laz, "orthorectify the photos onto")
+    grid = dr.DemGrid.around(*bounds, capped_resolution_m(opts.orthophoto_resolution, tree, opts.ignore_gsd))
+    gsd_cm = average_gsd_cm(json.loads(tree.reconstruction_json.read_text())[0])
+    radii = radius_steps(tree, 3, grid.resolution_m)
+    halo = math.ceil(OCCLUSION_HALO_M / grid.resolution_m) + math.ceil(max(radii) / grid.resolution_m) + 5
+    views = tuple(view_cameras(pycolmap.Reconstruction(tree.colmap_model), tree.images, "lowest"))
+    offset = tuple(float(v) for v in GeoReference.read(tree.coords_txt).offset)
+    photo_px_m = (gsd_cm or 100 * grid.resolution_m) / 100.0
+    coarse = str(tree.orthophoto_work / "surface.coarse.npz")
+    surface, tiles = [], []
+    for tile in dr.tiles(grid, TILE_PX, halo):
+        name = f"{tile.row}_{tile.col}"
+        unit_key = sha256_text(f"{key}|{tile}")
+        raw = str(tree.orthophoto_work / f"surface_{name}.raw.npz")
+        unit = DemUnit("dsm", "raw", str(laz), grid, tile, radii, SmrfParams(), (), raw, unit_key)
+        surface.append(unit)
+        final = DemUnit(
+            "dsm", "final", str(laz), grid, tile, radii, SmrfParams(), (raw, coarse), "", unit_key
+        )
+        out = str(tree.orthophoto_work / f"ortho_{name}.npz")
+        tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
+    bounds = tree.georeferenced_model_bounds_gpkg
+    crop = str(bounds) if bounds.is_file() else ""
+    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse, crop)
+
+
+def fill_surface(plan: OrthoPlan) -> None:
+    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
+    fill_coarse(plan.grid, list(plan.surface), Path(plan.coarse), plan.tiles[0].key, "surface", crop)
+
+
+def render_tile(unit: OrthoUnit) -> OrthoUnitResult:
+    """Finish the tile's surface, render every photo that sees it, keep the tile without its halo (RGBA)."""
+    start = time.perf_counter()
+    if unit_checkpoint_valid(Path(unit.out), unit.key):
+        return OrthoUnitResult(-1, -1, 0.0, peak_rss_mb())
+    tune_malloc()
+    cv2.setNumThreads(1)
+    grid, tile = unit.surface.grid, unit.surface.tile
+    z = filled_surface(unit.surface)
+    row0, col0, rows, cols = tile.padded(grid)
+    res = grid.resolution_m
+    x = grid.west + (np.arange(col0, col0 + cols) + 0.5) * res - unit.offset[0]
+    y = grid.north - (np.arange(row0, row0 + rows) + 0.5) * res - unit.offset[1]
+    xx, yy = np.meshgrid(x, y)
+    valid = np.isfinite(z)
+    world = np.column_stack([xx[valid], yy[valid], z[valid] - unit.offset[2]])
+    views = [v for v in unit.views if _sees_some(v, world)]
+    images = [decode_photo(v, unit.photo_px_m, res) for v in views]
+    rgb, weight = render(world, views, images)
+    out = np.zeros((rows, cols, 4), np.uint8)
+    seen = weight > 0
+    cells = np.zeros((rows, cols), bool)
+    cells[valid] = seen
+    out[cells, :3] = np.clip(np.round(rgb[seen]), 0, 255).astype(np.uint8)
+    out[cells, 3] = 255
+    core = out[tile.core()]
+    save_arrays(Path(unit.out), unit.key, rgba=core)
+    return OrthoUnitResult(
+        len(views), int((core[..., 3] > 0).sum()), time.perf_counter() - start, peak_rss_mb()
+    )
+
+
+def _sees_some(view: ViewCamera, world: np.ndarray) -> bool:
+    sample = world[:: max(1, len(world) // 2000)]
+    u, v, depth = project(view, sample)
+    return bool(np.any((u >= 0) & (v >= 0) & (u < view.width) & (v < view.height) & (depth > 0)))
+
+
+def finish_odm_orthophoto(
+    tree: ProjectTree, plan: OrthoPlan, opts: OrthophotoOptions, results: list[OrthoUnitResult]
+) -> OrthophotoResult:
+    """Stream the tiles into a tiled RGBA GeoTIFF, cropped (alpha 0 outside the crop polygon), then copy it
+    as a COG (or a GeoTIFF with
+    overviews: --no-cog) in the chosen compression; then the extra outputs asked for (PNG, KMZ, XYZ
+    tiles, cutline)."""
+    grid = plan.grid
+    crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
+    staging = tree.orthophoto_work / "staging.tif"
+    profile = rgba_profile(grid.width, grid.height, CRS.from_wkt(plan.crs_wkt), grid.transform)
+    valid = 0
+    with rasterio.open(staging, "w", **profile) as dst:
+        dst.colorinterp = RGBA
+        for unit in plan.tiles:
+            rgba = load_arrays(unit.out)["rgba"]
+            t = unit.surface.tile
+            window = Window(t.col, t.row, t.cols, t.rows)
+            if crop is not None:
+                rgba[~window_mask(crop, windows.transform(window, grid.transform), rgba.shape[:2])] = 0
+            dst.write(np.moveaxis(rgba, 2, 0), window=window)
+            valid += int((rgba[..., 3] > 0).sum())
+    outputs = [write_geotiff(staging, tree.orthophoto_tif, opts.cog, opts.orthophoto_compression)]
+    if opts.orthophoto_png:
+        with atomic_path(tree.orthophoto_png) as tmp:
+            rasterio.shutil.copy(tree.orthophoto_tif, tmp, driver="PNG")
+        outputs.append(tree.orthophoto_png)
+    if opts.orthophoto_kmz:
+        outputs.append(write_kmz(tree.orthophoto_tif, tree.orthophoto_kmz))
+    if opts.tiles:
+        outputs += write_xyz_tiles(tree.orthophoto_tif, tree.orthophoto_tiles).files
+    if opts.orthophoto_cutline:
+        outputs.append(write_cutline(tree, plan, crop))
+    remove_stale_outputs(tree, opts)
+    shutil.rmtree(tree.orthophoto_work, ignore_errors=True)
+    return OrthophotoResult(
+        resolution_m=grid.resolution_m,
+        width=grid.width,
+        height=grid.height,
+        n_tiles=len(plan.tiles),
+        valid_share=valid / max(1, grid.width * grid.height),
+        worker_peak_rss_mb=max((r.peak_rss_mb for r in results), default=0.0),
+        outputs=tuple(outputs),
+    )
+
+
+def write_cutline(tree: ProjectTree, plan: OrthoPlan, crop: BaseGeometry | None) -> Path:
+    """odm_orthophoto/cutline.gpkg from the finished orthophoto, inside the crop polygon."""
+    if crop is None:
+        raise OdmStageError(
+            f"--orthophoto-cutline needs the crop polygon {tree.georeferenced_model_bounds_gpkg}: "
+            "re-run from odm_georeferencing (it is written whenever --crop is above 0)"
+        )
+    return write_polygon(tree.orthophoto_cutline, orthophoto_cutline(tree.orthophoto_tif, crop), plan.crs_wkt)

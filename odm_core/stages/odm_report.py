@@ -1,0 +1,100 @@
+"""The `odm_report` stage: ODM's shots.geojson and stats.json from the reconstruction.
+
+The PDF report is not built yet; like ODM with --skip-report, the camera shots are always exported.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+
+from odm_core import __version__
+from odm_core.artifacts import write_json
+from odm_core.geo.georef import GeoReference, utm_to_lla
+from odm_core.layout import ProjectTree
+from odm_core.options import ReportOptions
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    """Counts and output files of the report stage."""
+
+    n_shots: int
+    average_gsd_cm: float | None
+    outputs: tuple[Path, ...]
+
+
+def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
+    """Write odm_report/shots.geojson (when georeferenced) and odm_report/stats.json."""
+    recon = json.loads(tree.reconstruction_json.read_text())[0]
+    georef = GeoReference.read(tree.coords_txt) if "reference_lla" in recon else None
+    outputs: list[Path] = []
+    if georef is not None:
+        outputs.append(write_json(tree.shots_geojson, shots_geojson(recon, georef)))
+    elif tree.shots_geojson.exists():
+        tree.shots_geojson.unlink()  # shots of an earlier georeferenced run no longer apply
+    gsd_cm = average_gsd_cm(recon) if georef is not None else None
+    stats = json.loads(tree.opensfm_stats.read_text())
+    stats["odm_processing_statistics"] = {"odmflow_version": __version__, "average_gsd": gsd_cm}
+    if tree.filtered_point_cloud_stats.exists():
+        cloud = json.loads(tree.filtered_point_cloud_stats.read_text())
+        dense = tree.openmvs_model.exists() and tree.manifest("openmvs").exists()
+        stats["point_cloud_statistics"] = {
+            "points": cloud["count"],
+            "spacing": cloud["spacing"],
+            "dense": dense,
+        }
+    outputs.append(write_json(tree.report_stats, stats))
+    return ReportResult(n_shots=len(recon["shots"]), average_gsd_cm=gsd_cm, outputs=tuple(outputs))
+
+
+def average_gsd_cm(recon: dict) -> float | None:
+    """ODM's average GSD (cm/px): each shot's height above the median sparse point over its focal in px."""
+    if not recon["points"]:
+        return None
+    ground_z = float(np.median([p["coordinates"][2] for p in recon["points"].values()]))
+    gsds = []
+    for shot in recon["shots"].values():
+        cam = recon["cameras"][shot["camera"]]
+        focal_px = cam.get("focal", cam.get("focal_x", 0.0)) * max(cam["width"], cam["height"])
+        centre_z = -Rotation.from_rotvec(shot["rotation"]).inv().apply(shot["translation"])[2]
+        if centre_z > ground_z and focal_px > 0:
+            gsds.append((centre_z - ground_z) / focal_px)
+    return 100.0 * float(np.mean(gsds)) if gsds else None
+
+
+def shots_geojson(recon: dict, georef: GeoReference) -> dict:
+    """ODM's shots.geojson: one Point per registered photo at its camera centre.
+
+    Properties as ODM writes them: `translation` is the camera centre in UTM and `rotation` the
+    world_from_cam rotation as an axis-angle vector; geometry is longitude, latitude, altitude.
+    """
+    features = []
+    for name, shot in sorted(recon["shots"].items()):
+        cam_from_world = Rotation.from_rotvec(shot["rotation"])
+        world_from_cam = cam_from_world.inv()
+        centre = -world_from_cam.apply(np.asarray(shot["translation"], float))
+        centre_utm = centre + georef.offset
+        lon, lat, alt = utm_to_lla(georef.epsg, centre_utm)[0]
+        cam = recon["cameras"][shot["camera"]]
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "filename": name,
+                    "camera": shot["camera"],
+                    "focal": cam.get("focal", cam.get("focal_x")),
+                    "width": cam["width"],
+                    "height": cam["height"],
+                    "capture_time": shot.get("capture_time", 0),
+                    "translation": centre_utm.tolist(),
+                    "rotation": world_from_cam.as_rotvec().tolist(),
+                },
+                "geometry": {"type": "Point", "coordinates": [lon, lat, alt]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
