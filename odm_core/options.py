@@ -19,15 +19,6 @@ CameraLens = Literal[
     "auto", "perspective", "brown", "fisheye", "fisheye_opencv", "spherical", "equirectangular", "dual"
 ]
 
-# ODM's feature_process_size ratios (opendm/config.py, --feature-quality).
-FEATURE_QUALITY_RATIO: dict[str, float] = {
-    "ultra": 1.0,
-    "high": 0.5,
-    "medium": 0.25,
-    "low": 0.125,
-    "lowest": 0.0675,
-}
-
 
 class StageOptions(BaseModel):
     """Base of every stage's options: frozen, no unknown fields."""
@@ -74,17 +65,6 @@ class OpensfmOptions(StageOptions):
                 "use auto, perspective, brown, fisheye or fisheye_opencv"
             )
         return self
-
-
-# ODM's depth-map size ratios (opendm/utils.py get_depthmap_resolution, --pc-quality).
-PC_QUALITY_RATIO: dict[str, float] = {
-    "ultra": 0.5,
-    "high": 0.25,
-    "medium": 0.125,
-    "low": 0.0675,
-    "lowest": 0.03375,
-}
-MIN_DEPTHMAP_SIZE_PX = 320
 
 
 class OpenmvsOptions(StageOptions):
@@ -272,27 +252,6 @@ def _fields(value: Any) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_unset=True)
     return dict(value) if isinstance(value, dict) else {}
-
-
-def feature_process_size(width: int, height: int, quality: str) -> int:
-    """ODM's feature extraction size (longest side, px) for a photo and --feature-quality."""
-    max_dim = max(width, height)
-    ratio = FEATURE_QUALITY_RATIO[quality]
-    megapixels = width * height / 1e6
-    if megapixels < 2:
-        ratio *= 2
-    elif megapixels > 42:
-        ratio *= 0.5
-    return int(min(max_dim, max(320, min(4480, round(max_dim * ratio)))))
-
-
-def depthmap_size(width: int, height: int, quality: str) -> int:
-    """ODM's depth-map size (longest side, px) for a photo and --pc-quality (get_depthmap_resolution)."""
-    max_dim = max(width, height)
-    megapixels = width * height / 1e6
-    multiplier = 2.0 if megapixels < 6 else 0.5 if megapixels > 42 else 1.0
-    size = max(MIN_DEPTHMAP_SIZE_PX, int(max_dim * PC_QUALITY_RATIO[quality] * multiplier))
-    return min(size, max_dim)
 
 
 def read_boundary(path: Path) -> str:

@@ -27,6 +27,7 @@ from odm_core.options import (
 from odm_core.registry import STAGES, StageName
 from odm_core.remote.fs import is_remote, parse_remote
 from odmflow import cli_runs
+from odmflow.cli_server import server_app
 from odmflow.cli_errors import fail
 
 app = typer.Typer(
@@ -302,6 +303,7 @@ def run(
 for _command in (cli_runs.submit, cli_runs.status, cli_runs.logs, cli_runs.cancel, cli_runs.download):
     app.command()(_command)
 app.command("list")(cli_runs.list_)
+app.add_typer(server_app, name="server")
 
 
 def main() -> None:

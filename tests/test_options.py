@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from odm_core.dense.plan import depthmap_size
 from odm_core.options import (
     DatasetOptions,
     OpensfmOptions,
     PipelineOptions,
-    depthmap_size,
-    feature_process_size,
     read_boundary,
 )
 from odm_core.registry import STAGES, overall_percent, stages_between
+from odm_core.sfm.features import feature_process_size
 
 
 def test_defaults_are_odms() -> None:

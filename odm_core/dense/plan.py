@@ -16,7 +16,6 @@ from scipy.ndimage import maximum_filter
 
 from odm_core.camera.view import ViewCamera
 from odm_core.dense.stereo import rectify
-from odm_core.options import depthmap_size
 
 STEREO_NEIGHBOURS = 4
 FUSION_NEIGHBOURS = 8
@@ -24,6 +23,25 @@ MIN_SHARED_POINTS = 15
 GOOD_ANGLE_DEG = (6.0, 30.0)
 DEPTH_GRID_COLS = 10  # the local depth bound's grid: cells a tenth of the depth map's width
 LOCAL_DEPTH_MARGIN = 1.15  # a depth may lie this far beyond the farthest tie point around its cell
+
+# ODM's depth-map size ratios (opendm/utils.py get_depthmap_resolution, --pc-quality).
+PC_QUALITY_RATIO: dict[str, float] = {
+    "ultra": 0.5,
+    "high": 0.25,
+    "medium": 0.125,
+    "low": 0.0675,
+    "lowest": 0.03375,
+}
+MIN_DEPTHMAP_SIZE_PX = 320
+
+
+def depthmap_size(width: int, height: int, quality: str) -> int:
+    """ODM's depth-map size (longest side, px) for a photo and --pc-quality (get_depthmap_resolution)."""
+    max_dim = max(width, height)
+    megapixels = width * height / 1e6
+    multiplier = 2.0 if megapixels < 6 else 0.5 if megapixels > 42 else 1.0
+    size = max(MIN_DEPTHMAP_SIZE_PX, int(max_dim * PC_QUALITY_RATIO[quality] * multiplier))
+    return min(size, max_dim)
 
 
 def view_cameras(rec: pycolmap.Reconstruction, images: Path, quality: str) -> list[ViewCamera]:

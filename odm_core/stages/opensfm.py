@@ -21,9 +21,10 @@ from odm_core.artifacts import write_json
 from odm_core.errors import OdmStageError
 from odm_core.geo.georef import GeoReference, lla_to_utm
 from odm_core.layout import ProjectTree
-from odm_core.options import OpensfmOptions, feature_process_size
+from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
 from odm_core.sfm import export as sfm_export
+from odm_core.sfm.features import feature_process_size
 from odm_core.sfm.pairs import EXHAUSTIVE_MAX_PHOTOS, gps_pairs
 
 log = logging.getLogger(__name__)
