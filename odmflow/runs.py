@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -20,7 +21,7 @@ from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
 )
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
 from prefect.states import Cancelling, Scheduled
@@ -110,10 +111,20 @@ def status(ref: str) -> RunStatus:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
         )
-    ordered = sorted(tasks, key=lambda t: t.start_time or t.expected_start_time or t.created)
-    stages = [(t.name.rsplit("-", 1)[0], t.state.name if t.state else "?") for t in ordered]
-    progress = next((float(a.data) for a in artifacts if a.type == "progress"), None)
+    ordered = sorted(tasks, key=_started)
+    stages = [(t.name.rsplit("-", 1)[0], (t.state.name if t.state else None) or "?") for t in ordered]
+    progress = next((_percent(a.data) for a in artifacts if a.type == "progress"), None)
     return RunStatus(run, stages, progress)
+
+
+def _started(task: TaskRun) -> datetime:
+    """When a task run started (or was due to, or was created): the order `status` lists stages in."""
+    return task.start_time or task.expected_start_time or task.created or datetime.min.replace(tzinfo=UTC)
+
+
+def _percent(data: object) -> float | None:
+    """A progress artifact's figure (Prefect stores it as a number), None when it holds none."""
+    return float(data) if isinstance(data, int | float | str) else None
 
 
 def logs(ref: str) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 from uuid import UUID
 
 from prefect.artifacts import (
@@ -26,7 +26,10 @@ MIN_UPDATE_INTERVAL_S = 2.0
 
 def start_progress(end_with: str) -> None:
     """Create the run's progress artifact (0%), updated by the stage tasks as they report."""
-    artifact_id = create_progress_artifact(0.0, description="odmflow: progress of the whole run (%)")
+    # Prefect's async_dispatch types the result "UUID or coroutine"; called from sync code it is the UUID.
+    artifact_id = cast(
+        UUID, create_progress_artifact(0.0, description="odmflow: progress of the whole run (%)")
+    )
     with _LOCK:
         _PROGRESS[str(flow_run.get_id())] = (artifact_id, end_with)
 

@@ -7,6 +7,7 @@ at (0, 0), so maps handed to OpenCV subtract 0.5.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -68,8 +69,8 @@ class ViewCamera:
     @classmethod
     def from_doc(cls, doc: dict) -> ViewCamera:
         """A view from its entry in the dense plan's views.json (extra keys ignored)."""
-        fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
+        values: dict[str, Any] = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
     def depth_bound(self) -> np.ndarray:
         """The farthest depth allowed at each depth-map pixel (H x W): the local bound where one was

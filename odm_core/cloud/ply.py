@@ -87,6 +87,6 @@ def read_ply(path: Path) -> np.ndarray:
         raise ValueError(f"{path} is truncated: {len(raw)} of {count} vertices")
     points = empty_points(count)
     for name in POINT_DTYPE.names or ():
-        if name in raw.dtype.names:
+        if name in (raw.dtype.names or ()):
             points[name] = raw[name]
     return points

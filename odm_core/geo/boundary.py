@@ -55,8 +55,9 @@ def _geometries(doc: dict) -> list[dict]:
     return [doc]
 
 
-def _rings(coords: object) -> list[Ring]:
-    rings = [np.asarray(r, dtype=float)[:, :2] for r in coords or []]  # type: ignore[union-attr]
+def _rings(coords: list[object] | None) -> list[Ring]:
+    """A GeoJSON polygon's "coordinates" (a JSON list of rings) as K x 2 arrays."""
+    rings = [np.asarray(r, dtype=float)[:, :2] for r in coords or []]
     if not rings or any(len(r) < 4 for r in rings):
         raise ValueError("--boundary has a polygon ring with fewer than 4 positions")
     return rings

@@ -84,7 +84,7 @@ def least_cost_loop(cost: np.ndarray, inside: np.ndarray, band_px: int) -> np.nd
     band = inside & (depth <= band_px)
     if not (depth > band_px).any():
         return None
-    core_row, core_col = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    core_row, core_col = (int(v) for v in np.unravel_index(int(np.argmax(depth)), depth.shape))
     run = _cut_run(band, core_row, core_col)
     if run is None:
         return None

@@ -163,6 +163,8 @@ def downsample_tiles(out_dir: Path, zoom: int) -> int:
                 child = tile_path(out_dir, zoom + 1, 2 * x + dx, 2 * y + dy)
                 if child.is_file():
                     bgra = cv2.imread(str(child), cv2.IMREAD_UNCHANGED)
+                    if bgra is None:
+                        raise OSError(f"{child}: not a readable PNG tile")
                     rgba = cv2.cvtColor(bgra, cv2.COLOR_BGRA2RGBA)
                     rows, cols = (
                         slice(dy * TILE_PX, (dy + 1) * TILE_PX),

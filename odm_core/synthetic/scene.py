@@ -21,6 +21,15 @@ ROOF_RGB = np.array(
 )
 WALL_RGB = np.array([[0.82, 0.77, 0.68], [0.70, 0.66, 0.60], [0.60, 0.37, 0.29], [0.75, 0.74, 0.70]])
 
+Box = tuple[float, float, float, float]  # (xmin, ymin, xmax, ymax), metres
+Rgb = tuple[float, float, float]
+
+
+def _rgb(palette: np.ndarray, rng: np.random.Generator) -> Rgb:
+    """One colour drawn from a palette's rows."""
+    r, g, b = (float(v) for v in palette[rng.integers(len(palette))])
+    return r, g, b
+
 
 @dataclass(frozen=True, eq=False)
 class Terrain:
@@ -131,9 +140,7 @@ class Scene:
         return z
 
 
-def _terrain(
-    rng: np.random.Generator, bounds: tuple[float, ...], block: tuple[float, ...], relief_m: float
-) -> Terrain:
+def _terrain(rng: np.random.Generator, bounds: Box, block: Box, relief_m: float) -> Terrain:
     xmin, ymin, xmax, ymax = bounds
     xs = np.arange(xmin, xmax + TERRAIN_RES_M, TERRAIN_RES_M)
     ys = np.arange(ymin, ymax + TERRAIN_RES_M, TERRAIN_RES_M)
@@ -166,8 +173,8 @@ def _building(rng: np.random.Generator, terrain: Terrain, cx: float, cy: float, 
     z_centre = float(terrain.height(np.array([cx]), np.array([cy]))[0])
     roof_z = float(zs.max()) + rng.uniform(4.0, 12.0)
     items = tuple(_roof_item(rng, hu, hv) for _ in range(rng.integers(2, 5)))
-    roof_rgb = tuple(float(v) for v in ROOF_RGB[rng.integers(len(ROOF_RGB))])
-    wall_rgb = tuple(float(v) for v in WALL_RGB[rng.integers(len(WALL_RGB))])
+    roof_rgb = _rgb(ROOF_RGB, rng)
+    wall_rgb = _rgb(WALL_RGB, rng)
     base_z = float(zs.min()) - 1.0
     return Building(cx, cy, hu, hv, angle, roof_z, base_z, roof_z - z_centre, roof_rgb, wall_rgb, items)
 
@@ -175,7 +182,7 @@ def _building(rng: np.random.Generator, terrain: Terrain, cx: float, cy: float, 
 def _buildings(
     rng: np.random.Generator,
     terrain: Terrain,
-    block: tuple[float, ...],
+    block: Box,
     roads: tuple[Road, ...],
     n: int,
     theta: float,
@@ -195,7 +202,7 @@ def _buildings(
     return tuple(placed)
 
 
-def _road(rng: np.random.Generator, block: tuple[float, ...], angle_rad: float) -> Road:
+def _road(rng: np.random.Generator, block: Box, angle_rad: float) -> Road:
     """A road crossing the block near its centre, roughly along `angle_rad`."""
     fx, fy = rng.uniform(0.3, 0.7, 2)
     x = block[0] + fx * (block[2] - block[0])
@@ -205,8 +212,8 @@ def _road(rng: np.random.Generator, block: tuple[float, ...], angle_rad: float) 
 
 def make_scene(
     seed: int,
-    bounds: tuple[float, ...],
-    block: tuple[float, ...],
+    bounds: Box,
+    block: Box,
     relief_m: float,
     n_buildings: int,
     gsd_m: float,
@@ -219,7 +226,7 @@ def make_scene(
     mx, my = 0.15 * (block[2] - block[0]), 0.15 * (block[3] - block[1])
     inner = (block[0] + mx, block[1] + my, block[2] - mx, block[3] - my)
     buildings = _buildings(rng, terrain, inner, roads, n_buildings, theta)
-    ground_rgb = ground_layer(rng, tuple(bounds), theta, roads, SUN_ENU)
+    ground_rgb = ground_layer(rng, bounds, theta, roads, SUN_ENU)
     ground = Pyramid.build(ground_rgb, GROUND_RES_M, (bounds[0], bounds[1]))
     # Two periodic detail tiles at GSD/2 scale, rotated and of incommensurate periods: their product
     # does not repeat within a photo, so fine features stay distinctive.
@@ -227,4 +234,4 @@ def make_scene(
         Pyramid.build(detail_tile(rng), gsd_m / 2, (0.0, 0.0), 0.31, wrap=True),
         Pyramid.build(detail_tile(rng, 1024), gsd_m * 1.185, (7.0, 3.0), -0.83, wrap=True),
     )
-    return Scene(terrain, buildings, roads, ground, detail, SUN_ENU, tuple(bounds))
+    return Scene(terrain, buildings, roads, ground, detail, SUN_ENU, bounds)

@@ -51,7 +51,8 @@ def make_world(opts: SyntheticOptions) -> SyntheticWorld:
     intr = Intrinsics.from_options(opts)
     poses = flight_plan(opts)
     nadir = [p for p in poses if p.kind == "nadir"]
-    block = tuple(float(v) for v in ground_bounds(nadir, intr, 0.0))
+    x0, y0, x1, y1 = (float(v) for v in ground_bounds(nadir, intr, 0.0))
+    block = (x0, y0, x1, y1)
     reach = ground_bounds(poses, intr, -opts.relief_m - 1.0)
     bounds = (
         min(reach[0], block[0]) - SCENE_MARGIN_M,
@@ -60,4 +61,4 @@ def make_world(opts: SyntheticOptions) -> SyntheticWorld:
         max(reach[3], block[3]) + SCENE_MARGIN_M,
     )
     scene = make_scene(opts.seed, bounds, block, opts.relief_m, opts.n_buildings, opts.gsd_m)
-    return SyntheticWorld(opts, intr, tuple(poses), scene, epsg, origin, block)  # type: ignore[arg-type]
+    return SyntheticWorld(opts, intr, tuple(poses), scene, epsg, origin, block)
