@@ -1,13 +1,16 @@
 """Frozen, validated options: one model per stage, gathered in PipelineOptions.
 
 Field names are ODM's option names with dashes as underscores, and defaults are ODM's
-(opendm/config.py), so `--min-num-features 8000` means what it means in ODM.
+(opendm/config.py), so `--min-num-features 8000` means what it means in ODM. These fields are the
+one source of the run's options: `odm_core.option_specs` derives the catalogue (CLI flags, help,
+NodeODM's /options) from their types, defaults, bounds, descriptions and `json_schema_extra`:
+`{"internal": True}` marks a field that is not a user option (no flag), and `{"text": "geojson_file"}`
+says a text value is a file whose contents become the value.
 """
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -20,6 +23,28 @@ CameraLens = Literal[
 ]
 
 
+def _ignore_gsd() -> Any:
+    """The field shared by odm_dem and odm_orthophoto (one option, `--ignore-gsd`, sets both)."""
+    return Field(
+        False, description="Do not cap --dem-resolution and --orthophoto-resolution by the estimated GSD."
+    )
+
+
+def _tiles() -> Any:
+    """The field shared by odm_dem and odm_orthophoto (one option, `--tiles`, sets both)."""
+    return Field(
+        False, description="Also write XYZ PNG tiles: orthophoto_tiles/, dsm_tiles/, dtm_tiles/ (z/x/y.png)."
+    )
+
+
+def _cog() -> Any:
+    """The field shared by odm_dem and odm_orthophoto (one option, `--cog/--no-cog`, sets both)."""
+    return Field(
+        True,
+        description="Cloud-Optimized GeoTIFFs (default, unlike ODM); off: tiled GeoTIFFs with overviews.",
+    )
+
+
 class StageOptions(BaseModel):
     """Base of every stage's options: frozen, no unknown fields."""
 
@@ -29,11 +54,9 @@ class StageOptions(BaseModel):
 class DatasetOptions(StageOptions):
     """Options of the `dataset` stage (reading photos and their EXIF/XMP)."""
 
-    use_exif: bool = Field(
-        False, description="Use EXIF GPS for georeferencing even when a gcp_list.txt is present."
-    )
+    use_exif: bool = Field(False, description="Use EXIF GPS even when a gcp_list.txt is present.")
     gps_accuracy: float = Field(
-        3.0, gt=0, le=1000, description="GPS accuracy in metres, set for every photo (ODM default 3)."
+        3.0, gt=0, le=1000, description="GPS accuracy in metres, set for every photo."
     )
     gps_z_offset: float = Field(0.0, description="Metres added to every photo's GPS altitude.")
 
@@ -42,11 +65,10 @@ class OpensfmOptions(StageOptions):
     """Options of the `opensfm` stage (structure from motion; pycolmap is the engine)."""
 
     feature_quality: Quality = Field(
-        "high", description="Image size for feature extraction: ultra=full, high=1/2, medium=1/4, ..."
+        "high",
+        description="Feature extraction size: ultra=full image, high=1/2, medium=1/4, low=1/8, lowest=1/16.",
     )
-    min_num_features: int = Field(
-        10000, ge=100, le=200000, description="Number of features to extract per image."
-    )
+    min_num_features: int = Field(10000, ge=100, le=200000, description="Features to extract per photo.")
     matcher_neighbors: int = Field(
         0,
         ge=0,
@@ -71,7 +93,8 @@ class OpenmvsOptions(StageOptions):
     """Options of the `openmvs` stage (dense matching; odmflow's own CPU engine)."""
 
     pc_quality: Quality = Field(
-        "medium", description="Depth-map size: ultra=1/2 of the photo, high=1/4, medium=1/8, low=1/16, ..."
+        "medium",
+        description="Depth-map size: ultra=1/2 photo, high=1/4, medium=1/8, low=1/16, lowest=1/32.",
     )
     pc_skip_geometric: bool = Field(
         False, description="Skip the geometric pass that makes depth maps consistent with their neighbours."
@@ -82,15 +105,19 @@ class FilterpointsOptions(StageOptions):
     """Options of the `odm_filterpoints` stage (outlier removal, thinning, cropping)."""
 
     pc_filter: float = Field(
-        5.0, ge=0, le=100, description="Remove points more than N standard deviations from their neighbours."
+        5.0, ge=0, le=100, description="Remove points N standard deviations from their neighbours (0 = off)."
     )
     pc_sample: float = Field(0.0, ge=0, le=100, description="Keep one point per N metres (0 = all).")
-    boundary: str | None = Field(None, description="GeoJSON polygon (document text) to crop the cloud to.")
+    boundary: str | None = Field(
+        None,
+        description="GeoJSON polygon file: crop the point cloud to it.",
+        json_schema_extra={"text": "geojson_file"},  # the model holds the file's text
+    )
     auto_boundary: bool = Field(False, description="Crop to the camera positions' hull plus a margin.")
     auto_boundary_distance: float = Field(
         0.0, ge=0, le=100000, description="Margin of --auto-boundary in metres (0 = 100 x average GSD)."
     )
-    fast_orthophoto: bool = Field(False, description="Filter the sparse cloud: no dense matching.")
+    fast_orthophoto: bool = Field(False, description="Skip dense matching (openmvs); use the sparse cloud.")
 
     @model_validator(mode="after")
     def _valid_boundary(self) -> FilterpointsOptions:
@@ -116,7 +143,9 @@ class GeoreferencingOptions(StageOptions):
         ),
     )
     boundary: str | None = Field(
-        None, description="GeoJSON polygon, the crop with --crop 0 (PipelineOptions copies --boundary)."
+        None,
+        description="GeoJSON polygon, the crop with --crop 0 (PipelineOptions copies --boundary).",
+        json_schema_extra={"internal": True},
     )
 
     @model_validator(mode="after")
@@ -143,13 +172,9 @@ class DemOptions(StageOptions):
     smrf_slope: float = Field(0.15, gt=0, le=100, description="SMRF slope (rise over run).")
     smrf_threshold: float = Field(0.5, ge=0, le=100, description="SMRF elevation threshold (m).")
     smrf_window: float = Field(18.0, gt=0, le=1000, description="SMRF maximum window radius (m).")
-    ignore_gsd: bool = Field(False, description="Do not cap --dem-resolution by the estimated GSD.")
-    tiles: bool = Field(
-        False, description="Also write XYZ PNG tiles of the DEMs' colour relief (dsm_tiles/)."
-    )
-    cog: bool = Field(
-        True, description="Cloud-Optimized GeoTIFFs (odmflow's default, unlike ODM); off: tiled + overviews."
-    )
+    ignore_gsd: bool = _ignore_gsd()
+    tiles: bool = _tiles()
+    cog: bool = _cog()
     dem_euclidean_map: bool = Field(
         False, description="Also write odm_dem/{dsm,dtm}.euclideand.tif: cells to the nearest nodata cell."
     )
@@ -171,11 +196,9 @@ class OrthophotoOptions(StageOptions):
     orthophoto_compression: OrthophotoCompression = Field("DEFLATE", description="GeoTIFF compression.")
     orthophoto_png: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.png.")
     orthophoto_kmz: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.kmz.")
-    ignore_gsd: bool = Field(False, description="Do not cap --orthophoto-resolution by the estimated GSD.")
-    tiles: bool = Field(False, description="Also write XYZ PNG tiles of the orthophoto (orthophoto_tiles/).")
-    cog: bool = Field(
-        True, description="Cloud-Optimized GeoTIFF (odmflow's default, unlike ODM); off: tiled + overviews."
-    )
+    ignore_gsd: bool = _ignore_gsd()
+    tiles: bool = _tiles()
+    cog: bool = _cog()
     orthophoto_cutline: bool = Field(
         False, description="Also write odm_orthophoto/cutline.gpkg: a crop polygon cut along feature edges."
     )
@@ -197,10 +220,13 @@ class PipelineOptions(StageOptions):
     odm_orthophoto: OrthophotoOptions = OrthophotoOptions()
     odm_report: ReportOptions = ReportOptions()
     end_with: StageName = Field(STAGES[-1], description="Stop after this stage.")
-    rerun_from: StageName | None = Field(None, description="Re-run this stage and all after it.")
+    rerun_from: StageName | None = Field(None, description="Re-run this stage and every one after it.")
     rerun_all: bool = Field(False, description="Re-run every stage, ignoring checkpoints.")
     max_concurrency: int = Field(
-        default_factory=lambda: os.cpu_count() or 1, ge=1, le=1024, description="Threads/processes to use."
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        le=1024,
+        description="Threads, and local Dask workers, to use (default: CPU count).",
     )
     dask_address: str | None = Field(
         None,
@@ -252,47 +278,3 @@ def _fields(value: Any) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_unset=True)
     return dict(value) if isinstance(value, dict) else {}
-
-
-def read_boundary(path: Path) -> str:
-    """The text of a --boundary GeoJSON file, checked; ValueError names the file and what is wrong."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"--boundary {path}: cannot read it ({err}); give a GeoJSON polygon file") from None
-    from odm_core.geo.boundary import parse_boundary
-
-    try:
-        parse_boundary(text)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    return text
-
-
-def pipeline_options_from_odm(values: dict[str, str]) -> PipelineOptions:
-    """PipelineOptions from ODM-style names and text values ({"feature-quality": "medium", ...}).
-
-    Raises ValueError naming an unknown option, and pydantic's ValidationError for a bad value.
-    """
-    stage_models = {
-        name: field.annotation
-        for name, field in PipelineOptions.model_fields.items()
-        if isinstance(field.annotation, type) and issubclass(field.annotation, StageOptions)
-    }
-    nested: dict[str, dict[str, str]] = {name: {} for name in stage_models}
-    top: dict[str, object] = {}
-    for odm_name, value in values.items():
-        field = odm_name.lstrip("-").replace("-", "_")
-        # a shared option (--ignore-gsd, --tiles, --cog) sets every stage that has it
-        stages = [s for s, m in stage_models.items() if field in m.model_fields]
-        if field == "boundary":
-            value = read_boundary(Path(value))
-        for stage in stages:
-            nested[stage][field] = value
-        if stages:
-            continue
-        if field in PipelineOptions.model_fields:
-            top[field] = value
-        else:
-            raise ValueError(f"unknown option --{odm_name.lstrip('-')}")
-    return PipelineOptions.model_validate({**top, **{s: v for s, v in nested.items() if v}})

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 
 from odm_core.errors import OdmInputError
-from odm_core.options import pipeline_options_from_odm
+from odm_core.option_specs import pipeline_options_from_odm
 from odmflow.cli_errors import fail
 
 

@@ -6,12 +6,8 @@ import pytest
 from pydantic import ValidationError
 
 from odm_core.dense.plan import depthmap_size
-from odm_core.options import (
-    DatasetOptions,
-    OpensfmOptions,
-    PipelineOptions,
-    read_boundary,
-)
+from odm_core.option_specs import read_boundary
+from odm_core.options import DatasetOptions, OpensfmOptions, PipelineOptions
 from odm_core.registry import STAGES, overall_percent, stages_between
 from odm_core.sfm.features import feature_process_size
 
@@ -77,7 +73,8 @@ def test_crop_cutline_and_euclidean_defaults_and_implicit_rules() -> None:
     assert PipelineOptions.model_validate(with_boundary).odm_georeferencing.boundary is None  # crop 3
     crop_0 = PipelineOptions.model_validate({**with_boundary, "odm_georeferencing": {"crop": 0}})
     assert crop_0.odm_georeferencing.boundary == boundary  # the boundary is the crop
-    from odm_core.options import GeoreferencingOptions, pipeline_options_from_odm
+    from odm_core.option_specs import pipeline_options_from_odm
+    from odm_core.options import GeoreferencingOptions
 
     explicit = PipelineOptions(
         odm_georeferencing=GeoreferencingOptions(crop=0),

@@ -19,7 +19,7 @@ from rasterio.warp import transform_bounds
 
 from odm_core.artifacts import atomic_dir
 from odm_core.errors import OdmStageError
-from odm_core.options import pipeline_options_from_odm
+from odm_core.option_specs import pipeline_options_from_odm
 from odm_core.raster import relief as dem_relief
 from odm_core.raster import xyz_tiles
 from odm_core.raster.geotiff import overview_factors, write_geotiff, write_kmz
