@@ -1,4 +1,4 @@
-"""Read one photo's metadata (EXIF + DJI XMP) into a `Photo`, checking that the image decodes.
+"""Read one photo's metadata (EXIF here, DJI XMP in xmp.py) into a `Photo`, checking that it decodes.
 
 Follows ODM's `ODM_Photo.parse_exif_values` (opendm/photo.py) where it matters: width/height as stored
 (EXIF orientation is recorded, not applied), altitude ref 1 = below sea level, DJI XMP AbsoluteAltitude
@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 import math
-import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 from odm_core.errors import OdmInputError
 from odm_core.options import DatasetOptions
 from odm_core.photos.photo import Photo
+from odm_core.photos.xmp import read_xmp, xmp_fields
 
 log = logging.getLogger("odm_core.photos.exif")
 
@@ -36,9 +36,6 @@ _FOCAL_PLANE_XRES, _FOCAL_PLANE_UNIT = 0xA20E, 0xA210
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON, _GPS_ALT_REF, _GPS_ALT = 1, 2, 3, 4, 5, 6
 
 _MM_PER_UNIT = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}  # EXIF FocalPlaneResolutionUnit: inch, cm, mm, um
-
-_RDF = "http://www.w3.org/1999/02/22-rdf-syntax-ns#"
-_XMP_PREFIXES = {"http://www.dji.com/drone-dji/1.0/": "drone-dji", "http://ns.adobe.com/tiff/1.0/": "tiff"}
 
 
 class UnreadablePhoto(OdmInputError):
@@ -56,8 +53,8 @@ def read_photo(path: Path, opts: DatasetOptions) -> Photo:
     width, height, exif = _decode_checked(path, data)
     fields: dict[str, Any] = {"filename": path.name, "width": width, "height": height}
     fields.update(_exif_fields(path, exif, width))
-    xmp = _xmp(path, data)
-    fields.update(_xmp_fields(xmp))
+    xmp = read_xmp(path, data)
+    fields.update(xmp_fields(xmp))
     for field, name in (("camera_make", "tiff:Make"), ("camera_model", "tiff:Model")):
         if not fields.get(field) and xmp.get(name):
             fields[field] = xmp[name].strip()  # some cameras write make/model only in XMP (ODM)
@@ -208,68 +205,6 @@ def _focal_ratio(focal: float | None, focal_35: float | None, sensor_mm: float |
     if focal and sensor_mm:
         return focal / sensor_mm
     return None
-
-
-# --- XMP --------------------------------------------------------------------------------------
-
-
-def _xmp(path: Path, data: bytes) -> dict[str, str]:
-    """'prefix:Name' -> value of the DJI and tiff fields in the file's XMP packet (attributes or elements)."""
-    start, end = data.find(b"<x:xmpmeta"), data.find(b"</x:xmpmeta>")
-    if start < 0 or end < start:
-        return {}
-    try:
-        root = ET.fromstring(data[start : end + len(b"</x:xmpmeta>")].decode("utf-8", "replace"))
-    except ET.ParseError as e:
-        log.warning("%s: malformed XMP packet (%s); ignoring it", path.name, e)
-        return {}
-    out: dict[str, str] = {}
-    for desc in root.iter(f"{{{_RDF}}}Description"):
-        for key, value in desc.attrib.items():
-            _put(out, key, value)
-        for child in desc:
-            _put(out, child.tag, (child.text or "").strip())
-    return out
-
-
-def _put(out: dict[str, str], qname: str, value: str) -> None:
-    if not qname.startswith("{") or not value:
-        return
-    uri, _, local = qname[1:].partition("}")
-    prefix = _XMP_PREFIXES.get(uri) or ("drone-dji" if "drone-dji" in uri else None)
-    if prefix:
-        out.setdefault(f"{prefix}:{local}", value)
-
-
-def _xmp_fields(xmp: dict[str, str]) -> dict[str, Any]:
-    """Photo fields from DJI XMP: relative altitude, gimbal angles; position/altitude override EXIF (ODM)."""
-    names = {
-        "relative_altitude": "RelativeAltitude",
-        "yaw": "GimbalYawDegree",
-        "pitch": "GimbalPitchDegree",
-        "roll": "GimbalRollDegree",
-        "altitude": "AbsoluteAltitude",
-        "latitude": "Latitude",
-        "longitude": "Longitude",
-    }
-    out: dict[str, Any] = {}
-    for field, name in names.items():
-        value = _xmp_float(xmp.get(f"drone-dji:{name}"))
-        if value is not None:
-            out[field] = value
-    return out
-
-
-def _xmp_float(text: str | None) -> float | None:
-    """'+40.20', '-89.9', '1/2' -> float; None when absent or not a finite number."""
-    if not text:
-        return None
-    num, _, den = text.strip().partition("/")
-    try:
-        value = float(num) / float(den) if den else float(num)
-    except (ValueError, ZeroDivisionError):
-        return None
-    return value if math.isfinite(value) else None
 
 
 # --- value helpers ----------------------------------------------------------------------------
