@@ -124,11 +124,11 @@ def is_internal(field: FieldInfo) -> bool:
     return bool(_extra(field).get("internal"))
 
 
-def stage_models() -> dict[str, type[StageOptions]]:
+def stage_models(pipeline: type[PipelineOptions] = PipelineOptions) -> dict[str, type[StageOptions]]:
     """PipelineOptions' stage fields and their models, in pipeline order."""
     return {
         name: field.annotation
-        for name, field in PipelineOptions.model_fields.items()
+        for name, field in pipeline.model_fields.items()
         if isinstance(field.annotation, type) and issubclass(field.annotation, StageOptions)
     }
 
@@ -156,15 +156,15 @@ def _model_fields(key: str, model: type[BaseModel]) -> list[tuple[str, str, Fiel
     return [(key, f, info) for f, info in model.model_fields.items() if not is_internal(info)]
 
 
-def build_catalogue() -> tuple[OptionSpec, ...]:
+def build_catalogue(pipeline: type[PipelineOptions] = PipelineOptions) -> tuple[OptionSpec, ...]:
     """Every user-facing option: stage fields in pipeline order, then the run's own fields.
 
     Raises TypeError when fields of one name disagree (type, default, bounds, help), so a shared
     option never means two things.
     """
-    models = stage_models()
+    models = stage_models(pipeline)
     found = [entry for key, model in models.items() for entry in _model_fields(key, model)]
-    found += [(RUN, f, info) for f, info in PipelineOptions.model_fields.items() if f not in models]
+    found += [entry for entry in _model_fields(RUN, pipeline) if entry[1] not in models]
     grouped: dict[str, list[tuple[str, str, FieldInfo]]] = {}
     for key, field, info in found:
         grouped.setdefault(field.replace("_", "-"), []).append((key, field, info))
