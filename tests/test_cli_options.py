@@ -205,3 +205,14 @@ def test_run_help_through_the_console_script() -> None:
         assert default in line, (flag, line)
     for flag in ("--dsm", "--boundary", "--dask-address", "--verbose", "--end-with"):
         assert f" {flag} " in result.stdout
+
+
+def test_submit_options_go_through_the_catalogue(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    for pair, message in [
+        ("feature-size=1", "--option: unknown option --feature-size"),
+        ("min-num-features=5", "greater than or equal to 100"),
+        (f"boundary={tmp_path / 'nope.geojson'}", "cannot read it"),
+    ]:
+        result = CliRunner().invoke(app, ["submit", str(tmp_path), "-o", pair])
+        assert result.exit_code == 2 and message in result.output, (pair, result.output)
