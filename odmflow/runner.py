@@ -32,10 +32,16 @@ class _TerminalFilter(logging.Filter):
         return not (record.name.startswith("prefect") and ours)
 
 
+# Prefect's logging config reads this in every process it configures: the local Dask workers, spawned by
+# this one, inherit it and print only Prefect's warnings and errors (per-task-run lines still reach the API).
+CHILD_CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+
+
 def _quiet_prefect_console(verbose: bool) -> None:
-    """Keep the terminal to odmflow's own lines (Prefect's still reach its API)."""
+    """Keep the terminal to odmflow's own lines, here and in child processes (Prefect's reach its API)."""
     if verbose:
         return
+    os.environ.setdefault(CHILD_CONSOLE_LEVEL_ENV, "WARNING")  # before the run starts its Dask workers
     import pycolmap
     from prefect.logging.handlers import PrefectConsoleHandler
 

@@ -90,10 +90,13 @@ AFTER_OPENSFM = (
 )
 
 
+CONSOLE_SCRIPT = Path(sys.executable).with_name("odmflow")  # the installed `odmflow`, as users run it
+
+
 def run_cli(args: list[str], env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run `odmflow ARGS` as a user would, capturing its output."""
+    """Run `odmflow ARGS` through the installed console script, as a user would, capturing its output."""
     return subprocess.run(
-        [sys.executable, "-m", "odmflow", *args],
+        [str(CONSOLE_SCRIPT), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -114,6 +117,7 @@ def processed(
     tree = copy_survey(survey, tmp_path_factory.mktemp("processed") / "processed-survey")
     result = run_cli(["run", str(tree.root)], prefect_env)
     (tree.root.parent / "run.log").write_text(result.stdout)  # beside the project: its summary lines
+    (tree.root.parent / "run.stderr.log").write_text(result.stderr)  # its progress lines
     assert result.returncode == 0, result.stdout + result.stderr
     assert stage_states("dataset", "opensfm", *AFTER_OPENSFM) in result.stdout
     return tree
