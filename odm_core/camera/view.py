@@ -69,8 +69,9 @@ class ViewCamera:
     @classmethod
     def from_doc(cls, doc: dict) -> ViewCamera:
         """A view from its entry in the dense plan's views.json (extra keys ignored)."""
-        values: dict[str, Any] = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        fields = [k for k in cls.__dataclass_fields__ if k in doc]
+        values: dict[str, Any] = {k: tuple(doc[k]) if isinstance(doc[k], list) else doc[k] for k in fields}
+        return cls(**values)
 
     def depth_bound(self) -> np.ndarray:
         """The farthest depth allowed at each depth-map pixel (H x W): the local bound where one was
