@@ -76,7 +76,7 @@ def plain_dask_units(tree: ProjectTree, workers: int) -> tuple[float, float]:
     """(wall seconds, summed unit seconds) of the dense stage's view units alone on a plain LocalCluster."""
     from distributed import Client, LocalCluster
 
-    from odm_core.dense.depthmap import run_unit_after
+    from odm_core.dense.units import run_unit_after
     from odm_core.options import OpenmvsOptions
     from odm_core.stages.openmvs import plan_openmvs
 

@@ -30,20 +30,8 @@ from odm_core.artifacts import (
     write_manifest,
 )
 from odm_core.layout import ProjectTree
+from odm_core.registry import SPECS
 
-# The stages whose outputs each stage reads.
-STAGE_INPUTS: dict[str, tuple[str, ...]] = {
-    "dataset": (),
-    "opensfm": ("dataset",),
-    "openmvs": ("dataset", "opensfm"),
-    "odm_filterpoints": ("dataset", "opensfm", "openmvs"),
-    "odm_georeferencing": ("dataset", "odm_filterpoints"),
-    "odm_dem": ("opensfm", "odm_filterpoints", "odm_georeferencing"),
-    "odm_orthophoto": ("dataset", "opensfm", "odm_filterpoints", "odm_georeferencing"),
-    "odm_report": ("dataset", "opensfm", "odm_filterpoints"),
-}
-# Stages that read the photos' pixels themselves: their key holds the photos' content too.
-READS_PHOTOS = frozenset({"dataset", "openmvs", "odm_orthophoto"})
 ENGINES = (
     "pycolmap",
     "numpy",
@@ -59,7 +47,10 @@ _ROOT = Path(__file__).parent
 
 
 class StageResult(Protocol):
-    outputs: tuple[Path, ...]
+    """What every stage function returns: a small frozen result naming the files it wrote."""
+
+    @property
+    def outputs(self) -> tuple[Path, ...]: ...
 
 
 R = TypeVar("R", bound=StageResult)
@@ -67,8 +58,14 @@ R = TypeVar("R", bound=StageResult)
 
 @functools.cache
 def code_digest(stage: str) -> str:
-    """Digest of the stage module's source, every odm_core module it imports, and the engine versions."""
-    modules = _module_closure(f"odm_core.stages.{stage}") | {"odm_core.checkpoint"}
+    """Digest of the stage module's source, every odm_core module it imports, and the engine versions.
+
+    Raises ModuleNotFoundError when the registry's module for the stage has no source file.
+    """
+    module = SPECS[stage].module
+    if not _module_file(module).is_file():
+        raise ModuleNotFoundError(f"{stage}: no source file for its module {module} (odm_core/registry.py)")
+    modules = _module_closure(module) | {"odm_core.checkpoint"}
     parts = [__version__] + [f"{m}={sha256_file(_module_file(m))}" for m in sorted(modules)]
     parts += [f"{e}={importlib.metadata.version(e)}" for e in ENGINES]
     return sha256_text(*parts)
@@ -106,15 +103,16 @@ def photo_files(tree: ProjectTree) -> list[Path]:
 
 def stage_inputs(stage: str, options: BaseModel) -> tuple[str, ...]:
     """The stages whose outputs `stage` reads under these options (no dense cloud with --fast-orthophoto)."""
+    inputs: tuple[str, ...] = SPECS[stage].inputs
     if getattr(options, "fast_orthophoto", False):
-        return tuple(s for s in STAGE_INPUTS[stage] if s != "openmvs")
-    return STAGE_INPUTS[stage]
+        return tuple(s for s in inputs if s != "openmvs")
+    return inputs
 
 
 def fingerprint(stage: str, tree: ProjectTree, options: BaseModel, cache: DigestCache) -> str:
     """The fingerprint a valid checkpoint of `stage` must carry."""
     inputs = [outputs_digest(tree.manifest(s)) for s in stage_inputs(stage, options)]
-    if stage in READS_PHOTOS:
+    if SPECS[stage].reads_photos:
         inputs.append(files_digest(photo_files(tree), tree.root, cache))
     return sha256_text(stage, code_digest(stage), type(options).__name__, options.model_dump_json(), *inputs)
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from odm_core.registry import STAGES, StageName
+from odm_core.registry import STAGE_SPECS, STAGES, StageName
 
 Quality = Literal["ultra", "high", "medium", "low", "lowest"]
 CameraLens = Literal[
@@ -278,3 +278,18 @@ def _fields(value: Any) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         return value.model_dump(exclude_unset=True)
     return dict(value) if isinstance(value, dict) else {}
+
+
+def _check_registry() -> None:
+    """Each registry entry's options model is a stage model here and the PipelineOptions field of the
+    stage's name (run at import: an entry naming a missing model fails here, never later)."""
+    for spec in STAGE_SPECS:
+        model = globals().get(spec.options)
+        if not (isinstance(model, type) and issubclass(model, StageOptions)):
+            raise RuntimeError(f"registry: {spec.name}'s options model {spec.options} is not in {__name__}")
+        field = PipelineOptions.model_fields.get(spec.name)
+        if field is None or field.annotation is not model:
+            raise RuntimeError(f"registry: PipelineOptions.{spec.name} must be a {spec.options}")
+
+
+_check_registry()

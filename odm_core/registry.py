@@ -1,5 +1,16 @@
-"""ODM's stage names, in order, and the share of a run's progress each takes."""
+"""The stage registry: every ODM stage odmflow builds, in ODM's order (stages/odm_app.py), in one table.
 
+Everything that needs to know what a stage is derives from STAGE_SPECS: the pipeline flow (order, task,
+Dask), the checkpoint fingerprints (inputs, photos, code digest), progress weights, the
+`--end-with`/`--rerun-from` choices and the tests. An entry whose module or task module cannot be found
+raises at import; its options model is named here and checked when odm_core.options is imported (that
+module imports this one, so the model cannot be imported here).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
 from typing import Literal, get_args
 
 StageName = Literal[
@@ -13,32 +24,144 @@ StageName = Literal[
     "odm_report",
 ]
 
-# The stages odmflow builds so far; names and order follow ODM (stages/odm_app.py).
-STAGES: tuple[StageName, ...] = get_args(StageName)
 
-# Relative weight of each stage in the overall progress bar.
-STAGE_WEIGHTS: dict[str, float] = {
-    "dataset": 5.0,
-    "opensfm": 45.0,
-    "openmvs": 40.0,
-    "odm_filterpoints": 4.0,
-    "odm_georeferencing": 4.0,
-    "odm_dem": 5.0,
-    "odm_orthophoto": 8.0,
-    "odm_report": 2.0,
-}
+@dataclass(frozen=True)
+class StageSpec:
+    """One ODM stage: what it reads, how it runs, where its code lives.
 
-# ODM stage names that odmflow does not build yet (accepted by nothing, named in errors).
-ODM_STAGES_NOT_BUILT: tuple[str, ...] = (
-    "split",
-    "merge",
-    "odm_meshing",
-    "mvs_texturing",
-    "odm_postprocess",
+    `inputs` are the stages whose artifacts it reads (their manifests enter its fingerprint);
+    `reads_photos` puts the photos' content in its fingerprint too; `dask` stages fan out on the run's
+    Dask cluster; `weight` is its share of a run's progress; `module` is the odm_core module of its
+    function (its code digest starts there), `task` its Prefect task as "module:attribute";
+    `options` names its model in odm_core.options.
+    """
+
+    name: StageName
+    options: str
+    inputs: tuple[StageName, ...]
+    reads_photos: bool
+    dask: bool
+    weight: float
+    module: str
+    task: str
+
+    @property
+    def task_module(self) -> str:
+        """The module of the stage's Prefect task."""
+        return self.task.partition(":")[0]
+
+
+STAGE_SPECS: tuple[StageSpec, ...] = (
+    StageSpec(
+        name="dataset",
+        options="DatasetOptions",
+        inputs=(),
+        reads_photos=True,
+        dask=False,
+        weight=5.0,
+        module="odm_core.stages.dataset",
+        task="tasks.dataset:dataset",
+    ),
+    StageSpec(
+        name="opensfm",
+        options="OpensfmOptions",
+        inputs=("dataset",),
+        reads_photos=False,
+        dask=False,
+        weight=45.0,
+        module="odm_core.stages.opensfm",
+        task="tasks.opensfm:opensfm",
+    ),
+    StageSpec(
+        name="openmvs",
+        options="OpenmvsOptions",
+        inputs=("dataset", "opensfm"),
+        reads_photos=True,
+        dask=True,
+        weight=40.0,
+        module="odm_core.stages.openmvs",
+        task="tasks.openmvs:openmvs",
+    ),
+    StageSpec(
+        name="odm_filterpoints",
+        options="FilterpointsOptions",
+        inputs=("dataset", "opensfm", "openmvs"),
+        reads_photos=False,
+        dask=False,
+        weight=4.0,
+        module="odm_core.stages.odm_filterpoints",
+        task="tasks.odm_filterpoints:odm_filterpoints",
+    ),
+    StageSpec(
+        name="odm_georeferencing",
+        options="GeoreferencingOptions",
+        inputs=("dataset", "odm_filterpoints"),
+        reads_photos=False,
+        dask=False,
+        weight=4.0,
+        module="odm_core.stages.odm_georeferencing",
+        task="tasks.odm_georeferencing:odm_georeferencing",
+    ),
+    StageSpec(
+        name="odm_dem",
+        options="DemOptions",
+        inputs=("opensfm", "odm_filterpoints", "odm_georeferencing"),
+        reads_photos=False,
+        dask=True,
+        weight=5.0,
+        module="odm_core.stages.odm_dem",
+        task="tasks.odm_dem:odm_dem",
+    ),
+    StageSpec(
+        name="odm_orthophoto",
+        options="OrthophotoOptions",
+        inputs=("dataset", "opensfm", "odm_filterpoints", "odm_georeferencing"),
+        reads_photos=True,
+        dask=True,
+        weight=8.0,
+        module="odm_core.stages.odm_orthophoto",
+        task="tasks.odm_orthophoto:odm_orthophoto",
+    ),
+    StageSpec(
+        name="odm_report",
+        options="ReportOptions",
+        inputs=("dataset", "opensfm", "odm_filterpoints"),
+        reads_photos=False,
+        dask=False,
+        weight=2.0,
+        module="odm_core.stages.odm_report",
+        task="tasks.odm_report:odm_report",
+    ),
 )
+STAGES: tuple[StageName, ...] = tuple(s.name for s in STAGE_SPECS)
+SPECS: dict[str, StageSpec] = {s.name: s for s in STAGE_SPECS}
 
 
-def stages_between(start: str, end: str, skip: frozenset[str] = frozenset()) -> tuple[str, ...]:
+def _check_static() -> None:
+    """Names, order and inputs agree, and every module exists (without importing it)."""
+    if get_args(StageName) != STAGES:
+        raise RuntimeError(f"registry: StageName {get_args(StageName)} differs from STAGE_SPECS {STAGES}")
+    for i, spec in enumerate(STAGE_SPECS):
+        late = [s for s in spec.inputs if s not in STAGES[:i]]
+        if late:
+            raise RuntimeError(f"registry: {spec.name} reads {late}, which do not run before it")
+        for module in (spec.module, spec.task_module):
+            if importlib.util.find_spec(module) is None:
+                raise ModuleNotFoundError(f"registry: {spec.name}'s module {module} does not exist")
+
+
+_check_static()
+
+
+def stage_of_options(options: object) -> StageSpec:
+    """The stage whose options model `options` is an instance of (each stage has its own model)."""
+    for spec in STAGE_SPECS:
+        if type(options).__name__ == spec.options and type(options).__module__ == "odm_core.options":
+            return spec
+    raise KeyError(f"no stage takes options of type {type(options).__name__}")
+
+
+def stages_between(start: str, end: str, skip: frozenset[str] = frozenset()) -> tuple[StageName, ...]:
     """The stages from start to end inclusive, in pipeline order, less those in `skip`."""
     i, j = STAGES.index(start), STAGES.index(end)  # type: ignore[arg-type]
     return tuple(s for s in STAGES[i : j + 1] if s not in skip)
@@ -47,6 +170,6 @@ def stages_between(start: str, end: str, skip: frozenset[str] = frozenset()) -> 
 def overall_percent(stage: str, stage_fraction: float, last: str = STAGES[-1]) -> float:
     """Progress of the whole run (0-100) when `stage` is `stage_fraction` done and the run ends at `last`."""
     run = STAGES[: STAGES.index(last) + 1]  # type: ignore[arg-type]
-    total = sum(STAGE_WEIGHTS[s] for s in run)
-    before = sum(STAGE_WEIGHTS[s] for s in run[: run.index(stage)])
-    return 100.0 * (before + STAGE_WEIGHTS[stage] * min(max(stage_fraction, 0.0), 1.0)) / total
+    total = sum(SPECS[s].weight for s in run)
+    before = sum(SPECS[s].weight for s in run[: run.index(stage)])  # type: ignore[arg-type]
+    return 100.0 * (before + SPECS[stage].weight * min(max(stage_fraction, 0.0), 1.0)) / total

@@ -16,6 +16,8 @@ from prefect.runtime import flow_run
 from odm_core import checkpoint
 from odm_core.artifacts import DigestCache
 from odm_core.layout import ProjectTree
+from odm_core.options import StageOptions
+from odm_core.registry import stage_of_options
 from tasks.run_artifacts import update_progress
 
 R = TypeVar("R", bound=checkpoint.StageResult)
@@ -29,7 +31,7 @@ def stage_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
     deleted, edited or half-written is removed here and the stage runs again under the same key.
     """
     tree = ProjectTree(Path(parameters["project"]))
-    stage = context.task.name
+    stage = stage_of_options(parameters["opts"]).name
     cache = DigestCache(tree.digest_cache)
     fp = checkpoint.fingerprint(stage, tree, parameters["opts"], cache)
     key = f"{stage}-{fp}"
@@ -43,15 +45,16 @@ STAGE_CACHE = CacheKeyFnPolicy(cache_key_fn=stage_cache_key)
 
 
 def run_checkpointed(
-    stage: str,
     project: str,
-    opts: Any,
+    opts: StageOptions,
     work: Callable[[ProjectTree, Callable[[float, str], None], str], R],
 ) -> R:
     """Run a stage's core function, with progress lines, and record its manifest under this fingerprint.
 
-    `work(tree, report, fingerprint)` gets the fingerprint too, to key checkpoints of its own units.
+    The stage is the one whose options model `opts` is (odm_core.registry). `work(tree, report,
+    fingerprint)` gets the fingerprint too, to key checkpoints of its own units.
     """
+    stage = stage_of_options(opts).name
     tree = ProjectTree(Path(project))
     cache = DigestCache(tree.digest_cache)
     fp = checkpoint.fingerprint(stage, tree, opts, cache)

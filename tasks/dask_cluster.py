@@ -17,18 +17,18 @@ from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 
-from odm_core.dense.depthmap import reset_peak_rss
+from odm_core.worker import reset_peak_rss
 
 MEMORY_FRACTION = 0.8  # of this machine's RAM, shared by the local workers
 # What the stages' units import, loaded by a run's shared workers while the run's earlier stages work.
 WORKER_MODULES = (
     "prefect.task_engine",
-    "odm_core.dense.depthmap",
+    "odm_core.dense.units",
     "odm_core.dense.score",
     "odm_core.dense.fusion",
     "odm_core.dem.units",
     "odm_core.stages.odm_orthophoto",
-    "tasks.openmvs_view",
+    "tasks.openmvs",
 )
 _run_cluster: Future[LocalCluster] | None = None  # the pipeline run's shared local cluster, while it runs
 

@@ -9,8 +9,8 @@ from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="dataset", cache_policy=STAGE_CACHE, persist_result=True)
-def dataset(project: str, opts: DatasetOptions) -> DatasetResult:
+def dataset(
+    project: str, opts: DatasetOptions, dask_address: str | None = None, max_concurrency: int = 1
+) -> DatasetResult:
     """Read the photos' EXIF/XMP; write images.json and the georeference files."""
-    return run_checkpointed(
-        "dataset", project, opts, lambda tree, report, _fp: run_dataset(tree, opts, report)
-    )
+    return run_checkpointed(project, opts, lambda tree, report, _fp: run_dataset(tree, opts, report))

@@ -1,14 +1,19 @@
-"""Prefect task of the `odm_dem` stage: plan here, per-tile units on Dask, COGs written here."""
+"""Prefect task of the `odm_dem` stage: plan here, per-tile units on Dask (nested flow `odm-dem-tiles`),
+COGs written here."""
+
+from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from prefect import task
+from prefect import flow, task
+from prefect.futures import wait
 
-from flows.odm_dem_tiles import odm_dem_tiles
-from odm_core.artifacts import write_plan
+from odm_core.artifacts import read_plan, write_plan
+from odm_core.dem.units import DemUnit, DemUnitResult, run_dem_unit
 from odm_core.layout import ProjectTree
 from odm_core.options import DemOptions
-from odm_core.stages.odm_dem import DemResult, finish_odm_dem, plan_odm_dem
+from odm_core.stages.odm_dem import DemPlan, DemResult, fill_dem_coarse, finish_odm_dem, plan_odm_dem
 from tasks._stage import STAGE_CACHE, run_checkpointed
 from tasks.dask_cluster import dask_task_runner
 
@@ -26,4 +31,32 @@ def odm_dem(
         tiles = odm_dem_tiles.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
         return finish_odm_dem(tree, plan, tiles(project, write_plan(tree.plan("odm_dem"), plan), report))
 
-    return run_checkpointed("odm_dem", project, opts, work)
+    return run_checkpointed(project, opts, work)
+
+
+@task(
+    name="odm_dem_tile", task_run_name="{unit.kind}-{unit.phase}-{unit.tile.row}-{unit.tile.col}", retries=1
+)
+def odm_dem_tile(unit: DemUnit) -> DemUnitResult:
+    """One tile of one raster on a Dask worker; reuses its own checkpoint when the key matches."""
+    return run_dem_unit(unit)
+
+
+@flow(name="odm-dem-tiles", validate_parameters=False)
+def odm_dem_tiles(
+    project: str, plan_file: str, progress: Callable[[float, str], None]
+) -> list[DemUnitResult]:
+    """Grid every tile, fill each raster's coarse copy, then fill and smooth every tile (the DemPlan in
+    plan_file)."""
+    plan: DemPlan = read_plan(plan_file)
+    raw = [odm_dem_tile.submit(u) for u in plan.raw]
+    wait(raw)
+    results = [f.result() for f in raw]
+    progress(0.45, f"gridded {len(raw)} tiles")
+    for kind in plan.kinds:
+        fill_dem_coarse(ProjectTree(Path(project)), plan, kind)
+    final = [odm_dem_tile.submit(u) for u in plan.final]
+    wait(final)
+    results += [f.result() for f in final]
+    progress(0.9, f"filled and smoothed {len(final)} tiles")
+    return results

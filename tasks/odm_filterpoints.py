@@ -9,8 +9,8 @@ from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="odm_filterpoints", cache_policy=STAGE_CACHE, persist_result=True)
-def odm_filterpoints(project: str, opts: FilterpointsOptions) -> FilterpointsResult:
+def odm_filterpoints(
+    project: str, opts: FilterpointsOptions, dask_address: str | None = None, max_concurrency: int = 1
+) -> FilterpointsResult:
     """Outlier removal, thinning and cropping of the dense (or, fast-orthophoto, sparse) cloud."""
-    return run_checkpointed(
-        "odm_filterpoints", project, opts, lambda tree, report, _fp: run_filterpoints(tree, opts)
-    )
+    return run_checkpointed(project, opts, lambda tree, report, _fp: run_filterpoints(tree, opts))

@@ -9,8 +9,8 @@ from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="odm_georeferencing", cache_policy=STAGE_CACHE, persist_result=True)
-def odm_georeferencing(project: str, opts: GeoreferencingOptions) -> GeoreferencingResult:
+def odm_georeferencing(
+    project: str, opts: GeoreferencingOptions, dask_address: str | None = None, max_concurrency: int = 1
+) -> GeoreferencingResult:
     """The georeferenced point cloud: LAZ with its CRS, colours and view counts; LAS/CSV exports."""
-    return run_checkpointed(
-        "odm_georeferencing", project, opts, lambda tree, report, _fp: run_georeferencing(tree, opts)
-    )
+    return run_checkpointed(project, opts, lambda tree, report, _fp: run_georeferencing(tree, opts))

@@ -1,17 +1,26 @@
-"""Prefect task of the `odm_orthophoto` stage: plan here, surface and photo tiles on Dask, GeoTIFF here."""
+"""Prefect task of the `odm_orthophoto` stage: plan here, surface and photo tiles on Dask (nested flow
+`odm-orthophoto-tiles`), GeoTIFF here."""
+
+from __future__ import annotations
 
 from collections.abc import Callable
 
-from prefect import task
+from prefect import flow, task
+from prefect.futures import wait
 
-from flows.odm_orthophoto_tiles import odm_orthophoto_tiles
-from odm_core.artifacts import write_plan
+from odm_core.artifacts import read_plan, write_plan
+from odm_core.dem.units import DemUnit, DemUnitResult, run_dem_unit
 from odm_core.layout import ProjectTree
 from odm_core.options import OrthophotoOptions
 from odm_core.stages.odm_orthophoto import (
     OrthophotoResult,
+    OrthoPlan,
+    OrthoUnit,
+    OrthoUnitResult,
+    fill_surface,
     finish_odm_orthophoto,
     plan_odm_orthophoto,
+    render_tile,
     skipped,
 )
 from tasks._stage import STAGE_CACHE, run_checkpointed
@@ -32,4 +41,42 @@ def odm_orthophoto(
         plan_file = write_plan(tree.plan("odm_orthophoto"), plan)
         return finish_odm_orthophoto(tree, plan, opts, tiles(plan_file, report))
 
-    return run_checkpointed("odm_orthophoto", project, opts, work)
+    return run_checkpointed(project, opts, work)
+
+
+@task(
+    name="odm_orthophoto_surface_tile",
+    task_run_name="surface-{unit.tile.row}-{unit.tile.col}",
+    retries=1,
+)
+def odm_orthophoto_surface_tile(unit: DemUnit) -> DemUnitResult:
+    """Grid one tile of the surface the orthophoto is rendered on; reuses its own checkpoint."""
+    return run_dem_unit(unit)
+
+
+@task(
+    name="odm_orthophoto_tile",
+    task_run_name="ortho-{unit.surface.tile.row}-{unit.surface.tile.col}",
+    retries=1,
+)
+def odm_orthophoto_tile(unit: OrthoUnit) -> OrthoUnitResult:
+    """Render one tile of the orthophoto on a Dask worker; reuses its own checkpoint when the key matches."""
+    return render_tile(unit)
+
+
+@flow(name="odm-orthophoto-tiles", validate_parameters=False)
+def odm_orthophoto_tiles(plan_file: str, progress: Callable[[float, str], None]) -> list[OrthoUnitResult]:
+    """Grid the surface per tile, fill its coarse copy, then render every tile from the photos (the
+    OrthoPlan in plan_file)."""
+    plan: OrthoPlan = read_plan(plan_file)
+    surface = [odm_orthophoto_surface_tile.submit(u) for u in plan.surface]
+    wait(surface)
+    for future in surface:
+        future.result()  # raises a tile's error here
+    progress(0.3, f"surface gridded in {len(surface)} tiles")
+    fill_surface(plan)
+    tiles = [odm_orthophoto_tile.submit(u) for u in plan.tiles]
+    wait(tiles)
+    results = [f.result() for f in tiles]
+    progress(0.95, f"rendered {len(tiles)} tiles")
+    return results

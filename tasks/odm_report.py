@@ -9,6 +9,8 @@ from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="odm_report", cache_policy=STAGE_CACHE, persist_result=True)
-def odm_report(project: str, opts: ReportOptions) -> ReportResult:
+def odm_report(
+    project: str, opts: ReportOptions, dask_address: str | None = None, max_concurrency: int = 1
+) -> ReportResult:
     """Camera shots (shots.geojson) and statistics (stats.json)."""
-    return run_checkpointed("odm_report", project, opts, lambda tree, report, _fp: run_report(tree, opts))
+    return run_checkpointed(project, opts, lambda tree, report, _fp: run_report(tree, opts))

@@ -9,8 +9,10 @@ from tasks._stage import STAGE_CACHE, run_checkpointed
 
 
 @task(name="opensfm", cache_policy=STAGE_CACHE, persist_result=True)
-def opensfm(project: str, opts: OpensfmOptions, num_threads: int = -1) -> OpensfmResult:
+def opensfm(
+    project: str, opts: OpensfmOptions, dask_address: str | None = None, max_concurrency: int = 1
+) -> OpensfmResult:
     """Structure from motion, georeferenced by GPS priors; ODM's and COLMAP's model files."""
     return run_checkpointed(
-        "opensfm", project, opts, lambda tree, report, _fp: run_opensfm(tree, opts, num_threads, report)
+        project, opts, lambda tree, report, _fp: run_opensfm(tree, opts, max_concurrency, report)
     )

@@ -196,7 +196,7 @@ def test_crop_cutline_and_euclidean_map_on_the_synthetic_survey(
 
 
 def test_a_cloud_without_crs_is_named(tmp_path: Path) -> None:
-    from odm_core.stages.odm_dem import cloud_extent
+    from odm_core.dem.surface import cloud_extent
 
     laz = tmp_path / "no_crs.laz"
     pos = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 2.0]])
@@ -211,9 +211,9 @@ def test_surface_fill_covers_the_crop_area_only_when_given_it(tmp_path: Path) ->
     from shapely.geometry import box
 
     from odm_core.cloud.smrf import SmrfParams
+    from odm_core.dem.surface import fill_coarse
     from odm_core.dem.units import COARSE, DemUnit
-    from odm_core.dense.depthmap import load_arrays, save_arrays
-    from odm_core.stages.odm_dem import fill_coarse
+    from odm_core.worker import load_arrays, save_arrays
 
     grid = dr.DemGrid(west=0.0, north=40.0, resolution_m=0.1, width=400, height=400)
     coarse = np.full((40, 40), np.nan, np.float32)  # an L of data, 1 m cells: its notch is empty

@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("odm_core", "tasks", "flows", "odmflow")
 SHORT_FUNCTION_DIRS = (*PACKAGES, "benchmarks", "scripts")
@@ -214,11 +212,6 @@ def test_no_import_cycle_at_module_level() -> None:
     _none("import cycles", cycles(import_graph(module_level_only=True)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pending: odm_core/registry.py's check_registry imports odm_core.options inside the function, "
-    "and odm_core.options imports odm_core.registry; drop this mark when the cycle is gone",
-)
 def test_no_import_cycle_counting_deferred_imports() -> None:
     """Imports inside functions count too: a deferred import only hides a cycle from Python."""
     _none("import cycles", cycles(import_graph(module_level_only=False)))

@@ -19,8 +19,8 @@ from odm_core.artifacts import unit_checkpoint_valid
 from odm_core.cloud.smrf import SmrfParams, classify_ground
 from odm_core.dem import gridding as dr
 from odm_core.dem.euclidean import block_holes, tile_distance
-from odm_core.dense.depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
 from odm_core.geo.crop import read_polygon
+from odm_core.worker import load_arrays, peak_rss_mb, prepare_unit, save_arrays
 
 COARSE = 10  # ODM fills holes on a copy at 10% of the DEM's size
 LAZ_CHUNK = 2_000_000
@@ -75,7 +75,6 @@ def raw_tile(unit: DemUnit) -> DemUnitResult:
     """Highest point of the cell, else of its nearest points up to the largest radius (DSM), or the
     inverse-distance mean of ground points within each radius (DTM); the smallest radius with points wins."""
     start = time.perf_counter()
-    tune_malloc()
     grid, tile = unit.grid, unit.tile
     margin = max(unit.radii_m) + (unit.smrf.window_m + 2 if unit.kind == "dtm" else 0)
     minx, miny, maxx, maxy = tile.bounds(grid)
@@ -144,7 +143,6 @@ def filled_surface(unit: DemUnit, raw: np.ndarray | None = None) -> np.ndarray:
 def final_tile(unit: DemUnit) -> DemUnitResult:
     """The finished tile (holes filled, smoothed), without its halo."""
     start = time.perf_counter()
-    tune_malloc()
     raw = load_arrays(unit.sources[0])["values"]
     smooth = filled_surface(unit, raw)[unit.tile.core()]
     arrays = {"values": smooth}
@@ -162,5 +160,5 @@ def run_dem_unit(unit: DemUnit) -> DemUnitResult:
     """Run (or reuse) one tile unit; the function Dask workers execute."""
     if unit_checkpoint_valid(Path(unit.out), unit.key):
         return DemUnitResult(unit.kind, unit.phase, -1, -1, 0.0)
-    cv2.setNumThreads(1)
+    prepare_unit()
     return raw_tile(unit) if unit.phase == "raw" else final_tile(unit)

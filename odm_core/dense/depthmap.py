@@ -7,137 +7,19 @@ same key is not recomputed, so a dense stage killed half-way redoes only the mis
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import io
-import resource
-import sys
-import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
-from odm_core.artifacts import unit_checkpoint_valid, write_unit_checkpoint
 from odm_core.camera.view import ViewCamera, load_photo, undistorted, warp_rays
+from odm_core.dense.plan import ViewUnit
 from odm_core.dense.score import photo_score
 from odm_core.dense.stereo import pair_depth
+from odm_core.worker import load_arrays, save_arrays
 
 CONSISTENT_REL = 0.01  # depths of one surface point agree within 1% (relative)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
-MMAP_THRESHOLD_BYTES = 64 * 2**20
-_MALLOC_TUNED = False
 MIN_PHOTO_SCORE = 0.5  # mean NCC a chosen depth needs with its best partners
-
-
-@dataclass(frozen=True)
-class ViewUnit:
-    """One view's work: the view, the neighbours it uses, the depth maps it reads and the file it writes."""
-
-    kind: str  # "depth", "geometric" or "fused"
-    view: ViewCamera
-    neighbours: tuple[ViewCamera, ...]
-    sources: tuple[str, ...]  # own input first, then one per neighbour (depth-map paths; empty for "depth")
-    out: str
-    key: str
-    min_views: int = 2
-
-
-@dataclass(frozen=True)
-class UnitResult:
-    """What a unit did: reused its checkpoint or computed, how many pixels or points, time and memory."""
-
-    kind: str
-    view: str
-    reused: bool
-    n_valid: int
-    seconds: float
-    peak_rss_mb: float
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process (a Dask worker when run there), MiB.
-
-    Linux's VmHWM belongs to this program image; getrusage's maxrss would also count the memory of the
-    process a worker was forked from, before it started this program.
-    """
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def reset_peak_rss() -> None:
-    """Restart peak_rss_mb's count from the present (Linux: clear_refs 5), for a worker that runs the
-    units of several stages in turn; elsewhere the peak stays the process's."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/clear_refs").write_text("5")
-
-
-def tune_malloc() -> None:
-    """Let glibc reuse freed memory for this process's large, short-lived arrays.
-
-    Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also freezes glibc's mmap
-    threshold at 128 KiB: every depth-map-sized array is then mapped and unmapped again, page faults
-    included, which doubled the units' time. A fixed 64 MiB threshold keeps them on the heap.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED or not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-        libc.mallopt(M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):  # not glibc
-        pass
-    _MALLOC_TUNED = True
-
-
-def save_arrays(path: Path, key: str, **arrays: np.ndarray) -> None:
-    def write(f: io.BufferedWriter) -> None:
-        np.savez(f, **arrays)
-
-    write_unit_checkpoint(path, key, write)
-
-
-def load_arrays(path: str) -> dict[str, np.ndarray]:
-    with np.load(path) as data:
-        return {k: data[k] for k in data.files}
-
-
-def run_unit(unit: ViewUnit) -> UnitResult:
-    """Run (or reuse) one view unit; the function Dask workers execute."""
-    start = time.perf_counter()
-    out = Path(unit.out)
-    if unit_checkpoint_valid(out, unit.key):
-        return UnitResult(unit.kind, unit.view.name, True, -1, time.perf_counter() - start, peak_rss_mb())
-    tune_malloc()
-    cv2.setNumThreads(1)  # one core per Dask worker: workers, not threads, are the parallelism
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if unit.kind == "depth":
-        n = photometric_depthmap(unit)
-    elif unit.kind == "geometric":
-        n = geometric_depthmap(unit)
-    else:
-        from odm_core.dense.fusion import fuse_view
-
-        n = fuse_view(unit)
-    return UnitResult(unit.kind, unit.view.name, False, n, time.perf_counter() - start, peak_rss_mb())
-
-
-def run_unit_after(unit: ViewUnit, *inputs: object) -> UnitResult:
-    """run_unit once the units writing its inputs are done: Dask hands their results in (UnitResults, or
-    the final states of Prefect task runs, which must have completed)."""
-    for done in inputs:
-        completed = getattr(done, "is_completed", None)
-        if completed is not None and not completed():
-            raise RuntimeError(f"{unit.kind} of {unit.view.name}: a unit it reads failed ({done})")
-    return run_unit(unit)
 
 
 def photometric_depthmap(unit: ViewUnit) -> int:

@@ -16,7 +16,9 @@ import numpy as np
 
 from odm_core.camera.view import ViewCamera
 from odm_core.cloud.ply import empty_points
-from odm_core.dense.depthmap import CONSISTENT_REL, ViewUnit, load_arrays, save_arrays
+from odm_core.dense.depthmap import CONSISTENT_REL
+from odm_core.dense.plan import ViewUnit
+from odm_core.worker import load_arrays, save_arrays
 
 CLAIM_RADIUS_PX = 0.25  # an earlier view's sample this close (L-inf, pixels) to a pixel centre absorbs it
 

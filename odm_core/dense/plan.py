@@ -7,7 +7,7 @@ triangulation angle (too small gives poor depth, too large gives distorted match
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +42,31 @@ def depthmap_size(width: int, height: int, quality: str) -> int:
     multiplier = 2.0 if megapixels < 6 else 0.5 if megapixels > 42 else 1.0
     size = max(MIN_DEPTHMAP_SIZE_PX, int(max_dim * PC_QUALITY_RATIO[quality] * multiplier))
     return min(size, max_dim)
+
+
+@dataclass(frozen=True)
+class ViewUnit:
+    """One view's work: the view, the neighbours it uses, the depth maps it reads and the file it writes."""
+
+    kind: str  # "depth", "geometric" or "fused"
+    view: ViewCamera
+    neighbours: tuple[ViewCamera, ...]
+    sources: tuple[str, ...]  # own input first, then one per neighbour (depth-map paths; empty for "depth")
+    out: str
+    key: str
+    min_views: int = 2
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """What a unit did: reused its checkpoint or computed, how many pixels or points, time and memory."""
+
+    kind: str
+    view: str
+    reused: bool
+    n_valid: int
+    seconds: float
+    peak_rss_mb: float
 
 
 def view_cameras(rec: pycolmap.Reconstruction, images: Path, quality: str) -> list[ViewCamera]:

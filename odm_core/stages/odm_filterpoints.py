@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 from scipy.spatial import cKDTree
-from scipy.spatial.transform import Rotation
 
 from odm_core.artifacts import write_json
 from odm_core.camera.view import ViewCamera
@@ -23,7 +22,7 @@ from odm_core.geo.boundary import Ring, boundary_in_model, hull_polygon, inside
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import FilterpointsOptions
-from odm_core.stages.odm_report import average_gsd_cm
+from odm_core.sfm.reconstruction import average_gsd_cm, camera_centres
 
 log = logging.getLogger(__name__)
 
@@ -143,16 +142,6 @@ def auto_boundary(reconstruction_json: Path, distance_m: float) -> list[Ring] | 
     return hull_polygon(centres[:, :2], distance_m)
 
 
-def camera_centres(recon: dict) -> np.ndarray:
-    """N x 3 camera centres (-R^T t) of an OpenSfM reconstruction's shots, in the model frame."""
-    shots = list(recon.get("shots", {}).values())
-    if not shots:
-        return np.zeros((0, 3))
-    rotations = Rotation.from_rotvec([s["rotation"] for s in shots])
-    translations = np.array([s["translation"] for s in shots], dtype=float)
-    return -rotations.inv().apply(translations)
-
-
 def inside_polygons(xy: np.ndarray, polygons: Polygons) -> np.ndarray:
     """Boolean mask of points inside the polygons; only points in their bounding box are tested."""
     vertices = np.vstack([ring for poly in polygons for ring in poly])
@@ -222,19 +211,3 @@ def depthmap_sampling_m(views_json: Path, pos: np.ndarray) -> float | None:
         if seen.any():
             per_view.append(float(np.median(z[seen])) / view.dm_focal_px)
     return float(np.median(per_view)) if per_view else None
-
-
-def recorded_sampling_m(stats: Path) -> float | None:
-    """The depth maps' sampling distance odm_filterpoints recorded; None without one (a sparse cloud)."""
-    return _recorded_m(stats, "depthmap_sampling")
-
-
-def recorded_spacing_m(stats: Path) -> float | None:
-    """The spacing odm_filterpoints recorded in point_cloud_stats.json; None without the file or a value."""
-    return _recorded_m(stats, "spacing")
-
-
-def _recorded_m(stats: Path, key: str) -> float | None:
-    if not stats.is_file():
-        return None
-    return float(json.loads(stats.read_text()).get(key) or 0) or None

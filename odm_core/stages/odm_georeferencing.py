@@ -14,12 +14,12 @@ import numpy as np
 from odm_core.artifacts import atomic_path
 from odm_core.cloud.las import las_points, write_las
 from odm_core.cloud.ply import read_ply, rgb, xyz
+from odm_core.cloud.stats import recorded_spacing_m
 from odm_core.errors import OdmStageError
 from odm_core.geo import crop
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import GeoreferencingOptions
-from odm_core.stages.odm_filterpoints import recorded_spacing_m
 
 CSV_HEADER = "X,Y,Z,Red,Green,Blue,Views\n"
 CSV_ROW = "%.3f,%.3f,%.3f,%d,%d,%d,%d\n"

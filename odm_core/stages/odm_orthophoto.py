@@ -15,7 +15,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pycolmap
 import rasterio
@@ -29,8 +28,8 @@ from odm_core.artifacts import atomic_path, sha256_text, unit_checkpoint_valid
 from odm_core.camera.view import ViewCamera
 from odm_core.cloud.smrf import SmrfParams
 from odm_core.dem import gridding as dr
+from odm_core.dem.surface import TILE_PX, capped_resolution_m, cloud_extent, fill_coarse, radius_steps
 from odm_core.dem.units import DemUnit, filled_surface
-from odm_core.dense.depthmap import load_arrays, peak_rss_mb, save_arrays, tune_malloc
 from odm_core.dense.plan import view_cameras
 from odm_core.errors import OdmStageError
 from odm_core.geo.crop import read_polygon, window_mask, write_polygon
@@ -41,8 +40,8 @@ from odm_core.ortho.cutline import orthophoto_cutline
 from odm_core.ortho.render import decode_photo, project, render
 from odm_core.raster.geotiff import RGBA, rgba_profile, write_geotiff, write_kmz
 from odm_core.raster.xyz_tiles import write_xyz_tiles
-from odm_core.stages.odm_dem import TILE_PX, capped_resolution_m, cloud_extent, fill_coarse, radius_steps
-from odm_core.stages.odm_report import average_gsd_cm
+from odm_core.sfm.reconstruction import average_gsd_cm
+from odm_core.worker import load_arrays, peak_rss_mb, prepare_unit, save_arrays
 
 OCCLUSION_HALO_M = 8.0  # surface around a tile that can still hide part of it
 
@@ -146,8 +145,7 @@ def render_tile(unit: OrthoUnit) -> OrthoUnitResult:
     start = time.perf_counter()
     if unit_checkpoint_valid(Path(unit.out), unit.key):
         return OrthoUnitResult(-1, -1, 0.0, peak_rss_mb())
-    tune_malloc()
-    cv2.setNumThreads(1)
+    prepare_unit()
     grid, tile = unit.surface.grid, unit.surface.tile
     z = filled_surface(unit.surface)
     row0, col0, rows, cols = tile.padded(grid)

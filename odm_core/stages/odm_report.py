@@ -17,6 +17,7 @@ from odm_core.artifacts import write_json
 from odm_core.geo.georef import GeoReference, utm_to_lla
 from odm_core.layout import ProjectTree
 from odm_core.options import ReportOptions
+from odm_core.sfm.reconstruction import average_gsd_cm
 
 
 @dataclass(frozen=True)
@@ -42,29 +43,13 @@ def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
     stats["odm_processing_statistics"] = {"odmflow_version": __version__, "average_gsd": gsd_cm}
     if tree.filtered_point_cloud_stats.exists():
         cloud = json.loads(tree.filtered_point_cloud_stats.read_text())
-        dense = tree.openmvs_model.exists() and tree.manifest("openmvs").exists()
         stats["point_cloud_statistics"] = {
             "points": cloud["count"],
             "spacing": cloud["spacing"],
-            "dense": dense,
+            "dense": bool(cloud.get("dense", False)),
         }
     outputs.append(write_json(tree.report_stats, stats))
     return ReportResult(n_shots=len(recon["shots"]), average_gsd_cm=gsd_cm, outputs=tuple(outputs))
-
-
-def average_gsd_cm(recon: dict) -> float | None:
-    """ODM's average GSD (cm/px): each shot's height above the median sparse point over its focal in px."""
-    if not recon["points"]:
-        return None
-    ground_z = float(np.median([p["coordinates"][2] for p in recon["points"].values()]))
-    gsds = []
-    for shot in recon["shots"].values():
-        cam = recon["cameras"][shot["camera"]]
-        focal_px = cam.get("focal", cam.get("focal_x", 0.0)) * max(cam["width"], cam["height"])
-        centre_z = -Rotation.from_rotvec(shot["rotation"]).inv().apply(shot["translation"])[2]
-        if centre_z > ground_z and focal_px > 0:
-            gsds.append((centre_z - ground_z) / focal_px)
-    return 100.0 * float(np.mean(gsds)) if gsds else None
 
 
 def shots_geojson(recon: dict, georef: GeoReference) -> dict:

@@ -16,9 +16,8 @@ import pycolmap
 from odm_core.artifacts import sha256_text, write_json
 from odm_core.camera.view import ViewCamera
 from odm_core.cloud.ply import write_ply
-from odm_core.dense.depthmap import UnitResult, ViewUnit
 from odm_core.dense.fusion import merge_fused
-from odm_core.dense.plan import neighbours, view_cameras
+from odm_core.dense.plan import UnitResult, ViewUnit, neighbours, view_cameras
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import OpenmvsOptions
