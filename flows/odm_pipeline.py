@@ -10,6 +10,7 @@ from typing import Any
 
 from prefect import Task, flow
 from prefect.runtime import flow_run
+from prefect.states import State
 
 from odm_core import checkpoint
 from odm_core.layout import ProjectTree
@@ -76,6 +77,7 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
             start = time.perf_counter()
             opts = getattr(options, stage)  # each task gets only its own stage's options
             state = task(project, opts, options.dask_address, options.max_concurrency, return_state=True)
+            assert isinstance(state, State)  # a sync task called with return_state gives its final state
             result = state.result()
             if url:
                 push(url, project, stage)

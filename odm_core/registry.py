@@ -163,13 +163,13 @@ def stage_of_options(options: object) -> StageSpec:
 
 def stages_between(start: str, end: str, skip: frozenset[str] = frozenset()) -> tuple[StageName, ...]:
     """The stages from start to end inclusive, in pipeline order, less those in `skip`."""
-    i, j = STAGES.index(start), STAGES.index(end)  # type: ignore[arg-type]
+    i, j = STAGES.index(start), STAGES.index(end)
     return tuple(s for s in STAGES[i : j + 1] if s not in skip)
 
 
 def overall_percent(stage: str, stage_fraction: float, last: str = STAGES[-1]) -> float:
     """Progress of the whole run (0-100) when `stage` is `stage_fraction` done and the run ends at `last`."""
-    run = STAGES[: STAGES.index(last) + 1]  # type: ignore[arg-type]
+    run = STAGES[: STAGES.index(last) + 1]
     total = sum(SPECS[s].weight for s in run)
-    before = sum(SPECS[s].weight for s in run[: run.index(stage)])  # type: ignore[arg-type]
+    before = sum(SPECS[s].weight for s in run[: run.index(stage)])
     return 100.0 * (before + SPECS[stage].weight * min(max(stage_fraction, 0.0), 1.0)) / total

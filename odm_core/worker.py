@@ -64,7 +64,7 @@ def save_arrays(path: Path, key: str, **arrays: np.ndarray) -> None:
     """Write arrays as one .npz with its unit checkpoint sidecar (atomically; see artifacts)."""
 
     def write(f: io.BufferedWriter) -> None:
-        np.savez(f, **arrays)
+        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub matches ** to allow_pickle
 
     write_unit_checkpoint(path, key, write)
 

@@ -70,14 +70,14 @@ def progress_reporter(stage: str, min_interval_s: float = 1.0) -> Callable[[floa
     logger = get_run_logger()
     run_id = str(flow_run.get_id())  # the pipeline's run, also when reported from a nested flow
     side = logging.getLogger(PROGRESS_LOGGER)
-    last = [0.0, ""]
+    last_s, last_message = [0.0], [""]
 
     def report(fraction: float, message: str) -> None:
         now = time.monotonic()
         side.info(message, extra={"odm_stage": stage, "odm_fraction": fraction})
         update_progress(stage, fraction, run_id)
-        if message != last[1] and now - last[0] >= min_interval_s:
+        if message != last_message[0] and now - last_s[0] >= min_interval_s:
             logger.info("%s: %3.0f%% %s", stage, 100 * fraction, message)
-            last[:] = [now, message]
+            last_s[0], last_message[0] = now, message
 
     return report

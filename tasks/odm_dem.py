@@ -28,7 +28,8 @@ def odm_dem(
         plan = plan_odm_dem(tree, opts, fp)
         if not plan.kinds:
             return finish_odm_dem(tree, plan, [])
-        tiles = odm_dem_tiles.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
+        runner = dask_task_runner(dask_address, max_concurrency)
+        tiles = odm_dem_tiles.with_options(task_runner=runner)  # type: ignore[arg-type]  # a DaskTaskRunner
         return finish_odm_dem(tree, plan, tiles(project, write_plan(tree.plan("odm_dem"), plan), report))
 
     return run_checkpointed(project, opts, work)

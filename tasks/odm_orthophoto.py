@@ -37,7 +37,8 @@ def odm_orthophoto(
         if opts.skip_orthophoto:
             return skipped(tree)
         plan = plan_odm_orthophoto(tree, opts, fp)
-        tiles = odm_orthophoto_tiles.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
+        runner = dask_task_runner(dask_address, max_concurrency)
+        tiles = odm_orthophoto_tiles.with_options(task_runner=runner)  # type: ignore[arg-type]  # a DaskTaskRunner
         plan_file = write_plan(tree.plan("odm_orthophoto"), plan)
         return finish_odm_orthophoto(tree, plan, opts, tiles(plan_file, report))
 

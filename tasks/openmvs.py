@@ -34,7 +34,8 @@ def openmvs(
 
     def work(tree: ProjectTree, report: Callable[[float, str], None], fp: str) -> OpenmvsResult:
         plan = plan_openmvs(tree, opts, fp)
-        views = openmvs_views.with_options(task_runner=dask_task_runner(dask_address, max_concurrency))
+        runner = dask_task_runner(dask_address, max_concurrency)
+        views = openmvs_views.with_options(task_runner=runner)  # type: ignore[arg-type]  # a DaskTaskRunner
         return finish_openmvs(tree, plan, views(write_plan(tree.plan("openmvs"), plan), report))
 
     return run_checkpointed(project, opts, work)

@@ -31,7 +31,7 @@ def block_holes(values: np.ndarray, tile: dr.Tile, coarse: int) -> np.ndarray:
     rows, cols = -(-core.shape[0] // coarse), -(-core.shape[1] // coarse)
     padded = np.zeros((rows * coarse, cols * coarse), bool)  # cells beyond the raster are no holes
     padded[: core.shape[0], : core.shape[1]] = core
-    return padded.reshape(rows, coarse, cols, coarse).any(axis=(1, 3))
+    return np.asarray(padded.reshape(rows, coarse, cols, coarse).any(axis=(1, 3)), bool)
 
 
 def coarse_hole_distance(

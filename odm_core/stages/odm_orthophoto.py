@@ -130,8 +130,8 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
         )
         out = str(tree.orthophoto_work / f"ortho_{name}.npz")
         tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
-    bounds = tree.georeferenced_model_bounds_gpkg
-    crop = str(bounds) if bounds.is_file() else ""
+    bounds_gpkg = tree.georeferenced_model_bounds_gpkg
+    crop = str(bounds_gpkg) if bounds_gpkg.is_file() else ""
     return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse, crop)
 
 

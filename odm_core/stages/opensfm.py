@@ -145,7 +145,7 @@ def _set_prior_focals(db_path: Path, photos: list[Photo]) -> None:
             focal_px = photo.focal_ratio * max(cam.width, cam.height)
             params = np.array(cam.params)
             params[list(cam.focal_length_idxs())] = focal_px
-            cam.params = params
+            cam.params = params.tolist()
             cam.has_prior_focal_length = True
             db.update_camera(cam)
 
