@@ -56,36 +56,46 @@ class StageResult(Protocol):
 R = TypeVar("R", bound=StageResult)
 
 
+# Modules whose effect on a stage reaches its fingerprint as values (the options it is given, the stages
+# it reads), not as code: editing a help text or a progress weight must not invalidate every checkpoint.
+CONFIG_MODULES = frozenset({"odm_core.options", "odm_core.option_specs", "odm_core.registry"})
+
+
 @functools.cache
 def code_digest(stage: str) -> str:
     """Digest of the stage module's source, every odm_core module it imports, and the engine versions.
 
     Raises ModuleNotFoundError when the registry's module for the stage has no source file.
     """
-    module = SPECS[stage].module
-    if not _module_file(module).is_file():
-        raise ModuleNotFoundError(f"{stage}: no source file for its module {module} (odm_core/registry.py)")
-    modules = _module_closure(module) | {"odm_core.checkpoint"}
-    parts = [__version__] + [f"{m}={sha256_file(_module_file(m))}" for m in sorted(modules)]
+    return module_code_digest(SPECS[stage].module, _ROOT.parent)
+
+
+def module_code_digest(module: str, root: Path) -> str:
+    """code_digest of `module` as its source stands under `root` (the folder that holds odm_core/)."""
+    if not _module_file(module, root).is_file():
+        raise ModuleNotFoundError(f"no source file for {module} under {root} (odm_core/registry.py names it)")
+    modules = _module_closure(module, root) | {"odm_core.checkpoint"}
+    parts = [__version__] + [f"{m}={sha256_file(_module_file(m, root))}" for m in sorted(modules)]
     parts += [f"{e}={importlib.metadata.version(e)}" for e in ENGINES]
     return sha256_text(*parts)
 
 
-def _module_file(module: str) -> Path:
-    base = _ROOT.parent.joinpath(*module.split("."))
+def _module_file(module: str, root: Path = _ROOT.parent) -> Path:
+    base = root.joinpath(*module.split("."))
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def _module_closure(module: str) -> set[str]:
-    """odm_core modules that `module` imports, directly or not (read from the source with ast)."""
+def _module_closure(module: str, root: Path = _ROOT.parent) -> set[str]:
+    """odm_core modules that `module` imports, directly or not (read from the source with ast), less the
+    CONFIG_MODULES."""
     seen: set[str] = set()
     todo = [module]
     while todo:
         name = todo.pop()
-        if name in seen or not _module_file(name).exists():
+        if name in seen or name in CONFIG_MODULES or not _module_file(name, root).exists():
             continue
         seen.add(name)
-        tree = ast.parse(_module_file(name).read_text())
+        tree = ast.parse(_module_file(name, root).read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("odm_core"):
                 todo.append(node.module)

@@ -66,7 +66,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         name="opensfm",
         options="OpensfmOptions",
         inputs=("dataset",),
-        reads_photos=False,
+        reads_photos=True,
         dask=False,
         weight=45.0,
         module="odm_core.stages.opensfm",
@@ -137,12 +137,16 @@ STAGES: tuple[StageName, ...] = tuple(s.name for s in STAGE_SPECS)
 SPECS: dict[str, StageSpec] = {s.name: s for s in STAGE_SPECS}
 
 
-def _check_static() -> None:
-    """Names, order and inputs agree, and every module exists (without importing it)."""
-    if get_args(StageName) != STAGES:
-        raise RuntimeError(f"registry: StageName {get_args(StageName)} differs from STAGE_SPECS {STAGES}")
-    for i, spec in enumerate(STAGE_SPECS):
-        late = [s for s in spec.inputs if s not in STAGES[:i]]
+def check_specs(specs: tuple[StageSpec, ...]) -> None:
+    """Names, order and inputs agree, and every module exists (found without importing it).
+
+    Raises RuntimeError or ModuleNotFoundError naming the entry; run on STAGE_SPECS at import.
+    """
+    names = tuple(s.name for s in specs)
+    if get_args(StageName) != names:
+        raise RuntimeError(f"registry: StageName {get_args(StageName)} differs from STAGE_SPECS {names}")
+    for i, spec in enumerate(specs):
+        late = [s for s in spec.inputs if s not in names[:i]]
         if late:
             raise RuntimeError(f"registry: {spec.name} reads {late}, which do not run before it")
         for module in (spec.module, spec.task_module):
@@ -150,7 +154,7 @@ def _check_static() -> None:
                 raise ModuleNotFoundError(f"registry: {spec.name}'s module {module} does not exist")
 
 
-_check_static()
+check_specs(STAGE_SPECS)
 
 
 def stage_of_options(options: object) -> StageSpec:

@@ -18,8 +18,8 @@ import laspy
 import numpy as np
 import pytest
 
+from odm_core.camera.reconstruction import depthmap_size
 from odm_core.cloud.ply import read_ply
-from odm_core.dense.plan import depthmap_size
 from odm_core.evaluate.dense_truth import dense_accuracy
 from odm_core.layout import ProjectTree
 from odm_core.synthetic import SyntheticTruth

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from odm_core.dense.plan import depthmap_size
+from odm_core.camera.reconstruction import depthmap_size
 from odm_core.option_specs import read_boundary
 from odm_core.options import DatasetOptions, OpensfmOptions, PipelineOptions
 from odm_core.registry import STAGES, overall_percent, stages_between

@@ -38,7 +38,8 @@ class ViewCamera:
     dm_focal_px: float
     depth_min: float
     depth_max: float
-    # depth_max near each cell of a coarse grid over the depth map (row-major; see mvs_plan), () for none
+    # depth_max near each cell of a coarse grid over the depth map (row-major; camera/reconstruction.py),
+    # () for none
     local_depth_max: tuple[float, ...] = ()
     local_depth_cols: int = 0
 

@@ -25,12 +25,12 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from odm_core.artifacts import atomic_path, sha256_text, unit_checkpoint_valid
+from odm_core.camera.reconstruction import view_cameras
 from odm_core.camera.view import ViewCamera
 from odm_core.cloud.smrf import SmrfParams
 from odm_core.dem import gridding as dr
 from odm_core.dem.surface import TILE_PX, capped_resolution_m, cloud_extent, fill_coarse, radius_steps
 from odm_core.dem.units import DemUnit, filled_surface
-from odm_core.dense.plan import view_cameras
 from odm_core.errors import OdmStageError
 from odm_core.geo.crop import read_polygon, window_mask, write_polygon
 from odm_core.geo.georef import GeoReference

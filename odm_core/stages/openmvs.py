@@ -14,10 +14,11 @@ from pathlib import Path
 import pycolmap
 
 from odm_core.artifacts import sha256_text, write_json
+from odm_core.camera.reconstruction import view_cameras
 from odm_core.camera.view import ViewCamera
 from odm_core.cloud.ply import write_ply
 from odm_core.dense.fusion import merge_fused
-from odm_core.dense.plan import UnitResult, ViewUnit, neighbours, view_cameras
+from odm_core.dense.plan import UnitResult, ViewUnit, neighbours
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import OpenmvsOptions
