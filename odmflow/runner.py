@@ -45,7 +45,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
     import pycolmap
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    pycolmap.logging.minloglevel = pycolmap.logging.WARNING  # COLMAP's INFO lines are per image and pair
+    pycolmap.logging.minloglevel = int(pycolmap.logging.WARNING)  # COLMAP's INFO lines: per image and pair
     logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's cluster start/stop lines
 
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):

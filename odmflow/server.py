@@ -234,11 +234,11 @@ def _start_dask(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
     dask, n, info = str(BIN / "dask"), cfg.dask_workers, Path(run.state.home) / "dask-scheduler.json"
     info.unlink(missing_ok=True)
     echo(f"starting a Dask scheduler at {address} and {n} worker(s)")
-    args = ("--host", "127.0.0.1", "--port", str(cfg.dask_port), "--scheduler-file", str(info))
-    run.spawn("dask-scheduler", dask, "scheduler", *args, "--no-dashboard")
+    scheduler = ("--host", "127.0.0.1", "--port", str(cfg.dask_port), "--scheduler-file", str(info))
+    run.spawn("dask-scheduler", dask, "scheduler", *scheduler, "--no-dashboard")
     for i in range(1, n + 1):
-        args = ("--nworkers", "1", "--nthreads", "1", "--no-dashboard")
-        run.spawn(f"dask-worker-{i}", dask, "worker", address, *args)
+        worker = ("--nworkers", "1", "--nthreads", "1", "--no-dashboard")
+        run.spawn(f"dask-worker-{i}", dask, "worker", address, *worker)
     clients: list[Client] = []
 
     def ready() -> bool:  # connect only once our scheduler has written its file: a stranger may never answer
