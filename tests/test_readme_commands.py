@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -130,3 +131,32 @@ def test_prefect_task_run_lines_still_reach_the_api(
         log_filter = filters.LogFilter(task_run_id=ids)
         messages = [log.message for log in client.read_logs(log_filter=log_filter)]
     assert any(m.startswith("Finished in state Completed") for m in messages), messages
+
+
+_CONSOLE_LEVELS = (  # a fresh process configures Prefect's logging as a Dask worker's task engine does
+    "import logging; from prefect.logging.configuration import ensure_logging_setup; "
+    "from prefect.logging.handlers import PrefectConsoleHandler; ensure_logging_setup(); "
+    "print([h.level for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)])"
+)
+
+
+@pytest.mark.parametrize(("verbose", "levels"), [(False, "[30]"), (True, "[0]")])
+def test_child_processes_print_prefect_lines_only_with_verbose(
+    verbose: bool, levels: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The processes a run spawns (its Dask workers) configure Prefect's console at WARNING unless -v."""
+    import logging
+
+    import pycolmap
+
+    from odmflow.runner import CHILD_CONSOLE_LEVEL_ENV, _quiet_prefect_console
+
+    monkeypatch.setenv(CHILD_CONSOLE_LEVEL_ENV, "unset")  # so that the teardown restores what was there
+    monkeypatch.delenv(CHILD_CONSOLE_LEVEL_ENV)
+    monkeypatch.setattr(pycolmap.logging, "minloglevel", pycolmap.logging.minloglevel)
+    monkeypatch.setattr(logging.getLogger("distributed"), "level", logging.getLogger("distributed").level)
+    _quiet_prefect_console(verbose)
+    child = subprocess.run(
+        [sys.executable, "-c", _CONSOLE_LEVELS], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert child.stdout.strip() == levels, child.stdout + child.stderr
