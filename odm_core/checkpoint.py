@@ -52,6 +52,10 @@ class StageResult(Protocol):
     @property
     def outputs(self) -> tuple[Path, ...]: ...
 
+    def summary(self) -> list[str]:
+        """The lines the run's closing summary shows for this stage."""
+        ...
+
 
 R = TypeVar("R", bound=StageResult)
 

@@ -75,49 +75,10 @@ def run_pipeline(project: Path | str, options: PipelineOptions, verbose: bool = 
 
 
 def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:
+    """The closing lines: each stage's state and time, then each stage result's own summary lines."""
     done = ", ".join(f"{r.stage} ({'checkpoint' if r.cached else 'ran'})" for r in runs.values())
     lines = [f"finished in {elapsed_s:.1f} s: {done}"]
     lines.append("stage seconds: " + ", ".join(f"{r.stage} {r.seconds:.1f}" for r in runs.values()))
-    results = {stage: r.result for stage, r in runs.items()}
-    if ds := results.get("dataset"):
-        lines.append(f"dataset: {ds.n_photos} photos used, {len(ds.skipped)} skipped")
-    if sfm := results.get("opensfm"):
-        lines.append(
-            f"opensfm: {sfm.n_registered}/{sfm.n_photos} photos registered, {sfm.n_points} points, "
-            f"reprojection error {sfm.mean_reprojection_error_px:.3f} px"
-        )
-        if sfm.unregistered:
-            lines.append(f"  not registered: {', '.join(sfm.unregistered)}")
-        if sfm.gps_rms_horizontal_m is not None:
-            lines.append(f"  camera centres vs GPS: {sfm.gps_rms_horizontal_m:.2f} m RMS horizontal")
-        else:
-            lines.append("  not georeferenced: local coordinates (no GPS)")
-    if mvs := results.get("openmvs"):
-        lines.append(
-            f"openmvs: {mvs.n_points} dense points from {mvs.n_views} depth maps of "
-            f"{mvs.depthmap_width}x{mvs.depthmap_height} px ({mvs.units_computed} view units computed, "
-            f"{mvs.units_reused} from checkpoints, {mvs.unit_seconds:.1f} s of work; worker peak memory "
-            f"{mvs.worker_peak_rss_mb:.0f} MiB)"
-        )
-    if fp := results.get("odm_filterpoints"):
-        lines.append(
-            f"odm_filterpoints: {fp.n_points} of {fp.n_input} points kept, spacing {fp.spacing_m:.3f} m"
-        )
-    if geo := results.get("odm_georeferencing"):
-        crs = f"EPSG:{geo.epsg}" if geo.epsg else "model coordinates (no CRS)"
-        lines.append(f"odm_georeferencing: {geo.n_points} points in {crs}")
-    if (dem := results.get("odm_dem")) and dem.kinds:
-        lines.append(
-            f"odm_dem: {' and '.join(k.upper() for k in dem.kinds)} at {100 * dem.resolution_m:.1f} cm, "
-            f"{dem.width}x{dem.height} cells in {dem.n_tiles} tile(s); worker peak memory "
-            f"{dem.worker_peak_rss_mb:.0f} MiB"
-        )
-    if (ortho := results.get("odm_orthophoto")) and ortho.outputs:
-        lines.append(
-            f"odm_orthophoto: {ortho.width}x{ortho.height} px at {100 * ortho.resolution_m:.1f} cm, "
-            f"{100 * ortho.valid_share:.0f}% covered, in {ortho.n_tiles} tile(s); worker peak memory "
-            f"{ortho.worker_peak_rss_mb:.0f} MiB"
-        )
-    if (report := results.get("odm_report")) and report.average_gsd_cm is not None:
-        lines.append(f"odm_report: average GSD {report.average_gsd_cm:.2f} cm")
+    for run in runs.values():
+        lines += run.result.summary()
     typer.echo("\n".join(lines))

@@ -53,6 +53,10 @@ class DatasetResult:
     epsg: int | None
     outputs: tuple[Path, ...]
 
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage."""
+        return [f"dataset: {self.n_photos} photos used, {len(self.skipped)} skipped"]
+
 
 def dataset(
     tree: ProjectTree,

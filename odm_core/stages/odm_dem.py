@@ -67,6 +67,16 @@ class DemResult:
     worker_peak_rss_mb: float
     outputs: tuple[Path, ...]
 
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage (none when no DEM was asked for)."""
+        if not self.kinds:
+            return []
+        return [
+            f"odm_dem: {' and '.join(k.upper() for k in self.kinds)} at {100 * self.resolution_m:.1f} cm, "
+            f"{self.width}x{self.height} cells in {self.n_tiles} tile(s); worker peak memory "
+            f"{self.worker_peak_rss_mb:.0f} MiB"
+        ]
+
 
 def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
     """The grid over the cloud and one raw and one final unit per tile and raster (--dsm, --dtm)."""

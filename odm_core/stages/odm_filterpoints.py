@@ -50,6 +50,11 @@ class FilterpointsResult:
     spacing_m: float
     outputs: tuple[Path, ...]
 
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage."""
+        kept = f"{self.n_points} of {self.n_input} points kept, spacing {self.spacing_m:.3f} m"
+        return [f"odm_filterpoints: {kept}"]
+
 
 def odm_filterpoints(tree: ProjectTree, opts: FilterpointsOptions) -> FilterpointsResult:
     """Filter the dense cloud (the sparse one with --fast-orthophoto) into odm_filterpoints/.

@@ -34,6 +34,11 @@ class GeoreferencingResult:
     epsg: int | None
     outputs: tuple[Path, ...]
 
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage."""
+        crs = f"EPSG:{self.epsg}" if self.epsg else "model coordinates (no CRS)"
+        return [f"odm_georeferencing: {self.n_points} points in {crs}"]
+
 
 def odm_georeferencing(tree: ProjectTree, opts: GeoreferencingOptions) -> GeoreferencingResult:
     """Write odm_georeferenced_model.laz, and .las (--pc-las) / .csv (--pc-csv) when asked.

@@ -84,6 +84,16 @@ class OrthophotoResult:
     worker_peak_rss_mb: float
     outputs: tuple[Path, ...]
 
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage (none with --skip-orthophoto)."""
+        if not self.outputs:
+            return []
+        return [
+            f"odm_orthophoto: {self.width}x{self.height} px at {100 * self.resolution_m:.1f} cm, "
+            f"{100 * self.valid_share:.0f}% covered, in {self.n_tiles} tile(s); worker peak memory "
+            f"{self.worker_peak_rss_mb:.0f} MiB"
+        ]
+
 
 def skipped(tree: ProjectTree) -> OrthophotoResult:
     """--skip-orthophoto: nothing is made, and an orthophoto of an earlier run is removed (it no longer

@@ -28,6 +28,12 @@ class ReportResult:
     average_gsd_cm: float | None
     outputs: tuple[Path, ...]
 
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage."""
+        if self.average_gsd_cm is None:
+            return []
+        return [f"odm_report: average GSD {self.average_gsd_cm:.2f} cm"]
+
 
 def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
     """Write odm_report/shots.geojson (when georeferenced) and odm_report/stats.json."""

@@ -52,6 +52,15 @@ class OpenmvsResult:
     unit_seconds: float
     outputs: tuple[Path, ...]
 
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage."""
+        return [
+            f"openmvs: {self.n_points} dense points from {self.n_views} depth maps of "
+            f"{self.depthmap_width}x{self.depthmap_height} px ({self.units_computed} view units computed, "
+            f"{self.units_reused} from checkpoints, {self.unit_seconds:.1f} s of work; worker peak memory "
+            f"{self.worker_peak_rss_mb:.0f} MiB)"
+        ]
+
 
 def plan_openmvs(tree: ProjectTree, opts: OpenmvsOptions, key: str) -> DensePlan:
     """Choose views and neighbours from the sparse model; write views.json; one unit per view and phase.

@@ -19,12 +19,13 @@ import pycolmap
 
 from odm_core.artifacts import write_json
 from odm_core.errors import OdmStageError
-from odm_core.geo.georef import GeoReference, lla_to_utm
+from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
 from odm_core.sfm import export as sfm_export
 from odm_core.sfm.features import feature_process_size
+from odm_core.sfm.gps import gps_errors, gps_local_m, gps_residuals_m
 from odm_core.sfm.pairs import EXHAUSTIVE_MAX_PHOTOS, gps_pairs
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,20 @@ class OpensfmResult:
     georeferenced: bool
     gps_rms_horizontal_m: float | None
     outputs: tuple[Path, ...]
+
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage."""
+        lines = [
+            f"opensfm: {self.n_registered}/{self.n_photos} photos registered, {self.n_points} points, "
+            f"reprojection error {self.mean_reprojection_error_px:.3f} px"
+        ]
+        if self.unregistered:
+            lines.append(f"  not registered: {', '.join(self.unregistered)}")
+        if self.gps_rms_horizontal_m is not None:
+            lines.append(f"  camera centres vs GPS: {self.gps_rms_horizontal_m:.2f} m RMS horizontal")
+        else:
+            lines.append("  not georeferenced: local coordinates (no GPS)")
+        return lines
 
 
 def load_photos(images_json: Path) -> list[Photo]:
@@ -150,20 +165,6 @@ def _set_prior_focals(db_path: Path, photos: list[Photo]) -> None:
             db.update_camera(cam)
 
 
-def gps_local_m(photos: list[Photo], georef: GeoReference) -> dict[str, np.ndarray]:
-    """Each geotagged photo's GPS position in the model frame (UTM minus the offset; no altitude: 0)."""
-    gps = [p for p in photos if p.has_gps]
-    if not gps:
-        return {}
-    xyz = lla_to_utm(
-        georef.epsg,
-        np.array([p.latitude for p in gps]),
-        np.array([p.longitude for p in gps]),
-        np.array([p.altitude or 0.0 for p in gps]),
-    )
-    return {p.filename: row - georef.offset for p, row in zip(gps, xyz, strict=True)}
-
-
 def _write_priors(db_path: Path, photos: list[Photo], georef: GeoReference | None) -> int:
     """Replace COLMAP's own EXIF priors with ours: UTM minus the project offset, with --gps-accuracy."""
     by_name = {p.filename: p for p in photos}
@@ -245,32 +246,6 @@ def _map(
             "(check overlap, or raise --min-num-features / --feature-quality)"
         )
     return max(models.values(), key=lambda r: r.num_reg_images())
-
-
-def gps_residuals_m(rec: pycolmap.Reconstruction, photos: list[Photo], georef: GeoReference) -> np.ndarray:
-    """Camera centre minus GPS position (N x 3 metres) for every registered, geotagged photo."""
-    local = gps_local_m(photos, georef)
-    rows = [
-        im.projection_center() - local[im.name]
-        for im in rec.images.values()
-        if im.has_pose and im.name in local
-    ]
-    return np.array(rows).reshape(-1, 3)
-
-
-def gps_errors(residuals_m: np.ndarray) -> dict[str, object]:
-    """ODM's gps_errors block: per-axis mean, std and RMS, their norm, and the horizontal RMS."""
-    if len(residuals_m) == 0:
-        return {}
-    axes = ("x", "y", "z")
-    rms = np.sqrt(np.mean(residuals_m**2, axis=0))
-    return {
-        "mean": dict(zip(axes, map(float, residuals_m.mean(axis=0)), strict=True)),
-        "std": dict(zip(axes, map(float, residuals_m.std(axis=0)), strict=True)),
-        "error": dict(zip(axes, map(float, rms), strict=True)),
-        "average_error": float(np.linalg.norm(rms)),
-        "horizontal_rms": float(np.sqrt(np.mean(np.sum(residuals_m[:, :2] ** 2, axis=1)))),
-    }
 
 
 def _stats(
