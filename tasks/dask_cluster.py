@@ -75,7 +75,7 @@ def _local_cluster_kwargs(max_concurrency: int) -> dict[str, Any]:
         "n_workers": workers,
         "threads_per_worker": 1,
         "processes": True,
-        "dashboard_address": None,
+        "dashboard_address": ":0",  # a free port: a fixed 8787 warns whenever another cluster holds it
         "memory_limit": int(MEMORY_FRACTION * _total_memory_bytes() / workers),
         "env": {
             "PREFECT_API_URL": api_url,
