@@ -18,7 +18,7 @@ from odm_core.dem import gridding as dr
 from odm_core.errors import OdmStageError
 from odm_core.geo import crop
 from odm_core.layout import ProjectTree
-from odm_core.options import DemOptions, GeoreferencingOptions
+from odm_core.options import DemOptions, GeoreferencingOptions, OrthophotoOptions
 from odm_core.stages.odm_georeferencing import write_crop_bounds
 
 UTM = (500000.0, 5000000.0)
@@ -162,20 +162,15 @@ def test_cutline_goes_around_a_building_inside_the_crop() -> None:
 
 
 def test_crop_cutline_and_euclidean_map_on_the_synthetic_survey(
-    processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
+    processed: ProjectTree, tmp_path: Path
 ) -> None:
-    import shutil
+    from tests.inprocess import copy_processed, run_stage
 
-    from tests.conftest import run_cli, stage_states
-
-    tree = ProjectTree(tmp_path / "crop")
-    shutil.copytree(processed.root, tree.root, symlinks=True)
+    tree = copy_processed(processed, tmp_path / "crop")
     bounds = crop.read_polygon(tree.georeferenced_model_bounds_gpkg)  # --crop 3 by default
     assert pyogrio.read_info(tree.georeferenced_model_bounds_geojson)["features"] == 1
-    args = ["run", str(tree.root), "--dsm", "--dem-euclidean-map", "--orthophoto-cutline"]
-    result = run_cli(args, prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states("odm_dem", "odm_orthophoto") in result.stdout
+    run_stage(tree, "odm_dem", DemOptions(dsm=True, dem_euclidean_map=True))
+    run_stage(tree, "odm_orthophoto", OrthophotoOptions(orthophoto_cutline=True))
     with rasterio.open(tree.dsm_tif) as dsm, rasterio.open(tree.dem_euclidean("dsm")) as emap:
         values, distance = dsm.read(1), emap.read(1)
         inside = crop.window_mask(bounds, dsm.transform, dsm.shape)
@@ -190,8 +185,8 @@ def test_crop_cutline_and_euclidean_map_on_the_synthetic_survey(
     line = crop.read_polygon(tree.orthophoto_cutline)
     assert line.is_valid and bounds.buffer(1e-6).contains(line) and line.area > 0.5 * bounds.area
 
-    result = run_cli(["run", str(tree.root), "--dsm"], prefect_env)  # options off: their files go
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_stage(tree, "odm_dem", DemOptions(dsm=True))  # options off: their files go
+    run_stage(tree, "odm_orthophoto", OrthophotoOptions())
     assert not tree.dem_euclidean("dsm").exists() and not tree.orthophoto_cutline.exists()
 
 

@@ -15,21 +15,18 @@ from odm_core.cloud.smrf import SmrfParams, classify_ground
 from odm_core.dem import gridding as dr
 from odm_core.evaluate.dem_truth import dem_accuracy
 from odm_core.layout import ProjectTree
+from odm_core.options import DemOptions, OpenmvsOptions, PipelineOptions
 from odm_core.synthetic import SyntheticTruth
-from tests.conftest import run_cli, stage_states
+from tests.inprocess import copy_processed, run_stage
 
 
 @pytest.fixture(scope="module")
-def dem_run(
-    processed: ProjectTree, tmp_path_factory: pytest.TempPathFactory, prefect_env: dict[str, str]
-) -> ProjectTree:
-    dest = tmp_path_factory.mktemp("dem") / "survey"
-    shutil.copytree(processed.root, dest, symlinks=True)
-    result = run_cli(["run", str(dest), "--dsm", "--dtm"], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states("odm_dem") in result.stdout
-    assert "odm_dem: DSM and DTM at" in result.stdout
-    return ProjectTree(dest)
+def dem_run(processed: ProjectTree, tmp_path_factory: pytest.TempPathFactory) -> ProjectTree:
+    """The odm_dem stage with --dsm --dtm, run directly on a copy of the processed survey."""
+    tree = copy_processed(processed, tmp_path_factory.mktemp("dem") / "survey")
+    result = run_stage(tree, "odm_dem", DemOptions(dsm=True, dtm=True))
+    assert result.kinds == ("dsm", "dtm") and {tree.dsm_tif, tree.dtm_tif} <= set(result.outputs)
+    return tree
 
 
 def test_dsm_and_dtm_are_valid_cogs(dem_run: ProjectTree) -> None:
@@ -49,7 +46,6 @@ def test_dsm_and_dtm_are_valid_cogs(dem_run: ProjectTree) -> None:
 def test_dsm_matches_the_true_surface(survey: SyntheticTruth, dem_run: ProjectTree) -> None:
     gsd_m = json.loads((survey.project_dir / "truth" / "truth.json").read_text())["gsd_m"]
     acc = dem_accuracy(survey.project_dir / "truth", dem_run.dsm_tif, dem_run.shots_geojson, "dsm")
-    print(acc)
     assert acc.cell_m == pytest.approx(0.9 * gsd_m, rel=0.01)  # 5 cm asked, capped by the GSD as in ODM
     assert acc.open_ground_rmse_m <= 2 * gsd_m  # acceptance: 2 GSD on open ground
     # acceptance: building edges within 2 cells; measured 2.0 at the default --pc-quality medium (52% of
@@ -58,23 +54,18 @@ def test_dsm_matches_the_true_surface(survey: SyntheticTruth, dem_run: ProjectTr
     assert acc.edge_p90_cells <= 9.0
 
 
+@pytest.mark.slow
 def test_dsm_edges_at_full_resolution_depth_maps(
-    survey: SyntheticTruth,
-    processed: ProjectTree,
-    tmp_path_factory: pytest.TempPathFactory,
-    prefect_env: dict[str, str],
+    survey: SyntheticTruth, processed: ProjectTree, tmp_path: Path
 ) -> None:
     """Roof outlines within 2 cells of the truth, and the 90th percentile within 6, once the depth maps
     have the photos' own resolution (--pc-quality ultra; at the default medium the p90 is 8 cells)."""
-    dest = tmp_path_factory.mktemp("dem-ultra") / "survey"
-    shutil.copytree(processed.root, dest, symlinks=True)
-    args = ["run", str(dest), "--pc-quality", "ultra", "--dsm", "--end-with", "odm_dem"]
-    result = run_cli(args, prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    tree = ProjectTree(dest)
+    tree = copy_processed(processed, tmp_path / "survey")
+    opts = PipelineOptions(openmvs=OpenmvsOptions(pc_quality="ultra"), odm_dem=DemOptions(dsm=True))
+    for stage in ("openmvs", "odm_filterpoints", "odm_georeferencing", "odm_dem"):
+        run_stage(tree, stage, getattr(opts, stage), workers=2)
     gsd_m = json.loads((survey.project_dir / "truth" / "truth.json").read_text())["gsd_m"]
     acc = dem_accuracy(survey.project_dir / "truth", tree.dsm_tif, tree.shots_geojson, "dsm")
-    print(acc)
     assert acc.edge_median_cells <= 2.0  # acceptance: building edges within 2 cells
     assert acc.edge_p90_cells <= 6.0
     assert acc.open_ground_rmse_m <= gsd_m

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -23,9 +22,8 @@ from odm_core.cloud.ply import read_ply
 from odm_core.evaluate.dense_truth import dense_accuracy
 from odm_core.layout import ProjectTree
 from odm_core.synthetic import SyntheticTruth
-from tests.conftest import AFTER_OPENSFM, REPO, SYNTHETIC, run_cli, stage_states
-
-UNITS = re.compile(r"openmvs: (\d+) dense points .* \((\d+) view units computed, (\d+) from checkpoints")
+from tests.conftest import REPO, SYNTHETIC, run_cli
+from tests.inprocess import AFTER_OPENSFM, copy_processed, expected, run_flow, states
 
 
 def test_dense_cloud_lies_on_the_true_surface(survey: SyntheticTruth, processed: ProjectTree) -> None:
@@ -56,15 +54,11 @@ def survey_photos(tree: ProjectTree) -> int:
     return len(list(tree.images.iterdir()))
 
 
-def _copy_processed(processed: ProjectTree, dest: Path) -> ProjectTree:
-    shutil.copytree(processed.root, dest, symlinks=True)
-    return ProjectTree(dest)
-
-
+@pytest.mark.slow
 def test_sigkill_during_openmvs_redoes_only_missing_views(
     processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
-    tree = _copy_processed(processed, tmp_path / "killed")
+    tree = copy_processed(processed, tmp_path / "killed")
     log = tmp_path / "first.log"
     started = time.time()
     proc = subprocess.Popen(
@@ -75,6 +69,8 @@ def test_sigkill_during_openmvs_redoes_only_missing_views(
             "run",
             str(tree.root),
             "--rerun-from",
+            "openmvs",
+            "--end-with",
             "openmvs",
             "--pc-quality",
             "high",
@@ -95,13 +91,12 @@ def test_sigkill_during_openmvs_redoes_only_missing_views(
     assert not tree.manifest("openmvs").exists()
     done = len(_fresh_depthmaps(tree, started))
 
-    result = run_cli(["run", str(tree.root), "--pc-quality", "high"], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states(*AFTER_OPENSFM) in result.stdout
-    _, computed, reused = map(int, UNITS.search(result.stdout).groups())  # type: ignore[union-attr]
-    assert reused >= done >= 3
-    assert computed + reused == 3 * survey_photos(tree)
-    assert tree.georeferenced_model_laz.is_file()
+    runs = run_flow(tree, pc_quality="high", end_with="openmvs")
+    assert states(runs) == expected("openmvs", end_with="openmvs")
+    dense = runs["openmvs"].result
+    assert dense.units_reused >= done >= 3
+    assert dense.units_computed + dense.units_reused == 3 * survey_photos(tree)
+    assert tree.manifest("openmvs").is_file() and len(read_ply(tree.openmvs_model)) == dense.n_points
     assert not list(tree.root.rglob("*.part"))
 
 
@@ -160,19 +155,18 @@ def test_dense_stage_on_an_existing_dask_cluster(
 ) -> None:
     from distributed import Client
 
-    tree = _copy_processed(processed, tmp_path / "on-cluster")
+    tree = copy_processed(processed, tmp_path / "on-cluster")
     shutil.rmtree(tree.depthmaps)
     with Client(dask_cluster) as client:
         worker_pids = set(client.run(os.getpid).values())
-    args = ["run", str(tree.root), "--rerun-from", "openmvs", "--end-with", "openmvs"]
-    result = run_cli([*args, "--dask-address", dask_cluster], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    n_points, computed, reused = map(int, UNITS.search(result.stdout).groups())  # type: ignore[union-attr]
-    assert (computed, reused) == (3 * survey_photos(tree), 0)
+    runs = run_flow(tree, rerun_from="openmvs", end_with="openmvs", dask_address=dask_cluster)
+    assert states(runs) == expected("openmvs", end_with="openmvs")
+    dense = runs["openmvs"].result
+    assert (dense.units_computed, dense.units_reused) == (3 * survey_photos(tree), 0)
     with Client(dask_cluster) as client:
         ran_on = client.run(lambda dask_worker: dask_worker.state.executed_count)
     assert len(worker_pids) == 2 and all(n > 0 for n in ran_on.values())  # both workers took view units
-    assert n_points == len(read_ply(processed.openmvs_model))  # same cloud as the local cluster made
+    assert dense.n_points == len(read_ply(processed.openmvs_model))  # same cloud as the local cluster made
 
 
 def test_bad_dask_address_is_refused_before_any_work(
@@ -185,10 +179,9 @@ def test_bad_dask_address_is_refused_before_any_work(
 def test_fast_orthophoto_skips_dense_matching(
     processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
-    tree = _copy_processed(processed, tmp_path / "fast")
-    result = run_cli(["run", str(tree.root), "--fast-orthophoto"], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states(*AFTER_OPENSFM[1:], skipped=("openmvs",)) in result.stdout
+    tree = copy_processed(processed, tmp_path / "fast")
+    runs = run_flow(tree, fast_orthophoto=True)
+    assert states(runs) == expected(*AFTER_OPENSFM[1:], skipped=("openmvs",))
     sparse = read_ply(tree.sparse_ply)
     assert len(laspy.read(tree.georeferenced_model_laz).points) <= len(sparse)
     assert tree.orthophoto_tif.is_file()  # ODM's fast orthophoto: rendered onto the sparse surface
@@ -211,23 +204,22 @@ def test_nested_flows_get_their_plan_by_path(processed: ProjectTree, prefect_env
 
 def test_local_depth_bound_keeps_the_surface_and_is_tighter(processed: ProjectTree) -> None:
     """Each view's depth bound near its tie points lets every surface point through (the dense cloud,
-    which lies on the true surface), and it is tighter than the global depth_max somewhere."""
+    which lies on the true surface), and it is tighter than the global depth_max over most of each view
+    (measured: 89-100% of each view's pixels below 0.95 x depth_max on the test survey)."""
     from odm_core.artifacts import read_plan
 
     views = read_plan(str(processed.plan("openmvs"))).views
     cloud = read_ply(processed.openmvs_model)
     world = np.column_stack([cloud["x"], cloud["y"], cloud["z"]])
-    tighter = 0
     for view in views:
         bound = view.depth_bound()
         assert bound.shape == (view.dm_height, view.dm_width)
         assert np.all(bound <= view.depth_max + 1e-6)
-        tighter += int(np.sum(bound < 0.95 * view.depth_max))
+        assert np.mean(bound < 0.95 * view.depth_max) >= 0.5, f"{view.name}: the bound is mostly global"
         u, v, z = view.project(world)
-        seen = (z > 0) & (u >= 0) & (v >= 0) & (u < view.dm_width) & (v < view.dm_height)
+        seen = view.in_depth_map(u, v, z)
         beyond = z[seen] > bound[v[seen].astype(int), u[seen].astype(int)]
         assert beyond.mean() < 0.001, f"{view.name}: {beyond.mean():.2%} of the cloud lies beyond its bound"
-    assert tighter > 0
 
 
 def test_depth_bound_follows_its_grid() -> None:

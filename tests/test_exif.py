@@ -172,7 +172,7 @@ def test_gps_zero_zero_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixtu
 
 def test_malformed_xmp_is_ignored(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><broken</x:xmpmeta>'
-    with caplog.at_level(logging.WARNING, "odm_core.photos.exif"):
+    with caplog.at_level(logging.WARNING, "odm_core.photos.xmp"):  # XMP is parsed there
         photo = read_photo(make_jpeg(tmp_path / "x.jpg", make_exif(), xmp), OPTS)
     assert photo.has_gps and photo.relative_altitude is None
     assert "malformed XMP" in caplog.text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,10 @@ import rasterio
 from odm_core.camera.view import ViewCamera
 from odm_core.evaluate.ortho_truth import ortho_accuracy
 from odm_core.layout import ProjectTree
+from odm_core.options import DemOptions, OrthophotoOptions
 from odm_core.ortho.render import project, visible
 from odm_core.synthetic import SyntheticTruth
-from tests.conftest import run_cli, stage_states
+from tests.inprocess import copy_processed, expected, run_flow, run_stage, states
 
 
 def test_orthophoto_is_an_rgba_cog_in_the_projects_crs(processed: ProjectTree) -> None:
@@ -33,25 +33,21 @@ def test_orthophoto_is_an_rgba_cog_in_the_projects_crs(processed: ProjectTree) -
 
 def test_orthophoto_lines_up_with_the_true_one(survey: SyntheticTruth, processed: ProjectTree) -> None:
     acc = ortho_accuracy(survey.project_dir / "truth", processed.orthophoto_tif, processed.shots_geojson)
-    print(acc)
     assert acc.tiles >= 20
     assert acc.median_shift_px <= 1.0  # acceptance: at output resolution, per tile
     assert acc.covered >= 0.6
 
 
 def test_orthophoto_options(processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]) -> None:
-    tree = ProjectTree(tmp_path / "opts")
-    shutil.copytree(processed.root, tree.root, symlinks=True)
-    args = ["run", str(tree.root), "--orthophoto-png", "--orthophoto-compression", "JPEG"]
-    result = run_cli([*args, "--orthophoto-resolution", "20"], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states("odm_orthophoto") in result.stdout
+    tree = copy_processed(processed, tmp_path / "opts")
+    opts = OrthophotoOptions(orthophoto_png=True, orthophoto_compression="JPEG", orthophoto_resolution=20)
+    run_stage(tree, "odm_orthophoto", opts)
     with rasterio.open(tree.orthophoto_tif) as src:
         assert src.res == pytest.approx((0.2, 0.2))
         assert src.compression == rasterio.enums.Compression.jpeg
     assert tree.orthophoto_png.is_file()
-    result = run_cli(["run", str(tree.root), "--skip-orthophoto"], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
+    # through the pipeline: --skip-orthophoto re-runs only the orthophoto stage, which removes its outputs
+    assert states(run_flow(tree, skip_orthophoto=True)) == expected("odm_orthophoto")
     assert not tree.orthophoto_tif.exists() and not tree.orthophoto_png.exists()
 
 
@@ -91,18 +87,15 @@ def test_a_roof_hides_the_ground_behind_it() -> None:
     assert np.all(seen[(points[:, 2] == 0) & (points[:, 0] < 0)])
 
 
-def test_tiles_kmz_and_no_cog(processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]) -> None:
+def test_tiles_kmz_and_no_cog(processed: ProjectTree, tmp_path: Path) -> None:
     import json
     import zipfile
 
     import cv2
 
-    tree = ProjectTree(tmp_path / "tiles")
-    shutil.copytree(processed.root, tree.root, symlinks=True)
-    args = ["run", str(tree.root), "--dsm", "--tiles", "--orthophoto-kmz", "--no-cog"]
-    result = run_cli(args, prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states("odm_dem", "odm_orthophoto") in result.stdout
+    tree = copy_processed(processed, tmp_path / "tiles")
+    run_stage(tree, "odm_dem", DemOptions(dsm=True, tiles=True, cog=False))
+    run_stage(tree, "odm_orthophoto", OrthophotoOptions(tiles=True, orthophoto_kmz=True, cog=False))
     for folder in (tree.orthophoto_tiles, tree.dsm_tiles):
         zooms = sorted(int(z.name) for z in folder.iterdir())
         assert zooms == list(range(zooms[0], zooms[-1] + 1)) and zooms[-1] >= 19
@@ -126,8 +119,8 @@ def test_tiles_kmz_and_no_cog(processed: ProjectTree, tmp_path: Path, prefect_en
                 and src.overviews(1)
                 and src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") != "COG"
             )
-    result = run_cli(["run", str(tree.root)], prefect_env)  # options off: their outputs go
-    assert result.returncode == 0, result.stdout + result.stderr
+    run_stage(tree, "odm_dem", DemOptions())  # options off: their outputs go
+    run_stage(tree, "odm_orthophoto", OrthophotoOptions())
     assert (
         not tree.orthophoto_tiles.exists()
         and not tree.dsm_tiles.exists()

@@ -3,10 +3,8 @@ on a project that holds only the artifacts of the stages it declares as inputs."
 
 from __future__ import annotations
 
-import json
 import shutil
 import typing
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,21 +12,10 @@ from typing import Any
 import pytest
 
 from odm_core import checkpoint, options, registry
-from odm_core.dem.units import run_dem_unit
-from odm_core.dense.units import run_unit
 from odm_core.layout import ProjectTree
 from odm_core.options import DemOptions, PipelineOptions
 from odm_core.registry import SPECS, STAGE_SPECS, STAGES
-from odm_core.stages import (
-    dataset,
-    odm_dem,
-    odm_filterpoints,
-    odm_georeferencing,
-    odm_orthophoto,
-    odm_report,
-    openmvs,
-    opensfm,
-)
+from tests.inprocess import RUNNERS, declared_inputs_only, run_stage
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -103,66 +90,14 @@ def test_editing_dense_code_leaves_the_dem_checkpoint_valid(tmp_path: Path) -> N
     assert checkpoint.module_code_digest(SPECS["odm_report"].module, root) == before["odm_report"]
 
 
-# How each stage's function runs in this process, without Prefect or Dask (units one after another).
-def _run_dense(tree: ProjectTree, opts: Any) -> Any:
-    plan = openmvs.plan_openmvs(tree, opts, "test")
-    return openmvs.finish_openmvs(tree, plan, [run_unit(u) for phase in plan.phases for u in phase])
-
-
-def _run_dem(tree: ProjectTree, opts: Any) -> Any:
-    plan = odm_dem.plan_odm_dem(tree, opts, "test")
-    results = [run_dem_unit(u) for u in plan.raw]
-    for kind in plan.kinds:
-        odm_dem.fill_dem_coarse(tree, plan, kind)
-    return odm_dem.finish_odm_dem(tree, plan, results + [run_dem_unit(u) for u in plan.final])
-
-
-def _run_ortho(tree: ProjectTree, opts: Any) -> Any:
-    plan = odm_orthophoto.plan_odm_orthophoto(tree, opts, "test")
-    for unit in plan.surface:
-        run_dem_unit(unit)
-    odm_orthophoto.fill_surface(plan)
-    results = [odm_orthophoto.render_tile(u) for u in plan.tiles]
-    return odm_orthophoto.finish_odm_orthophoto(tree, plan, opts, results)
-
-
-RUNNERS: dict[str, Callable[[ProjectTree, Any], Any]] = {
-    "dataset": lambda tree, opts: dataset.dataset(tree, opts),
-    "opensfm": lambda tree, opts: opensfm.opensfm(tree, opts, 2),
-    "openmvs": _run_dense,
-    "odm_filterpoints": odm_filterpoints.odm_filterpoints,
-    "odm_georeferencing": odm_georeferencing.odm_georeferencing,
-    "odm_dem": _run_dem,
-    "odm_orthophoto": _run_ortho,
-    "odm_report": odm_report.odm_report,
-}
-
-
-def _declared_inputs_only(source: ProjectTree, stage: str, dest: Path) -> ProjectTree:
-    """A new project holding the photos (if the stage reads them) and the manifests and outputs of the
-    stages it declares, nothing else."""
-    tree = ProjectTree(dest)
-    dest.mkdir(parents=True)
-    if SPECS[stage].reads_photos:
-        shutil.copytree(source.images, tree.images)
-    for upstream in SPECS[stage].inputs:
-        manifest = json.loads(source.manifest(upstream).read_text())
-        for rel in manifest["outputs"]:
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source.root / rel, dest / rel)
-        tree.manifest(upstream).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source.manifest(upstream), tree.manifest(upstream))
-    return tree
-
-
 @pytest.mark.slow
 def test_each_stage_runs_on_its_declared_inputs_only(processed: ProjectTree, tmp_path: Path) -> None:
     """A read the registry does not declare finds no file here and fails the stage."""
-    assert set(RUNNERS) == set(STAGES), "a new stage needs its in-process runner here"
+    assert set(RUNNERS) == set(STAGES), "a new stage needs its in-process runner in tests/inprocess.py"
     run_options = PipelineOptions(odm_dem=DemOptions(dsm=True, dtm=True))
     for stage in STAGES:
-        tree = _declared_inputs_only(processed, stage, tmp_path / stage)
-        result = RUNNERS[stage](tree, getattr(run_options, stage))
+        tree = declared_inputs_only(processed, stage, tmp_path / stage)
+        result = run_stage(tree, stage, getattr(run_options, stage))
         assert result.outputs, stage
         for path in result.outputs:
             assert path.is_file() and tree.root in path.parents, (stage, path)

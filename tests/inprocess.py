@@ -1,0 +1,175 @@
+"""Running stages and the pipeline inside the test process, and reading a run's stage states.
+
+`run_stage` runs one stage's core function as its Prefect task would (same fingerprint, same manifest),
+without Prefect or Dask: a Dask stage's units run one after another here, or on a small process pool.
+`run_flow` runs the pipeline flow itself in this process (under the session's Prefect server) and returns
+its StageRuns; `flow_states` reads the stage states a run published to Prefect's API (for CLI runs).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+from collections.abc import Callable, Iterable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from odm_core import checkpoint
+from odm_core.artifacts import DigestCache
+from odm_core.dem.units import run_dem_unit
+from odm_core.dense.units import run_unit
+from odm_core.layout import ProjectTree
+from odm_core.option_specs import pipeline_options
+from odm_core.registry import SPECS, STAGES
+from odm_core.stages import (
+    dataset,
+    odm_dem,
+    odm_filterpoints,
+    odm_georeferencing,
+    odm_orthophoto,
+    odm_report,
+    openmvs,
+    opensfm,
+)
+
+if TYPE_CHECKING:
+    from flows.odm_pipeline import StageRun
+
+Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]
+
+
+def _serial(fn: Callable[[Any], Any], units: Iterable[Any]) -> list[Any]:
+    return [fn(u) for u in units]
+
+
+def _run_dense(tree: ProjectTree, opts: Any, key: str, run: Mapper) -> Any:
+    plan = openmvs.plan_openmvs(tree, opts, key)
+    results = [r for phase in plan.phases for r in run(run_unit, phase)]  # phases in order
+    return openmvs.finish_openmvs(tree, plan, results)
+
+
+def _run_dem(tree: ProjectTree, opts: Any, key: str, run: Mapper) -> Any:
+    plan = odm_dem.plan_odm_dem(tree, opts, key)
+    results = run(run_dem_unit, plan.raw)
+    for kind in plan.kinds:
+        odm_dem.fill_dem_coarse(tree, plan, kind)
+    return odm_dem.finish_odm_dem(tree, plan, results + run(run_dem_unit, plan.final))
+
+
+def _run_ortho(tree: ProjectTree, opts: Any, key: str, run: Mapper) -> Any:
+    if opts.skip_orthophoto:  # as the task: no plan, the earlier outputs go
+        return odm_orthophoto.skipped(tree)
+    plan = odm_orthophoto.plan_odm_orthophoto(tree, opts, key)
+    run(run_dem_unit, plan.surface)
+    odm_orthophoto.fill_surface(plan)
+    return odm_orthophoto.finish_odm_orthophoto(tree, plan, opts, run(odm_orthophoto.render_tile, plan.tiles))
+
+
+# How each stage's core runs here: (tree, options, unit key, unit mapper) -> its result.
+RUNNERS: dict[str, Callable[[ProjectTree, Any, str, Mapper], Any]] = {
+    "dataset": lambda tree, opts, key, run: dataset.dataset(tree, opts),
+    "opensfm": lambda tree, opts, key, run: opensfm.opensfm(tree, opts, 2),
+    "openmvs": _run_dense,
+    "odm_filterpoints": lambda tree, opts, key, run: odm_filterpoints.odm_filterpoints(tree, opts),
+    "odm_georeferencing": lambda tree, opts, key, run: odm_georeferencing.odm_georeferencing(tree, opts),
+    "odm_dem": _run_dem,
+    "odm_orthophoto": _run_ortho,
+    "odm_report": lambda tree, opts, key, run: odm_report.odm_report(tree, opts),
+}
+
+
+def run_stage(tree: ProjectTree, stage: str, opts: Any, workers: int = 1) -> Any:
+    """Run `stage` on `tree` as its task does (its manifest written under its fingerprint, so a later
+    pipeline run takes it as a checkpoint); a Dask stage's units on `workers` processes."""
+    cache = DigestCache(tree.digest_cache)
+    fp = checkpoint.fingerprint(stage, tree, opts, cache)
+    cache.save()
+    if workers <= 1 or not SPECS[stage].dask:
+        return checkpoint.run_stage(stage, tree, fp, lambda: RUNNERS[stage](tree, opts, fp, _serial))
+    spawn = multiprocessing.get_context("spawn")  # never fork a process that runs Prefect's threads
+    with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
+
+        def run(fn: Callable[[Any], Any], units: Iterable[Any]) -> list[Any]:
+            return list(pool.map(fn, units))
+
+        return checkpoint.run_stage(stage, tree, fp, lambda: RUNNERS[stage](tree, opts, fp, run))
+
+
+def copy_processed(source: ProjectTree, dest: Path) -> ProjectTree:
+    """A writable copy of a processed project (photos as the symlinks they are, or copies)."""
+    shutil.copytree(source.root, dest, symlinks=True)
+    return ProjectTree(dest)
+
+
+def declared_inputs_only(source: ProjectTree, stage: str, dest: Path) -> ProjectTree:
+    """A new project holding the photos (if the stage reads them) and the manifests and outputs of the
+    stages it declares as inputs, nothing else."""
+    tree = ProjectTree(dest)
+    dest.mkdir(parents=True)
+    if SPECS[stage].reads_photos:
+        shutil.copytree(source.images, tree.images)
+    for upstream in SPECS[stage].inputs:
+        manifest = json.loads(source.manifest(upstream).read_text())
+        for rel in manifest["outputs"]:
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source.root / rel, dest / rel)
+        tree.manifest(upstream).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source.manifest(upstream), tree.manifest(upstream))
+    return tree
+
+
+def run_flow(tree: ProjectTree, **options: Any) -> dict[str, StageRun]:
+    """The pipeline flow run in this process on `tree`, options by ODM name with underscores
+    (`end_with="opensfm"`, `min_num_features=4000`); needs the session's `prefect_env`."""
+    from flows.odm_pipeline import odm_pipeline
+
+    opts = pipeline_options({k.replace("_", "-"): v for k, v in options.items()})
+    return odm_pipeline(str(tree.root), opts)
+
+
+def states(runs: dict[str, StageRun]) -> dict[str, str]:
+    """Each stage of a run: 'ran', or 'checkpoint' when its result came from an earlier run."""
+    return {stage: "checkpoint" if run.cached else "ran" for stage, run in runs.items()}
+
+
+def expected(*ran: str, skipped: Iterable[str] = (), end_with: str = STAGES[-1]) -> dict[str, str]:
+    """The states of a run up to `end_with` in which exactly the stages `ran` did work."""
+    last = STAGES.index(end_with)  # type: ignore[arg-type]
+    unknown = set(ran) - set(STAGES[: last + 1])
+    assert not unknown, f"not stages of this run: {unknown}"
+    return {s: "ran" if s in ran else "checkpoint" for s in STAGES[: last + 1] if s not in set(skipped)}
+
+
+def flow_states(run_name: str) -> dict[str, str]:
+    """The stage states of the latest `odm-pipeline` run named `run_name` (the project folder's name),
+    from the stage table the flow published to Prefect's API (the session's server)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterName,
+    )
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=["odm-pipeline"])),
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
+            limit=1,
+        )
+        assert runs, f"no odm-pipeline run named {run_name} in the Prefect server"
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id]))
+        )
+    table = next(a for a in artifacts if a.type == "table")
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    return {row["stage"]: row["state"] for row in rows}
+
+
+AFTER_OPENSFM: tuple[str, ...] = STAGES[STAGES.index("opensfm") + 1 :]
