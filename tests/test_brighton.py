@@ -12,7 +12,8 @@ import rasterio
 from odm_core.evaluate.cloud_compare import compare_clouds
 from odm_core.geo.georef import lla_to_utm
 from odm_core.layout import ProjectTree
-from tests.conftest import copy_project, require_brighton, run_cli, stage_states
+from tests.conftest import copy_project, require_brighton, run_cli
+from tests.inprocess import expected, flow_states
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 
@@ -76,7 +77,7 @@ def test_second_run_uses_every_checkpoint(brighton_run: ProjectTree, prefect_env
     before = brighton_run.reconstruction_json.stat().st_mtime_ns
     result = run_cli(["run", str(brighton_run.root)], prefect_env)
     assert result.returncode == 0, result.stderr
-    assert stage_states() in result.stdout
+    assert flow_states(brighton_run.root.name) == expected()
     assert brighton_run.reconstruction_json.stat().st_mtime_ns == before
 
 
@@ -96,7 +97,7 @@ def test_dsm_and_dtm_are_cogs_that_match_odms_cloud(
 
     result = run_cli(["run", str(brighton_run.root), "--dsm", "--dtm"], prefect_env)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states("odm_dem") in result.stdout  # only the DEM stage depends on --dsm/--dtm
+    assert flow_states(brighton_run.root.name) == expected("odm_dem")  # only odm_dem reads --dsm/--dtm
     for raster in (brighton_run.dsm_tif, brighton_run.dtm_tif):
         valid, errors, _ = cog_validate(str(raster))
         assert valid, errors

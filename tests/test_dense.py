@@ -150,6 +150,7 @@ def dask_cluster(prefect_env: dict[str, str], tmp_path: Path) -> Iterator[str]:
                 p.kill()
 
 
+@pytest.mark.slow
 def test_dense_stage_on_an_existing_dask_cluster(
     processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str], dask_cluster: str
 ) -> None:
@@ -176,6 +177,7 @@ def test_bad_dask_address_is_refused_before_any_work(
     assert result.returncode == 2 and "--dask-address" in result.stderr, result.stderr
 
 
+@pytest.mark.slow
 def test_fast_orthophoto_skips_dense_matching(
     processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:

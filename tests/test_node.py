@@ -1,5 +1,6 @@
 """A whole local node against real servers on 127.0.0.1: Prefect server and worker (`odmflow server up`)
-and an S3 server (moto). Datasets dropped in the bucket get processed; runs survive a killed worker."""
+and an S3 server (moto). Datasets dropped in the bucket get processed; runs survive a killed worker.
+The runs process the session's small survey: these tests check orchestration, not accuracy."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import s3fs
 
 from odm_core.synthetic import SyntheticTruth
 from odmflow import server
-from tests.conftest import AFTER_OPENSFM, run_cli
+from tests.conftest import run_cli
+from tests.inprocess import AFTER_OPENSFM
 from tests.s3server import free_port, reset
 
 pytestmark = pytest.mark.slow
@@ -93,24 +95,24 @@ def _pipeline_runs(node: dict[str, Any], name: str) -> list[Any]:
 
 
 def test_dropped_dataset_is_processed_once_by_the_watcher(
-    node: dict[str, Any], survey: SyntheticTruth
+    node: dict[str, Any], small_survey: SyntheticTruth
 ) -> None:
     fs: s3fs.S3FileSystem = node["fs"]
-    _upload(fs, survey, f"{BUCKET}/incoming/site-1")
+    _upload(fs, small_survey, f"{BUCKET}/incoming/site-1")
     shots = f"{BUCKET}/incoming/site-1/odm_report/shots.geojson"
     _wait(lambda: fs.exists(shots), 420, f"s3://{shots} from the scheduled watcher")
-    assert len(json.loads(fs.cat(shots))["features"]) == survey.n_photos
+    assert len(json.loads(fs.cat(shots))["features"]) == small_survey.n_photos
     assert len(_pipeline_runs(node, "site-1")) == 1
 
 
 def test_overlapping_watchers_start_one_run_and_cancel_works(
-    node: dict[str, Any], survey: SyntheticTruth
+    node: dict[str, Any], small_survey: SyntheticTruth
 ) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.odm_watch_bucket import odm_watch_bucket
 
-    _upload(node["fs"], survey, f"{BUCKET}/race/site-2")
+    _upload(node["fs"], small_survey, f"{BUCKET}/race/site-2")
 
     def watch(_: int) -> list[str]:
         with temporary_settings({PREFECT_API_URL: node["state"].api_url}):
@@ -131,12 +133,12 @@ def test_overlapping_watchers_start_one_run_and_cancel_works(
 
 
 def test_two_submitted_projects_both_complete(
-    node: dict[str, Any], survey: SyntheticTruth, tmp_path: Path
+    node: dict[str, Any], small_survey: SyntheticTruth, tmp_path: Path
 ) -> None:
     fs: s3fs.S3FileSystem = node["fs"]
     projects = []
     for name in ("alpha", "beta"):
-        shutil.copytree(survey.images_dir, tmp_path / name / "images")
+        shutil.copytree(small_survey.images_dir, tmp_path / name / "images")
         projects.append(tmp_path / name)
     # alpha is processed in place; beta is uploaded to the bucket and processed there.
     for project, extra in zip(projects, ([], ["--upload", f"s3://{BUCKET}/uploads"]), strict=True):
@@ -153,7 +155,7 @@ def test_two_submitted_projects_both_complete(
     _wait(both_done, 420, "both submitted runs to complete")
     alpha_shots = json.loads((projects[0] / "odm_report" / "shots.geojson").read_text())["features"]
     beta_shots = json.loads(fs.cat(f"{BUCKET}/uploads/beta/odm_report/shots.geojson"))["features"]
-    assert len(alpha_shots) == len(beta_shots) == survey.n_photos
+    assert len(alpha_shots) == len(beta_shots) == small_survey.n_photos
     assert sorted(p.name for p in projects[1].iterdir()) == ["images"]  # the uploaded folder is untouched
     listing = run_cli(["list"], node["env"])
     assert "alpha" in listing.stdout and "beta" in listing.stdout
@@ -166,9 +168,9 @@ def test_two_submitted_projects_both_complete(
         assert (dest / "odm_report" / "shots.geojson").is_file() and not (dest / "images").exists()
 
 
-def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], survey: SyntheticTruth) -> None:
+def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], small_survey: SyntheticTruth) -> None:
     fs: s3fs.S3FileSystem = node["fs"]
-    _upload(fs, survey, f"{BUCKET}/jobs/gamma")
+    _upload(fs, small_survey, f"{BUCKET}/jobs/gamma")
     result = run_cli(["submit", f"s3://{BUCKET}/jobs/gamma"], node["env"])
     assert result.returncode == 0, result.stdout + result.stderr
     # Wait until `dataset` is checkpointed in the bucket and `opensfm` is under way, then kill the worker.
@@ -229,7 +231,7 @@ CHROMIUM_ARGS = [
 
 
 def test_prefect_ui_shows_the_run_stages_and_summary(
-    node: dict[str, Any], survey: SyntheticTruth, tmp_path: Path
+    node: dict[str, Any], small_survey: SyntheticTruth, tmp_path: Path
 ) -> None:
     if not CHROMIUM.exists():
         pytest.skip("needs Debian's chromium at /usr/bin/chromium (scripts/install.sh installs it)")
@@ -237,7 +239,7 @@ def test_prefect_ui_shows_the_run_stages_and_summary(
 
     done = [r for r in _pipeline_runs(node, "alpha") if r.state and r.state.is_completed()]
     if not done:  # run on its own: process a project first
-        shutil.copytree(survey.images_dir, tmp_path / "alpha" / "images")
+        shutil.copytree(small_survey.images_dir, tmp_path / "alpha" / "images")
         assert run_cli(["submit", str(tmp_path / "alpha")], node["env"]).returncode == 0
         done = _wait(
             lambda: [r for r in _pipeline_runs(node, "alpha") if r.state and r.state.is_completed()],

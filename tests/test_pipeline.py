@@ -13,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from odm_core import checkpoint
 from odm_core.evaluate.dense_truth import similarity
 from odm_core.geo.georef import lla_to_utm
 from odm_core.layout import ProjectTree
 from odm_core.registry import STAGES
 from odm_core.synthetic import SyntheticTruth
-from tests.conftest import AFTER_OPENSFM, REPO, copy_survey, run_cli, stage_states
-
-ALL_CACHED = stage_states()
+from tests.conftest import REPO, copy_survey, run_cli
+from tests.inprocess import AFTER_OPENSFM, copy_processed, expected, flow_states, run_flow, states
 
 
 def centres(tree: ProjectTree) -> dict[str, np.ndarray]:
@@ -59,32 +59,39 @@ def test_camera_centres_within_one_percent_of_flying_height(
 
 
 def test_rerun_does_no_stage_work(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
-    result = run_cli(["run", str(processed.root)], prefect_env)
-    assert result.returncode == 0 and ALL_CACHED in result.stdout, result.stdout + result.stderr
+    before = {s: processed.manifest(s).read_bytes() for s in STAGES}
+    result = run_cli(["run", str(processed.root)], prefect_env)  # as a user re-runs a finished project
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert flow_states(processed.root.name) == expected()
+    assert {s: processed.manifest(s).read_bytes() for s in STAGES} == before
 
 
 def test_damaged_output_reruns_only_its_stage(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
+    first = processed.shots_geojson.read_text()
     processed.shots_geojson.write_text("{}")  # edited by hand: no longer what odm_report wrote
-    result = run_cli(["run", str(processed.root)], prefect_env)
-    assert stage_states("odm_report") in result.stdout, result.stderr
-    assert len(centres(processed)) > 0
+    assert states(run_flow(processed)) == expected("odm_report")
+    assert processed.shots_geojson.read_text() == first  # the same content as the first run's
 
 
 def test_rerun_from_forces_that_stage_and_later(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
-    result = run_cli(["run", str(processed.root), "--rerun-from", "odm_report"], prefect_env)
-    assert stage_states("odm_report") in result.stdout, result.stderr
+    runs = run_flow(processed, rerun_from="odm_report")
+    assert states(runs) == expected("odm_report")
+    report, ortho = (checkpoint.finished_at(s, processed) for s in ("odm_report", "odm_orthophoto"))
+    assert report > ortho
 
 
+@pytest.mark.slow
 def test_option_change_reruns_the_stages_it_affects(
-    survey: SyntheticTruth, tmp_path: Path, prefect_env: dict[str, str]
+    processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
-    tree = copy_survey(survey, tmp_path / "p")
-    first = run_cli(["run", str(tree.root), "--end-with", "dataset"], prefect_env)
-    assert first.returncode == 0, first.stderr
-    result = run_cli(["run", str(tree.root), "--min-num-features", "4000"], prefect_env)
-    assert stage_states("opensfm", *AFTER_OPENSFM) in result.stdout, result.stderr
-    result = run_cli(["run", str(tree.root), "--gps-accuracy", "5"], prefect_env)
-    assert stage_states("dataset", "opensfm", *AFTER_OPENSFM) in result.stdout, result.stderr
+    tree = copy_processed(processed, tmp_path / "p")
+    # --dsm and --dtm are odm_dem's options: that stage runs again, no other
+    runs = run_flow(tree, dsm=True, dtm=True)
+    assert states(runs) == expected("odm_dem")
+    assert runs["odm_dem"].result.kinds == ("dsm", "dtm")
+    # an option of dataset changes its outputs, so opensfm, which reads them, runs again too
+    runs = run_flow(tree, gps_accuracy=5.0, end_with="opensfm")
+    assert states(runs) == expected("dataset", "opensfm", end_with="opensfm")
 
 
 def _outputs(tree: ProjectTree) -> set[Path]:
@@ -105,6 +112,7 @@ def _start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
     )
 
 
+@pytest.mark.slow
 def test_sigkill_during_opensfm_resumes_there(
     survey: SyntheticTruth, processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
@@ -120,9 +128,7 @@ def test_sigkill_during_opensfm_resumes_there(
     proc.wait()
     assert tree.manifest("dataset").exists() and not tree.manifest("opensfm").exists()
 
-    result = run_cli(["run", str(tree.root)], prefect_env)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert stage_states("opensfm", *AFTER_OPENSFM) in result.stdout
+    assert states(run_flow(tree)) == expected("opensfm", *AFTER_OPENSFM)
     ours, reference = centres(tree), centres(processed)
     assert ours.keys() == reference.keys()
     gap = max(np.linalg.norm(ours[k] - reference[k]) for k in ours)

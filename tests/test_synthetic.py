@@ -18,7 +18,6 @@ from odm_core.synthetic import (
     WALL,
     CameraPose,
     Intrinsics,
-    SyntheticOptions,
     SyntheticTruth,
     SyntheticWorld,
     cast_rays,
@@ -28,13 +27,15 @@ from odm_core.synthetic import (
     visible,
 )
 from odm_core.synthetic.exif import EXIF_IFD, GPS_IFD
+from tests.conftest import SMALL
 
-OPTS = SyntheticOptions(n_cols=3, n_rows=2, n_oblique=2, image_width=640, image_height=480, n_buildings=4)
+OPTS = SMALL  # 3 x 2 nadir photos and 2 obliques at 640 x 480, 4 buildings
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> SyntheticTruth:
-    return generate_synthetic(tmp_path_factory.mktemp("synthetic") / "project", OPTS)
+def project(small_survey: SyntheticTruth) -> SyntheticTruth:
+    """The session's small survey, generated with OPTS (shared with the end-to-end tests)."""
+    return small_survey
 
 
 @pytest.fixture(scope="module")
@@ -61,11 +62,16 @@ def _dsm_points(project: SyntheticTruth, world: SyntheticWorld, n: int, seed: in
 def test_layout_and_determinism(project: SyntheticTruth, tmp_path: Path) -> None:
     names = sorted(p.name for p in project.images_dir.glob("*.JPG"))
     assert names == [f"IMG_{i:04d}.JPG" for i in range(1, 9)] and project.n_photos == 8
-    again = generate_synthetic(tmp_path / "again", OPTS.model_copy(update={"workers": 1}))
-    files = [project.images_dir / n for n in names]
-    files += [project.cameras_json, project.truth_json, project.dsm_tif, project.orthophoto_tif]
+    # the same options give the same bytes, whatever the number of render threads (checked on the same
+    # flight at a quarter of the image size, whose truth rasters are coarser too: 16x fewer pixels)
+    tiny = OPTS.model_copy(update={"image_width": 160, "image_height": 120})
+    one = generate_synthetic(tmp_path / "one", tiny)
+    again = generate_synthetic(tmp_path / "again", tiny.model_copy(update={"workers": 1}))
+    assert one.n_photos == 8
+    files = [p for p in one.project_dir.rglob("*") if p.is_file()]
+    assert len(files) == 8 + 4
     for f in files:
-        assert f.read_bytes() == (again.project_dir / f.relative_to(project.project_dir)).read_bytes(), f
+        assert f.read_bytes() == (again.project_dir / f.relative_to(one.project_dir)).read_bytes(), f
     summary = json.loads(project.truth_json.read_text())
     assert summary["epsg"] == project.epsg and summary["n_photos"] == 8
     assert summary["options"] == OPTS.model_dump(exclude={"workers"})
