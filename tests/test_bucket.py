@@ -12,6 +12,7 @@ from tests.conftest import run_cli
 from tests.inprocess import AFTER_OPENSFM, expected, flow_states
 from tests.s3server import reset
 
+pytestmark = pytest.mark.slow  # a moto S3 server and CLI runs against it
 BUCKET = "surveys"
 PROJECT = f"s3://{BUCKET}/datasets/survey"
 
@@ -56,7 +57,6 @@ def uploaded(aws: dict[str, str], small_survey: SyntheticTruth) -> s3fs.S3FileSy
     return fs
 
 
-@pytest.mark.slow
 def test_bucket_project_resumes_on_another_machine(
     uploaded: s3fs.S3FileSystem, aws: dict[str, str], tmp_path: Path
 ) -> None:

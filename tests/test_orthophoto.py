@@ -38,7 +38,7 @@ def test_orthophoto_lines_up_with_the_true_one(survey: SyntheticTruth, processed
     assert acc.covered >= 0.6
 
 
-def test_orthophoto_options(processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]) -> None:
+def test_orthophoto_options(processed: ProjectTree, tmp_path: Path) -> None:
     tree = copy_processed(processed, tmp_path / "opts")
     opts = OrthophotoOptions(orthophoto_png=True, orthophoto_compression="JPEG", orthophoto_resolution=20)
     run_stage(tree, "odm_orthophoto", opts)
@@ -46,6 +46,15 @@ def test_orthophoto_options(processed: ProjectTree, tmp_path: Path, prefect_env:
         assert src.res == pytest.approx((0.2, 0.2))
         assert src.compression == rasterio.enums.Compression.jpeg
     assert tree.orthophoto_png.is_file()
+
+
+@pytest.mark.slow
+def test_skip_orthophoto_removes_its_outputs(
+    processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
+) -> None:
+    tree = copy_processed(processed, tmp_path / "skip")
+    run_stage(tree, "odm_orthophoto", OrthophotoOptions(orthophoto_png=True, orthophoto_resolution=20))
+    assert tree.orthophoto_tif.is_file() and tree.orthophoto_png.is_file()
     # through the pipeline: --skip-orthophoto re-runs only the orthophoto stage, which removes its outputs
     assert states(run_flow(tree, skip_orthophoto=True)) == expected("odm_orthophoto")
     assert not tree.orthophoto_tif.exists() and not tree.orthophoto_png.exists()

@@ -58,6 +58,7 @@ def test_camera_centres_within_one_percent_of_flying_height(
     assert survey.epsg == 32632
 
 
+@pytest.mark.slow
 def test_rerun_does_no_stage_work(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
     before = {s: processed.manifest(s).read_bytes() for s in STAGES}
     result = run_cli(["run", str(processed.root)], prefect_env)  # as a user re-runs a finished project
@@ -66,6 +67,7 @@ def test_rerun_does_no_stage_work(processed: ProjectTree, prefect_env: dict[str,
     assert {s: processed.manifest(s).read_bytes() for s in STAGES} == before
 
 
+@pytest.mark.slow
 def test_damaged_output_reruns_only_its_stage(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
     first = processed.shots_geojson.read_text()
     processed.shots_geojson.write_text("{}")  # edited by hand: no longer what odm_report wrote
@@ -73,6 +75,7 @@ def test_damaged_output_reruns_only_its_stage(processed: ProjectTree, prefect_en
     assert processed.shots_geojson.read_text() == first  # the same content as the first run's
 
 
+@pytest.mark.slow
 def test_rerun_from_forces_that_stage_and_later(processed: ProjectTree, prefect_env: dict[str, str]) -> None:
     runs = run_flow(processed, rerun_from="odm_report")
     assert states(runs) == expected("odm_report")
