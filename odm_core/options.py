@@ -220,8 +220,14 @@ class PipelineOptions(StageOptions):
     odm_orthophoto: OrthophotoOptions = OrthophotoOptions()
     odm_report: ReportOptions = ReportOptions()
     end_with: StageName = Field(STAGES[-1], description="Stop after this stage.")
-    rerun_from: StageName | None = Field(None, description="Re-run this stage and every one after it.")
-    rerun_all: bool = Field(False, description="Re-run every stage, ignoring checkpoints.")
+    rerun_from: StageName | None = Field(
+        None, description="Re-run this stage and every one after it (units with unchanged inputs are reused)."
+    )
+    rerun_all: bool = Field(
+        False,
+        description="Re-run every stage, ignoring stage checkpoints (per-photo and per-tile units whose "
+        "inputs and code are unchanged are reused: same content, same result).",
+    )
     max_concurrency: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

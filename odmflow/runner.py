@@ -47,6 +47,7 @@ def _quiet_prefect_console(verbose: bool) -> None:
 
     pycolmap.logging.minloglevel = int(pycolmap.logging.WARNING)  # COLMAP's INFO lines: per image and pair
     logging.getLogger("distributed").setLevel(logging.WARNING)  # Dask's cluster start/stop lines
+    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)  # "still alive ... killing" at close
 
     for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
         for handler in logging.getLogger(name).handlers:

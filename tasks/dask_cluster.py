@@ -17,6 +17,7 @@ from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 
+from odm_core.errors import OdmInputError
 from odm_core.worker import reset_peak_rss
 
 MEMORY_FRACTION = 0.8  # of this machine's RAM, shared by the local workers
@@ -112,7 +113,10 @@ def run_cluster(address: str | None, max_concurrency: int, needed: bool) -> Iter
     it ready instead of each starting its own; it is closed when the run ends.
     """
     global _run_cluster
-    if not needed or _address(address) or _run_cluster is not None:
+    external = _address(address)
+    if needed and external:
+        check_scheduler(external)
+    if not needed or external or _run_cluster is not None:
         yield
         return
     future: Future[LocalCluster] = Future()
@@ -132,6 +136,19 @@ def run_cluster(address: str | None, max_concurrency: int, needed: bool) -> Iter
         _run_cluster = None
         with suppress(Exception):  # a cluster that failed to start has nothing to close
             future.result().close()
+
+
+def check_scheduler(address: str, timeout_s: float = 15.0) -> None:
+    """Raise OdmInputError, before any stage works, when no Dask scheduler answers at `address`."""
+    try:
+        with Client(address, timeout=timeout_s):
+            pass
+    except (OSError, TimeoutError) as err:
+        raise OdmInputError(
+            f"--dask-address {address}: no Dask scheduler answers there ({type(err).__name__}); start one "
+            "(`dask scheduler`, or `odmflow server up --dask-workers N`) or leave --dask-address out to "
+            "use a local cluster"
+        ) from None
 
 
 def dask_task_runner(address: str | None, max_concurrency: int) -> KeyedDaskTaskRunner:
