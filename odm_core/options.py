@@ -223,11 +223,7 @@ class PipelineOptions(StageOptions):
     rerun_from: StageName | None = Field(
         None, description="Re-run this stage and every one after it (units with unchanged inputs are reused)."
     )
-    rerun_all: bool = Field(
-        False,
-        description="Re-run every stage, ignoring stage checkpoints (per-photo and per-tile units whose "
-        "inputs and code are unchanged are reused: same content, same result).",
-    )
+    rerun_all: bool = Field(False, description="Re-run every stage (units with unchanged inputs are reused).")
     max_concurrency: int = Field(
         default_factory=lambda: os.cpu_count() or 1,
         ge=1,

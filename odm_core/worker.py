@@ -7,7 +7,9 @@ import ctypes
 import io
 import resource
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -80,3 +82,12 @@ def prepare_unit() -> None:
     worker: workers, not threads, are the parallelism)."""
     tune_malloc()
     cv2.setNumThreads(1)
+
+
+# How a stage's units are run in one process's hands: map(unit function, units) -> results in order.
+MapUnits = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]
+
+
+def serial_map(fn: Callable[[Any], Any], units: Iterable[Any]) -> list[Any]:
+    """MapUnits one unit after another, in this process."""
+    return [fn(u) for u in units]

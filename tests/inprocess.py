@@ -8,6 +8,7 @@ its StageRuns; `flow_states` reads the stage states a run published to Prefect's
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import shutil
@@ -18,65 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 from odm_core import checkpoint
 from odm_core.artifacts import DigestCache
-from odm_core.dem.units import run_dem_unit
-from odm_core.dense.units import run_unit
 from odm_core.layout import ProjectTree
 from odm_core.option_specs import pipeline_options
-from odm_core.registry import SPECS, STAGES
-from odm_core.stages import (
-    dataset,
-    odm_dem,
-    odm_filterpoints,
-    odm_georeferencing,
-    odm_orthophoto,
-    odm_report,
-    openmvs,
-    opensfm,
-)
+from odm_core.registry import SPECS, STAGE_SPECS, STAGES
+from odm_core.worker import MapUnits, serial_map
 
 if TYPE_CHECKING:
     from flows.odm_pipeline import StageRun
 
-Mapper = Callable[[Callable[[Any], Any], Iterable[Any]], list[Any]]
-
-
-def _serial(fn: Callable[[Any], Any], units: Iterable[Any]) -> list[Any]:
-    return [fn(u) for u in units]
-
-
-def _run_dense(tree: ProjectTree, opts: Any, key: str, run: Mapper) -> Any:
-    plan = openmvs.plan_openmvs(tree, opts, key)
-    results = [r for phase in plan.phases for r in run(run_unit, phase)]  # phases in order
-    return openmvs.finish_openmvs(tree, plan, results)
-
-
-def _run_dem(tree: ProjectTree, opts: Any, key: str, run: Mapper) -> Any:
-    plan = odm_dem.plan_odm_dem(tree, opts, key)
-    results = run(run_dem_unit, plan.raw)
-    for kind in plan.kinds:
-        odm_dem.fill_dem_coarse(tree, plan, kind)
-    return odm_dem.finish_odm_dem(tree, plan, results + run(run_dem_unit, plan.final))
-
-
-def _run_ortho(tree: ProjectTree, opts: Any, key: str, run: Mapper) -> Any:
-    if opts.skip_orthophoto:  # as the task: no plan, the earlier outputs go
-        return odm_orthophoto.skipped(tree)
-    plan = odm_orthophoto.plan_odm_orthophoto(tree, opts, key)
-    run(run_dem_unit, plan.surface)
-    odm_orthophoto.fill_surface(plan)
-    return odm_orthophoto.finish_odm_orthophoto(tree, plan, opts, run(odm_orthophoto.render_tile, plan.tiles))
-
-
-# How each stage's core runs here: (tree, options, unit key, unit mapper) -> its result.
-RUNNERS: dict[str, Callable[[ProjectTree, Any, str, Mapper], Any]] = {
-    "dataset": lambda tree, opts, key, run: dataset.dataset(tree, opts),
-    "opensfm": lambda tree, opts, key, run: opensfm.opensfm(tree, opts, 2),
-    "openmvs": _run_dense,
-    "odm_filterpoints": lambda tree, opts, key, run: odm_filterpoints.odm_filterpoints(tree, opts),
-    "odm_georeferencing": lambda tree, opts, key, run: odm_georeferencing.odm_georeferencing(tree, opts),
-    "odm_dem": _run_dem,
-    "odm_orthophoto": _run_ortho,
-    "odm_report": lambda tree, opts, key, run: odm_report.odm_report(tree, opts),
+# Each stage's core in this process: its module's `run(tree, options, unit key, map_units)`.
+RUNNERS: dict[str, Callable[[ProjectTree, Any, str, MapUnits], Any]] = {
+    spec.name: importlib.import_module(spec.module).run for spec in STAGE_SPECS
 }
 
 
@@ -87,7 +40,7 @@ def run_stage(tree: ProjectTree, stage: str, opts: Any, workers: int = 1) -> Any
     fp = checkpoint.fingerprint(stage, tree, opts, cache)
     cache.save()
     if workers <= 1 or not SPECS[stage].dask:
-        return checkpoint.run_stage(stage, tree, fp, lambda: RUNNERS[stage](tree, opts, fp, _serial))
+        return checkpoint.run_stage(stage, tree, fp, lambda: RUNNERS[stage](tree, opts, fp, serial_map))
     spawn = multiprocessing.get_context("spawn")  # never fork a process that runs Prefect's threads
     with ProcessPoolExecutor(workers, mp_context=spawn) as pool:
 

@@ -23,6 +23,7 @@ from odm_core.layout import ProjectTree
 from odm_core.options import DatasetOptions
 from odm_core.photos.exif import UnreadablePhoto, read_photo
 from odm_core.photos.photo import Photo
+from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger("odm_core.stages.dataset")
 
@@ -220,3 +221,11 @@ def _write_outputs(
     write_text(tree.img_list, "".join(f"{p.filename}\n" for p in photos))
     write_json(tree.images_json, [p.to_json() for p in photos])
     return (tree.images_json, tree.img_list, *outputs)
+
+
+def run(
+    tree: ProjectTree, opts: DatasetOptions, key: str = "", map_units: MapUnits = serial_map
+) -> DatasetResult:
+    """The stage in one process (what tests, benchmarks and scripts call; `key` and `map_units` serve
+    the stages that fan out units, this one has none)."""
+    return dataset(tree, opts)

@@ -31,14 +31,14 @@ from odm_core.dem.surface import (
     fill_coarse,
     radius_steps,
 )
-from odm_core.dem.units import COARSE, DemUnit, DemUnitResult
+from odm_core.dem.units import COARSE, DemUnit, DemUnitResult, run_dem_unit
 from odm_core.geo.crop import read_polygon, window_mask
 from odm_core.layout import ProjectTree
 from odm_core.options import DemOptions
 from odm_core.raster.geotiff import staging_profile, write_geotiff
 from odm_core.raster.relief import write_colored_hillshade
 from odm_core.raster.xyz_tiles import write_xyz_tiles
-from odm_core.worker import load_arrays, save_arrays
+from odm_core.worker import MapUnits, load_arrays, save_arrays, serial_map
 
 
 @dataclass(frozen=True)
@@ -198,3 +198,13 @@ def write_cog(
                     )
                 dst.write(np.where(keep, values, dr.NODATA).astype(np.float32), 1, window=window)
     return write_geotiff(staging, out, plan.opts.cog, "DEFLATE", predictor=True)
+
+
+def run(tree: ProjectTree, opts: DemOptions, key: str, map_units: MapUnits = serial_map) -> DemResult:
+    """The stage in one process (what tests, benchmarks and scripts call): plan, raw tiles through
+    `map_units`, the coarse fills, final tiles, COGs. `key` keys the units' checkpoints."""
+    plan = plan_odm_dem(tree, opts, key)
+    results = map_units(run_dem_unit, plan.raw)
+    for kind in plan.kinds:
+        fill_dem_coarse(tree, plan, kind)
+    return finish_odm_dem(tree, plan, results + map_units(run_dem_unit, plan.final))

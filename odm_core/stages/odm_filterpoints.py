@@ -23,6 +23,7 @@ from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import FilterpointsOptions
 from odm_core.sfm.reconstruction import average_gsd_cm, camera_centres
+from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
 
@@ -216,3 +217,11 @@ def depthmap_sampling_m(views_json: Path, pos: np.ndarray) -> float | None:
         if seen.any():
             per_view.append(float(np.median(z[seen])) / view.dm_focal_px)
     return float(np.median(per_view)) if per_view else None
+
+
+def run(
+    tree: ProjectTree, opts: FilterpointsOptions, key: str = "", map_units: MapUnits = serial_map
+) -> FilterpointsResult:
+    """The stage in one process (what tests, benchmarks and scripts call; `key` and `map_units` serve
+    the stages that fan out units, this one has none)."""
+    return odm_filterpoints(tree, opts)

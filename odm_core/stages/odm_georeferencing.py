@@ -20,6 +20,7 @@ from odm_core.geo import crop
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import GeoreferencingOptions
+from odm_core.worker import MapUnits, serial_map
 
 CSV_HEADER = "X,Y,Z,Red,Green,Blue,Views\n"
 CSV_ROW = "%.3f,%.3f,%.3f,%d,%d,%d,%d\n"
@@ -102,3 +103,11 @@ def write_csv(path: Path, pos: np.ndarray, colours: np.ndarray, views: np.ndarra
             columns = [*pos[part].T.tolist(), *colours[part].T.tolist(), views[part].tolist()]
             f.writelines(map(CSV_ROW.__mod__, zip(*columns, strict=True)))
     return path
+
+
+def run(
+    tree: ProjectTree, opts: GeoreferencingOptions, key: str = "", map_units: MapUnits = serial_map
+) -> GeoreferencingResult:
+    """The stage in one process (what tests, benchmarks and scripts call; `key` and `map_units` serve
+    the stages that fan out units, this one has none)."""
+    return odm_georeferencing(tree, opts)

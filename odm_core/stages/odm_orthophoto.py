@@ -30,7 +30,7 @@ from odm_core.camera.view import ViewCamera
 from odm_core.cloud.smrf import SmrfParams
 from odm_core.dem import gridding as dr
 from odm_core.dem.surface import TILE_PX, capped_resolution_m, cloud_extent, fill_coarse, radius_steps
-from odm_core.dem.units import DemUnit, filled_surface
+from odm_core.dem.units import DemUnit, filled_surface, run_dem_unit
 from odm_core.errors import OdmStageError
 from odm_core.geo.crop import read_polygon, window_mask, write_polygon
 from odm_core.geo.georef import GeoReference
@@ -41,7 +41,7 @@ from odm_core.ortho.render import decode_photo, project, render
 from odm_core.raster.geotiff import RGBA, rgba_profile, write_geotiff, write_kmz
 from odm_core.raster.xyz_tiles import write_xyz_tiles
 from odm_core.sfm.reconstruction import average_gsd_cm
-from odm_core.worker import load_arrays, peak_rss_mb, prepare_unit, save_arrays
+from odm_core.worker import MapUnits, load_arrays, peak_rss_mb, prepare_unit, save_arrays, serial_map
 
 OCCLUSION_HALO_M = 8.0  # surface around a tile that can still hide part of it
 
@@ -241,3 +241,16 @@ def write_cutline(tree: ProjectTree, plan: OrthoPlan, crop: BaseGeometry | None)
             "re-run from odm_georeferencing (it is written whenever --crop is above 0)"
         )
     return write_polygon(tree.orthophoto_cutline, orthophoto_cutline(tree.orthophoto_tif, crop), plan.crs_wkt)
+
+
+def run(
+    tree: ProjectTree, opts: OrthophotoOptions, key: str, map_units: MapUnits = serial_map
+) -> OrthophotoResult:
+    """The stage in one process (what tests, benchmarks and scripts call): plan, surface tiles through
+    `map_units`, the coarse fill, rendered tiles, the GeoTIFF. `key` keys the units' checkpoints."""
+    if opts.skip_orthophoto:
+        return skipped(tree)
+    plan = plan_odm_orthophoto(tree, opts, key)
+    map_units(run_dem_unit, plan.surface)
+    fill_surface(plan)
+    return finish_odm_orthophoto(tree, plan, opts, map_units(render_tile, plan.tiles))

@@ -18,6 +18,7 @@ from odm_core.geo.georef import GeoReference, utm_to_lla
 from odm_core.layout import ProjectTree
 from odm_core.options import ReportOptions
 from odm_core.sfm.reconstruction import average_gsd_cm
+from odm_core.worker import MapUnits, serial_map
 
 
 @dataclass(frozen=True)
@@ -89,3 +90,11 @@ def shots_geojson(recon: dict, georef: GeoReference) -> dict:
             }
         )
     return {"type": "FeatureCollection", "features": features}
+
+
+def run(
+    tree: ProjectTree, opts: ReportOptions, key: str = "", map_units: MapUnits = serial_map
+) -> ReportResult:
+    """The stage in one process (what tests, benchmarks and scripts call; `key` and `map_units` serve
+    the stages that fan out units, this one has none)."""
+    return odm_report(tree, opts)

@@ -19,9 +19,11 @@ from odm_core.camera.view import ViewCamera
 from odm_core.cloud.ply import write_ply
 from odm_core.dense.fusion import merge_fused
 from odm_core.dense.plan import UnitResult, ViewUnit, neighbours
+from odm_core.dense.units import run_unit
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import OpenmvsOptions
+from odm_core.worker import MapUnits, serial_map
 
 MIN_VIEWS_FUSE = 2  # ODM's --number-views-fuse for OpenMVS
 
@@ -144,3 +146,11 @@ def finish_openmvs(tree: ProjectTree, plan: DensePlan, results: list[UnitResult]
         unit_seconds=sum(r.seconds for r in results),
         outputs=(ply, tree.openmvs_views),
     )
+
+
+def run(tree: ProjectTree, opts: OpenmvsOptions, key: str, map_units: MapUnits = serial_map) -> OpenmvsResult:
+    """The stage in one process (what tests, benchmarks and scripts call): plan, every phase's units
+    through `map_units` (phases in order), gather. `key` keys the units' checkpoints (the fingerprint)."""
+    plan = plan_openmvs(tree, opts, key)
+    results = [r for phase in plan.phases for r in map_units(run_unit, phase)]
+    return finish_openmvs(tree, plan, results)

@@ -27,6 +27,7 @@ from odm_core.sfm import export as sfm_export
 from odm_core.sfm.features import feature_process_size
 from odm_core.sfm.gps import gps_errors, gps_local_m, gps_residuals_m
 from odm_core.sfm.pairs import EXHAUSTIVE_MAX_PHOTOS, gps_pairs
+from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
@@ -265,3 +266,11 @@ def _stats(
         },
         "gps_errors": errors,
     }
+
+
+def run(
+    tree: ProjectTree, opts: OpensfmOptions, key: str = "", map_units: MapUnits = serial_map
+) -> OpensfmResult:
+    """The stage in one process (what tests, benchmarks and scripts call; `key` and `map_units` serve
+    the stages that fan out units, this one has none)."""
+    return opensfm(tree, opts)
