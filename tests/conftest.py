@@ -118,3 +118,14 @@ def processed(
     assert result.returncode == 0, result.stdout + result.stderr
     assert flow_states(tree.root.name) == expected(*STAGES)  # every stage ran, as the flow recorded it
     return tree
+
+
+# Fixtures that run the whole pipeline once per session: the tests that use them (stage tests on the
+# processed survey's outputs, end-to-end runs) form the slow layer; `-m "not slow"` is the core layer.
+PIPELINE_FIXTURES = frozenset({"processed"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if PIPELINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
