@@ -9,7 +9,6 @@ from prefect import flow, task
 from prefect.futures import wait
 
 from odm_core.artifacts import read_plan, write_plan
-from odm_core.dem.units import DemUnit, DemUnitResult, run_dem_unit
 from odm_core.layout import ProjectTree
 from odm_core.options import OrthophotoOptions
 from odm_core.stages.odm_orthophoto import (
@@ -25,6 +24,7 @@ from odm_core.stages.odm_orthophoto import (
 )
 from tasks._stage import STAGE_CACHE, run_checkpointed
 from tasks.dask_cluster import dask_task_runner
+from tasks.odm_dem import odm_dem_tile  # the surface is gridded as a DSM's raw tiles
 
 
 @task(name="odm_orthophoto", cache_policy=STAGE_CACHE, persist_result=True)
@@ -46,16 +46,6 @@ def odm_orthophoto(
 
 
 @task(
-    name="odm_orthophoto_surface_tile",
-    task_run_name="surface-{unit.tile.row}-{unit.tile.col}",
-    retries=1,
-)
-def odm_orthophoto_surface_tile(unit: DemUnit) -> DemUnitResult:
-    """Grid one tile of the surface the orthophoto is rendered on; reuses its own checkpoint."""
-    return run_dem_unit(unit)
-
-
-@task(
     name="odm_orthophoto_tile",
     task_run_name="ortho-{unit.surface.tile.row}-{unit.surface.tile.col}",
     retries=1,
@@ -70,7 +60,7 @@ def odm_orthophoto_tiles(plan_file: str, progress: Callable[[float, str], None])
     """Grid the surface per tile, fill its coarse copy, then render every tile from the photos (the
     OrthoPlan in plan_file)."""
     plan: OrthoPlan = read_plan(plan_file)
-    surface = [odm_orthophoto_surface_tile.submit(u) for u in plan.surface]
+    surface = [odm_dem_tile.submit(u) for u in plan.surface]
     wait(surface)
     for future in surface:
         future.result()  # raises a tile's error here

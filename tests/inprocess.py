@@ -99,26 +99,14 @@ def flow_states(run_name: str) -> dict[str, str]:
     """The stage states of the latest `odm-pipeline` run named `run_name` (the project folder's name),
     from the stage table the flow published to Prefect's API (the session's server)."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterFlowRunId,
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterName,
-    )
-    from prefect.client.schemas.sorting import FlowRunSort
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
+    from odmflow.runs import find_run
+
+    run = find_run(run_name)
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["odm-pipeline"])),
-            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[run_name])),
-            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
-            limit=1,
-        )
-        assert runs, f"no odm-pipeline run named {run_name} in the Prefect server"
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id]))
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
         )
     table = next(a for a in artifacts if a.type == "table")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data

@@ -18,7 +18,7 @@ from odm_core.cloud.stats import recorded_sampling_m, recorded_spacing_m
 from odm_core.dem import gridding as dr
 from odm_core.dem.units import COARSE, DemUnit
 from odm_core.errors import OdmStageError
-from odm_core.geo.crop import header_crs, window_mask
+from odm_core.geo.crop import header_extent, window_mask
 from odm_core.layout import ProjectTree
 from odm_core.sfm.reconstruction import average_gsd_cm
 from odm_core.worker import load_arrays, save_arrays
@@ -43,12 +43,8 @@ def cloud_extent(laz: Path, purpose: str) -> tuple[tuple[float, float, float, fl
     """(minx, miny, maxx, maxy) and CRS of the georeferenced cloud, read from its header; a clear error
     when it has no points or no CRS."""
     with laspy.open(laz) as reader:
-        header = reader.header
-        if header.point_count == 0:
-            raise OdmStageError(f"{laz} has no points: there is nothing to {purpose}")
-        crs = header_crs(header, laz)
-        (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
-    return (float(minx), float(miny), float(maxx), float(maxy)), CRS.from_wkt(crs.to_wkt())
+        bounds, crs = header_extent(reader.header, laz, purpose)
+    return bounds, CRS.from_wkt(crs.to_wkt())
 
 
 def radius_steps(tree: ProjectTree, steps: int, resolution_m: float) -> tuple[float, ...]:

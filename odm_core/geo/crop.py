@@ -47,10 +47,7 @@ def footprint(laz: Path, spacing_m: float | None = None) -> tuple[BaseGeometry, 
     """The cloud's footprint polygon (in the LAZ's CRS) and that CRS; OdmStageError without points/CRS."""
     with laspy.open(laz) as reader:
         header = reader.header
-        if header.point_count == 0:
-            raise OdmStageError(f"{laz} has no points: there is no footprint to crop to")
-        crs = header_crs(header, laz)
-        (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
+        (minx, miny, maxx, maxy), crs = header_extent(header, laz, "crop to")
         # a sparse cloud's spacing may be far above the stats' figure: the mean over its extent bounds it
         mean_spacing_m = math.sqrt(max(maxx - minx, 1e-3) * max(maxy - miny, 1e-3) / header.point_count)
         spacing_m = max(spacing_m or 0.0, mean_spacing_m)
@@ -65,6 +62,17 @@ def footprint(laz: Path, spacing_m: float | None = None) -> tuple[BaseGeometry, 
     close_px = max(2, math.ceil(CLOSE_SPACINGS * spacing_m / cell_m))
     transform = Affine(cell_m, 0, minx, 0, -cell_m, maxy)
     return mask_outline(occupied.reshape(height, width), transform, close_px), crs
+
+
+def header_extent(
+    header: laspy.LasHeader, laz: Path, purpose: str
+) -> tuple[tuple[float, float, float, float], ProjCRS]:
+    """(minx, miny, maxx, maxy) and CRS of a LAS header; OdmStageError naming the file without points
+    (nothing to `purpose`) or without a CRS."""
+    if header.point_count == 0:
+        raise OdmStageError(f"{laz} has no points: there is nothing to {purpose}")
+    (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
+    return (float(minx), float(miny), float(maxx), float(maxy)), header_crs(header, laz)
 
 
 def laz_crs(laz: Path) -> ProjCRS:
