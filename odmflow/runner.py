@@ -41,7 +41,10 @@ def _quiet_prefect_console(verbose: bool) -> None:
     """Keep the terminal to odmflow's own lines, here and in child processes (Prefect's reach its API)."""
     if verbose:
         return
+    from tasks.dask_cluster import WORKER_LOG_LEVEL_ENV
+
     os.environ.setdefault(CHILD_CONSOLE_LEVEL_ENV, "WARNING")  # before the run starts its Dask workers
+    os.environ.setdefault(WORKER_LOG_LEVEL_ENV, "critical")  # a unit's failure still reaches the stage
     import pycolmap
     from prefect.logging.handlers import PrefectConsoleHandler
 

@@ -29,8 +29,13 @@ INCOMING = f"s3://{BUCKET}/incoming"
 
 
 @pytest.fixture(scope="module")
-def node(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    """`odmflow server up --bucket s3://drops/incoming` with moto's credentials; `down` afterwards."""
+def node(
+    s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory, small_survey: SyntheticTruth
+) -> Iterator[dict[str, Any]]:
+    """`odmflow server up --bucket s3://drops/incoming` with moto's credentials; `down` afterwards.
+
+    A dataset is dropped under the watched prefix at once (site-1), so the watcher's schedule (every 60 s)
+    runs while the other tests do; its test, later in this file, checks what the watcher did."""
     reset(s3_endpoint)
     home = tmp_path_factory.mktemp("node")
     aws = {
@@ -49,6 +54,7 @@ def node(s3_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         fs = s3fs.S3FileSystem(skip_instance_cache=True, use_listings_cache=False)
         fs.mkdir(BUCKET)
         state = server.up(cfg)
+        _upload(fs, small_survey, f"{BUCKET}/incoming/site-1")
         env = {**os.environ, "PREFECT_API_URL": state.api_url}
         try:
             yield {"cfg": cfg, "state": state, "env": env, "fs": fs, "home": home}
@@ -94,17 +100,6 @@ def _pipeline_runs(node: dict[str, Any], name: str) -> list[Any]:
         )
 
 
-def test_dropped_dataset_is_processed_once_by_the_watcher(
-    node: dict[str, Any], small_survey: SyntheticTruth
-) -> None:
-    fs: s3fs.S3FileSystem = node["fs"]
-    _upload(fs, small_survey, f"{BUCKET}/incoming/site-1")
-    shots = f"{BUCKET}/incoming/site-1/odm_report/shots.geojson"
-    _wait(lambda: fs.exists(shots), 420, f"s3://{shots} from the scheduled watcher")
-    assert len(json.loads(fs.cat(shots))["features"]) == small_survey.n_photos
-    assert len(_pipeline_runs(node, "site-1")) == 1
-
-
 def test_overlapping_watchers_start_one_run_and_cancel_works(
     node: dict[str, Any], small_survey: SyntheticTruth
 ) -> None:
@@ -141,8 +136,9 @@ def test_two_submitted_projects_both_complete(
         shutil.copytree(small_survey.images_dir, tmp_path / name / "images")
         projects.append(tmp_path / name)
     # alpha is processed in place; beta is uploaded to the bucket and processed there.
+    cheap = ["-o", "feature-quality=lowest"]  # orchestration is checked here, not accuracy
     for project, extra in zip(projects, ([], ["--upload", f"s3://{BUCKET}/uploads"]), strict=True):
-        result = run_cli(["submit", str(project), *extra], node["env"])
+        result = run_cli(["submit", str(project), *cheap, *extra], node["env"])
         assert result.returncode == 0, result.stdout + result.stderr
         assert "/runs/flow-run/" in result.stdout
 
@@ -166,6 +162,16 @@ def test_two_submitted_projects_both_complete(
         result = run_cli(["download", name, str(dest)], node["env"])
         assert result.returncode == 0, result.stdout + result.stderr
         assert (dest / "odm_report" / "shots.geojson").is_file() and not (dest / "images").exists()
+
+
+def test_dropped_dataset_is_processed_once_by_the_watcher(
+    node: dict[str, Any], small_survey: SyntheticTruth
+) -> None:
+    fs: s3fs.S3FileSystem = node["fs"]  # site-1 was dropped when the node came up
+    shots = f"{BUCKET}/incoming/site-1/odm_report/shots.geojson"
+    _wait(lambda: fs.exists(shots), 420, f"s3://{shots} from the scheduled watcher")
+    assert len(json.loads(fs.cat(shots))["features"]) == small_survey.n_photos
+    assert len(_pipeline_runs(node, "site-1")) == 1
 
 
 def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], small_survey: SyntheticTruth) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from odm_core import checkpoint, options, registry
 from odm_core.layout import ProjectTree
-from odm_core.options import DemOptions, PipelineOptions
+from odm_core.options import DemOptions, OpensfmOptions, PipelineOptions
 from odm_core.registry import SPECS, STAGE_SPECS, STAGES
 from tests.inprocess import RUNNERS, declared_inputs_only, run_stage
 
@@ -95,7 +95,10 @@ def test_editing_dense_code_leaves_the_dem_checkpoint_valid(tmp_path: Path) -> N
 @pytest.mark.slow
 def test_each_stage_runs_on_its_declared_inputs_only(processed: ProjectTree, tmp_path: Path) -> None:
     """A read the registry does not declare finds no file here and fails the stage."""
-    run_options = PipelineOptions(odm_dem=DemOptions(dsm=True, dtm=True))
+    # The cheapest features that still register every photo: what is checked is what each stage reads.
+    run_options = PipelineOptions(
+        opensfm=OpensfmOptions(feature_quality="lowest"), odm_dem=DemOptions(dsm=True, dtm=True)
+    )
     for stage in STAGES:
         tree = declared_inputs_only(processed, stage, tmp_path / stage)
         result = run_stage(tree, stage, getattr(run_options, stage))
