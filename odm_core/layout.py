@@ -21,6 +21,11 @@ class ProjectTree:
     def gcp_list(self) -> Path:
         return self.root / "gcp_list.txt"
 
+    @property
+    def geo_txt(self) -> Path:
+        """ODM's geo.txt in the project folder: photo positions used instead of EXIF GPS."""
+        return self.root / "geo.txt"
+
     # --- dataset ----------------------------------------------------------------------------
     @property
     def images_json(self) -> Path:
@@ -59,6 +64,11 @@ class ProjectTree:
     @property
     def reconstruction_json(self) -> Path:
         return self.opensfm / "reconstruction.json"
+
+    @property
+    def reference_lla_json(self) -> Path:
+        """OpenSfM's reference_lla.json: written only when the model is georeferenced."""
+        return self.opensfm / "reference_lla.json"
 
     @property
     def opensfm_stats(self) -> Path:

@@ -41,7 +41,21 @@ def read_boundary(path: Path) -> str:
 
 
 # How a text value becomes a field's value, by the `text` key of a Field's json_schema_extra.
-TEXT_READERS: dict[str, Callable[[str], Any]] = {"geojson_file": lambda value: read_boundary(Path(value))}
+def read_geo(path: Path) -> str:
+    """The text of a --geo file, its CRS line checked; ValueError names the file and what is wrong."""
+    from odm_core.errors import OdmInputError
+    from odm_core.photos.geofile import geo_file_text
+
+    try:
+        return geo_file_text(path)
+    except OdmInputError as err:
+        raise ValueError(str(err)) from None
+
+
+TEXT_READERS: dict[str, Callable[[str], Any]] = {
+    "geojson_file": lambda value: read_boundary(Path(value)),
+    "geo_file": lambda value: read_geo(Path(value)),
+}
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from odm_core.registry import STAGE_SPECS, STAGES, StageName
 
 Quality = Literal["ultra", "high", "medium", "low", "lowest"]
+GEO_HELP = "geo.txt (ODM's format) whose positions replace EXIF GPS; default: PROJECT/geo.txt."
 CameraLens = Literal[
     "auto", "perspective", "brown", "fisheye", "fisheye_opencv", "spherical", "equirectangular", "dual"
 ]
@@ -59,6 +60,7 @@ class DatasetOptions(StageOptions):
         3.0, gt=0, le=1000, description="GPS accuracy in metres, set for every photo."
     )
     gps_z_offset: float = Field(0.0, description="Metres added to every photo's GPS altitude.")
+    geo: str | None = Field(None, description=GEO_HELP, json_schema_extra={"text": "geo_file"})  # file's text
 
 
 class OpensfmOptions(StageOptions):

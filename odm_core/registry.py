@@ -95,7 +95,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
     StageSpec(
         name="odm_georeferencing",
         options="GeoreferencingOptions",
-        inputs=("dataset", "odm_filterpoints"),
+        inputs=("dataset", "opensfm", "odm_filterpoints"),
         reads_photos=False,
         dask=False,
         weight=4.0,

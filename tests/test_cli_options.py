@@ -128,12 +128,13 @@ def test_shared_fields_that_disagree_fail_when_the_catalogue_is_built() -> None:
         build_catalogue(Other)
 
 
-def _non_default(spec: OptionSpec, boundary: Path) -> tuple[list[str], Any]:
-    """Command-line words that set `spec` to a value other than its default, and that value."""
+def _non_default(spec: OptionSpec, files: dict[str, Path]) -> tuple[list[str], Any]:
+    """Command-line words that set `spec` to a value other than its default, and that value (`files`: a
+    valid file for each kind of text option)."""
     if spec.kind == "bool":
         return ([f"--no-{spec.name}"] if spec.default else [spec.flag]), not spec.default
     if spec.text:
-        return [spec.flag, str(boundary)], boundary.read_text()
+        return [spec.flag, str(files[spec.text])], files[spec.text].read_text()
     if spec.choices:
         value: Any = next(c for c in spec.choices if c != spec.default)
     elif spec.kind == "string":
@@ -146,9 +147,12 @@ def _non_default(spec: OptionSpec, boundary: Path) -> tuple[list[str], Any]:
 def test_every_flag_reaches_every_field_it_sets(tmp_path: Path) -> None:
     boundary = tmp_path / "b.geojson"
     boundary.write_text('{"type": "Polygon", "coordinates": [[[9, 45], [9.01, 45], [9.01, 45.01], [9, 45]]]}')
+    geo = tmp_path / "geo.txt"
+    geo.write_text("EPSG:4326\nDJI_0001.JPG 9.0 45.0 120.0\n")
+    files = {"geojson_file": boundary, "geo_file": geo}
     args, expected = [str(tmp_path)], {}
     for spec in OPTIONS:
-        words, expected[spec.name] = _non_default(spec, boundary)
+        words, expected[spec.name] = _non_default(spec, files)
         args += words
     ctx = RUN_COMMAND.make_context("run", args)
     opts = options_from_flags({k: v for k, v in ctx.params.items() if k not in ("project", "verbose")})

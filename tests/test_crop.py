@@ -190,15 +190,16 @@ def test_crop_cutline_and_euclidean_map_on_the_synthetic_survey(
     assert not tree.dem_euclidean("dsm").exists() and not tree.orthophoto_cutline.exists()
 
 
-def test_a_cloud_without_crs_is_named(tmp_path: Path) -> None:
-    from odm_core.dem.surface import cloud_extent
+def test_a_cloud_without_crs_is_a_local_model_that_cannot_be_cropped_by_a_polygon(tmp_path: Path) -> None:
+    from odm_core.dem.surface import cloud_extent, raster_crs
 
     laz = tmp_path / "no_crs.laz"
     pos = np.array([[0.0, 0.0, 1.0], [1.0, 1.0, 2.0]])
     write_las(laz, las_points(pos, np.zeros((2, 3), np.uint8)), compress=True)
-    for read in (lambda: crop.laz_crs(laz), lambda: cloud_extent(laz, "grid")):
-        with pytest.raises(OdmStageError, match=r"no_crs\.laz records no CRS; re-run from"):
-            read()
+    bounds, crs_wkt = cloud_extent(laz, "grid")  # a model in a local frame: rasters without CRS
+    assert bounds == (0.0, 0.0, 1.0, 1.0) and crs_wkt == "" and raster_crs(crs_wkt) is None
+    with pytest.raises(OdmStageError, match=r"no_crs\.laz records no CRS"):
+        crop.laz_crs(laz)
 
 
 def test_surface_fill_covers_the_crop_area_only_when_given_it(tmp_path: Path) -> None:

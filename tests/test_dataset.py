@@ -24,7 +24,8 @@ OPTS = DatasetOptions()
 
 def make_jpeg(path: Path, dms_seconds: float | None = None, size: tuple[int, int] = (64, 48)) -> Path:
     """A small noisy JPEG, with a GPS position near Brighton Beach (UTM 15N) unless dms_seconds is None."""
-    pixels = np.random.default_rng(len(path.name)).integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+    rng = np.random.default_rng(list(path.name.encode()))  # pixels differ by name: no duplicates
+    pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     exif = Image.Exif()
     if dms_seconds is not None:
         gps = exif.get_ifd(0x8825)
@@ -60,7 +61,8 @@ def add_gps_photos(tree: ProjectTree, n: int = 3, prefix: str = "DJI_") -> list[
 
 def add_plain_photos(tree: ProjectTree, names: list[str]) -> None:
     for name in names:
-        Image.new("RGB", (32, 24), (len(name) * 7 % 255, 90, 30)).save(tree.images / name)
+        colour = tuple(hashlib.sha256(name.encode()).digest()[:3])  # differs by name: no duplicates
+        Image.new("RGB", (32, 24), colour).save(tree.images / name)
 
 
 def run_unchanged(tree: ProjectTree, opts: DatasetOptions = OPTS, **kwargs: object) -> DatasetResult:

@@ -75,7 +75,7 @@ def make_jpeg(
     path: Path, exif: Image.Exif | None = None, xmp: bytes | None = None, size: tuple[int, int] = (64, 48)
 ) -> Path:
     """A small noisy JPEG (noise so that its compressed data is most of the file)."""
-    rng = np.random.default_rng(len(path.name))
+    rng = np.random.default_rng(list(path.name.encode()))  # pixels differ by name
     pixels = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
     kwargs: dict[str, object] = {"quality": 90}
     if exif is not None:

@@ -8,6 +8,7 @@ import laspy
 import numpy as np
 import pytest
 
+from odm_core.artifacts import write_json
 from odm_core.cloud.ply import empty_points, write_ply
 from odm_core.errors import OdmStageError
 from odm_core.geo.georef import GeoReference
@@ -30,8 +31,9 @@ def filtered_cloud(
         pts[field] = rng.integers(0, 256, n)
     pts["views"] = rng.integers(0, 256, n)
     write_ply(tree.filtered_point_cloud, pts)
-    if georeferenced:
+    if georeferenced:  # what dataset (coords.txt) and opensfm (reference_lla.json: aligned) write
         GEOREF.write(tree.coords_txt, tree.proj_txt)
+        write_json(tree.reference_lla_json, {"latitude": 46.8, "longitude": -92.0, "altitude": 0.0})
     return tree, pts
 
 

@@ -12,6 +12,7 @@ import pycolmap
 from scipy.ndimage import maximum_filter
 
 from odm_core.camera.view import ViewCamera
+from odm_core.photos.listing import find_mask
 
 DEPTH_GRID_COLS = 10  # the local depth bound's grid: cells a tenth of the depth map's width
 LOCAL_DEPTH_MARGIN = 1.15  # a depth may lie this far beyond the farthest tie point around its cell
@@ -62,6 +63,7 @@ def view_cameras(rec: pycolmap.Reconstruction, images: Path, quality: str) -> li
             dm_focal_px=float(cam.mean_focal_length()) * scale,
             depth_min=depth_min,
             depth_max=depth_max,
+            mask=str(find_mask(images, image.name) or ""),
         )
         bound = _local_depth_max(rec, image, view)
         views.append(replace(view, local_depth_max=bound, local_depth_cols=DEPTH_GRID_COLS))

@@ -42,6 +42,7 @@ class ViewCamera:
     # () for none
     local_depth_max: tuple[float, ...] = ()
     local_depth_cols: int = 0
+    mask: str = ""  # the photo's mask file (ODM's <stem>_mask.<ext>; black = not used), "" for none
 
     @property
     def rotation(self) -> np.ndarray:
@@ -157,6 +158,18 @@ def warp_rays(view: ViewCamera, source: SourceImage, rays_cam: np.ndarray, gray:
     np.nan_to_num(map_x, copy=False, nan=-1e6)
     np.nan_to_num(map_y, copy=False, nan=-1e6)
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+def load_mask(view: ViewCamera) -> np.ndarray | None:
+    """The photo's mask as the depth-map camera sees it (H x W bool, True = usable); None without one."""
+    if not view.mask:
+        return None
+    mask = cv2.imread(view.mask, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    if mask is None:
+        raise FileNotFoundError(f"cannot read the mask {view.mask} of {view.photo}")
+    pixels = np.repeat(mask[..., None], 3, axis=2)
+    source = SourceImage(pixels, mask.shape[1] / view.width, mask.shape[0] / view.height)
+    return warp_rays(view, source, view.pixel_rays(), gray=True) >= 128
 
 
 def undistorted(view: ViewCamera, source: SourceImage) -> np.ndarray:

@@ -39,12 +39,17 @@ def capped_resolution_m(resolution_cm: float, tree: ProjectTree, ignore_gsd: boo
     return resolution_cm / 100.0
 
 
-def cloud_extent(laz: Path, purpose: str) -> tuple[tuple[float, float, float, float], CRS]:
-    """(minx, miny, maxx, maxy) and CRS of the georeferenced cloud, read from its header; a clear error
-    when it has no points or no CRS."""
+def cloud_extent(laz: Path, purpose: str) -> tuple[tuple[float, float, float, float], str]:
+    """(minx, miny, maxx, maxy) and CRS (as WKT; "" for a model in a local frame) of the georeferenced
+    cloud, read from its header; a clear error when it has no points."""
     with laspy.open(laz) as reader:
         bounds, crs = header_extent(reader.header, laz, purpose)
-    return bounds, CRS.from_wkt(crs.to_wkt())
+    return bounds, crs.to_wkt() if crs is not None else ""
+
+
+def raster_crs(crs_wkt: str) -> CRS | None:
+    """A raster's CRS from cloud_extent's WKT; None (a GeoTIFF without CRS) for a local frame."""
+    return CRS.from_wkt(crs_wkt) if crs_wkt else None
 
 
 def radius_steps(tree: ProjectTree, steps: int, resolution_m: float) -> tuple[float, ...]:

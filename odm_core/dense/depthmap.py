@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odm_core.camera.view import ViewCamera, load_photo, undistorted, warp_rays
+from odm_core.camera.view import ViewCamera, load_mask, load_photo, undistorted, warp_rays
 from odm_core.dense.plan import ViewUnit
 from odm_core.dense.score import photo_score
 from odm_core.dense.stereo import pair_depth
@@ -39,6 +39,7 @@ def photometric_depthmap(unit: ViewUnit) -> int:
     scores = [photo_score(view, gray, d, partners) for d in estimates]
     depth, support = best_supported(estimates, scores, shape)
     depth[(depth < view.depth_min) | (depth > view.depth_bound())] = 0
+    _apply_mask(view, depth)
     save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=undistorted(view, source))
     return int(np.count_nonzero(depth))
 
@@ -114,5 +115,13 @@ def geometric_depthmap(unit: ViewUnit) -> int:
     for nbr, path in zip(unit.neighbours, unit.sources[1:], strict=True):
         estimates.append(splat(nbr, load_arrays(path)["depth"], unit.view))
     depth, support = consensus(estimates, own["depth"].shape, min_support=2)
+    _apply_mask(unit.view, depth)
     save_arrays(Path(unit.out), unit.key, depth=depth, support=support, image=own["image"])
     return int(np.count_nonzero(depth))
+
+
+def _apply_mask(view: ViewCamera, depth: np.ndarray) -> None:
+    """No depth where the photo's mask is black (ODM's image masks): nothing there becomes a point."""
+    usable = load_mask(view)
+    if usable is not None:
+        depth[~usable] = 0

@@ -47,7 +47,8 @@ def footprint(laz: Path, spacing_m: float | None = None) -> tuple[BaseGeometry, 
     """The cloud's footprint polygon (in the LAZ's CRS) and that CRS; OdmStageError without points/CRS."""
     with laspy.open(laz) as reader:
         header = reader.header
-        (minx, miny, maxx, maxy), crs = header_extent(header, laz, "crop to")
+        (minx, miny, maxx, maxy), _ = header_extent(header, laz, "crop to")
+        crs = header_crs(header, laz)
         # a sparse cloud's spacing may be far above the stats' figure: the mean over its extent bounds it
         mean_spacing_m = math.sqrt(max(maxx - minx, 1e-3) * max(maxy - miny, 1e-3) / header.point_count)
         spacing_m = max(spacing_m or 0.0, mean_spacing_m)
@@ -66,13 +67,13 @@ def footprint(laz: Path, spacing_m: float | None = None) -> tuple[BaseGeometry, 
 
 def header_extent(
     header: laspy.LasHeader, laz: Path, purpose: str
-) -> tuple[tuple[float, float, float, float], ProjCRS]:
-    """(minx, miny, maxx, maxy) and CRS of a LAS header; OdmStageError naming the file without points
-    (nothing to `purpose`) or without a CRS."""
+) -> tuple[tuple[float, float, float, float], ProjCRS | None]:
+    """(minx, miny, maxx, maxy) and CRS of a LAS header (None: a model in a local frame); OdmStageError
+    naming the file without points (nothing to `purpose`)."""
     if header.point_count == 0:
         raise OdmStageError(f"{laz} has no points: there is nothing to {purpose}")
     (minx, miny, _), (maxx, maxy, _) = header.mins, header.maxs
-    return (float(minx), float(miny), float(maxx), float(maxy)), header_crs(header, laz)
+    return (float(minx), float(miny), float(maxx), float(maxy)), header.parse_crs()
 
 
 def laz_crs(laz: Path) -> ProjCRS:
@@ -85,7 +86,10 @@ def header_crs(header: laspy.LasHeader, laz: Path) -> ProjCRS:
     """The CRS a LAS header records; OdmStageError naming the file without one."""
     crs = header.parse_crs()
     if crs is None:
-        raise OdmStageError(f"{laz} records no CRS; re-run from odm_georeferencing")
+        raise OdmStageError(
+            f"{laz} records no CRS: the model is in a local frame (not georeferenced), so a geographic "
+            "polygon cannot crop it; leave out --boundary, or give the photos GPS (or --geo)"
+        )
     return crs
 
 

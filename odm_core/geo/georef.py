@@ -75,6 +75,14 @@ class GeoReference:
         return cls(epsg=(32600 if hemi == "N" else 32700) + zone, offset_x=ox, offset_y=oy)
 
     @classmethod
+    def of_model(cls, coords_txt: Path, reference_lla_json: Path) -> GeoReference | None:
+        """The georeference of the reconstruction: coords.txt's, when structure from motion aligned the
+        model to it (it writes reference_lla.json only then); None for a model in a local frame."""
+        if not (coords_txt.is_file() and reference_lla_json.is_file()):
+            return None
+        return cls.read(coords_txt)
+
+    @classmethod
     def from_lla(cls, lat: np.ndarray, lon: np.ndarray) -> GeoReference:
         """UTM zone of the photos' mean position; offset = their rounded mean UTM position (as ODM)."""
         epsg = utm_epsg(float(np.mean(lat)), float(np.mean(lon)))

@@ -8,6 +8,7 @@ overrides the EXIF altitude, focal_ratio = focal_35mm / 36 or focal_mm / sensor 
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -33,6 +34,7 @@ _DATETIME_ORIGINAL, _OFFSET_TIME_ORIGINAL = 0x9003, 0x9011
 _SUBSEC_TIME, _SUBSEC_TIME_ORIGINAL = 0x9290, 0x9291
 _FOCAL_LENGTH, _FOCAL_35MM = 0x920A, 0xA405
 _FOCAL_PLANE_XRES, _FOCAL_PLANE_UNIT = 0xA20E, 0xA210
+_PIXEL_X_DIMENSION = 0xA002  # the width the camera recorded (a downscaled copy may keep it)
 _GPS_LAT_REF, _GPS_LAT, _GPS_LON_REF, _GPS_LON, _GPS_ALT_REF, _GPS_ALT = 1, 2, 3, 4, 5, 6
 
 _MM_PER_UNIT = {2: 25.4, 3: 10.0, 4: 1.0, 5: 0.001}  # EXIF FocalPlaneResolutionUnit: inch, cm, mm, um
@@ -50,7 +52,7 @@ class UnreadablePhoto(OdmInputError):
 def read_photo(path: Path, opts: DatasetOptions) -> Photo:
     """Read one photo's size, EXIF and DJI XMP; raise UnreadablePhoto if it is not a decodable image."""
     data = _read_bytes(path)
-    width, height, exif = _decode_checked(path, data)
+    width, height, exif, pixel_digest = _decode_checked(path, data)
     fields: dict[str, Any] = {"filename": path.name, "width": width, "height": height}
     fields.update(_exif_fields(path, exif, width))
     xmp = read_xmp(path, data)
@@ -64,6 +66,7 @@ def read_photo(path: Path, opts: DatasetOptions) -> Photo:
         log.warning("%s: GPS position is (0, 0), a missing fix; ignoring it", path.name)
         fields["latitude"] = fields["longitude"] = None
     fields["gps_xy_stddev"] = fields["gps_z_stddev"] = opts.gps_accuracy
+    fields["pixel_digest"] = pixel_digest
     return Photo(**fields)
 
 
@@ -80,8 +83,9 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
-def _decode_checked(path: Path, data: bytes) -> tuple[int, int, Image.Exif | None]:
-    """Size and EXIF of the image in `data`, after checking that its pixels decode completely."""
+def _decode_checked(path: Path, data: bytes) -> tuple[int, int, Image.Exif | None, str]:
+    """Size, EXIF and a digest of the decoded pixels (at the reduced size; equal for copies of the same
+    photo whatever their name or metadata) of the image in `data`, after checking that it decodes."""
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.format not in SUPPORTED_FORMATS:
@@ -93,6 +97,7 @@ def _decode_checked(path: Path, data: bytes) -> tuple[int, int, Image.Exif | Non
             # A reduced-size decode still reads every compressed byte, so truncation is caught cheaply.
             im.draft("RGB", (max(1, width // 8), max(1, height // 8)))
             im.load()
+            digest = hashlib.sha1(f"{width}x{height}:{im.mode}:{im.size}".encode() + im.tobytes()).hexdigest()
     except UnreadablePhoto:
         raise
     except UnidentifiedImageError as e:
@@ -101,7 +106,7 @@ def _decode_checked(path: Path, data: bytes) -> tuple[int, int, Image.Exif | Non
         raise UnreadablePhoto(path, f"image too large to decode safely ({e})") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise UnreadablePhoto(path, f"truncated or corrupt image ({e})") from e
-    return width, height, exif
+    return width, height, exif, digest
 
 
 def _safe_exif(path: Path, im: Image.Image) -> Image.Exif | None:
@@ -127,7 +132,13 @@ def _exif_fields(path: Path, exif: Image.Exif | None, width: int) -> dict[str, A
     focal = _pos(sub.get(_FOCAL_LENGTH))
     focal_35 = _pos(sub.get(_FOCAL_35MM))
     lat, lon, alt = _gps(gps)
+    refs_missing = (
+        lat is not None
+        and lon is not None
+        and not (_text(gps.get(_GPS_LAT_REF)) and _text(gps.get(_GPS_LON_REF)))
+    )
     return {
+        "hemisphere_assumed": refs_missing,
         "camera_make": _text(exif.get(_MAKE)),
         "camera_model": _text(exif.get(_MODEL)),
         "orientation": _int(exif.get(_ORIENTATION)) or 1,
@@ -137,7 +148,9 @@ def _exif_fields(path: Path, exif: Image.Exif | None, width: int) -> dict[str, A
         "utc_time": _utc_ms(path, sub),
         "focal_length_mm": focal,
         "focal_length_35mm": focal_35,
-        "focal_ratio": _focal_ratio(focal, focal_35, _sensor_width_mm(sub, width)),
+        "focal_ratio": _focal_ratio(
+            focal, focal_35, _sensor_width_mm(sub, _int(sub.get(_PIXEL_X_DIMENSION)) or width)
+        ),
     }
 
 
@@ -190,7 +203,9 @@ def _tz(offset: str | None) -> timezone:
 
 
 def _sensor_width_mm(sub: dict[int, Any], width: int) -> float | None:
-    """Sensor width from FocalPlaneXResolution and its unit (ODM's rule), if the EXIF has them."""
+    """Sensor width from FocalPlaneXResolution and its unit (ODM's rule), if the EXIF has them. `width` is
+    the EXIF PixelXDimension where recorded: the resolution refers to the camera's pixels, and a photo
+    downscaled with its EXIF kept would otherwise get a sensor (and focal ratio) off by the scale."""
     unit = _MM_PER_UNIT.get(_int(sub.get(_FOCAL_PLANE_UNIT)) or 0)
     pixels_per_unit = _pos(sub.get(_FOCAL_PLANE_XRES))
     if unit is None or pixels_per_unit is None:

@@ -29,6 +29,8 @@ class Photo:
     roll: float | None = None
     gps_xy_stddev: float | None = None  # metres (--gps-accuracy)
     gps_z_stddev: float | None = None
+    hemisphere_assumed: bool = False  # GPS without N/S or E/W references: N and E were assumed (as ODM)
+    pixel_digest: str | None = None  # SHA-1 of the decoded pixels: equal for duplicate photos
 
     @property
     def has_gps(self) -> bool:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -21,26 +20,16 @@ from odm_core.errors import OdmInputError
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import DatasetOptions
+from odm_core.photos.checks import apply_geo_file, drop_duplicates, warn_metadata
 from odm_core.photos.exif import UnreadablePhoto, read_photo
+from odm_core.photos.listing import SkippedFile, case_collisions, list_images, orphan_masks
 from odm_core.photos.photo import Photo
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger("odm_core.stages.dataset")
 
 Progress = Callable[[float, str], None]
-
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"})
-RAW_EXTENSIONS = frozenset({".dng", ".raw", ".nef", ".cr2", ".cr3", ".arw", ".orf", ".rw2"})
-VIDEO_EXTENSIONS = frozenset({".mp4", ".mov", ".avi", ".mkv", ".m4v"})
 MIN_PHOTOS = 2
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file in images/ that was not used, and why."""
-
-    filename: str
-    reason: str
 
 
 @dataclass(frozen=True)
@@ -67,13 +56,24 @@ def dataset(
 ) -> DatasetResult:
     """Read the photos in tree.images and write images.json, img_list.txt and coords.txt/proj.txt."""
     report = progress or (lambda _f, _m: None)
-    candidates, skipped = _list_images(tree.images)
+    candidates, skipped = list_images(tree.images)
+    orphans = orphan_masks(tree.images, candidates)
+    if orphans:
+        log.warning(
+            "%d mask file(s) match no photo (a mask is <photo stem>_mask.<ext>): %s",
+            len(orphans),
+            ", ".join(orphans),
+        )
     photos, unreadable = _read_all(candidates, opts, report, max_workers)
     skipped = sorted(skipped + unreadable, key=lambda s: s.filename)
     for s in skipped:
         log.warning("Skipping %s: %s", s.filename, s.reason)
+    photos, duplicates = drop_duplicates(photos)
+    photos = apply_geo_file(tree, opts, photos)
+    skipped = sorted(skipped + duplicates, key=lambda s: s.filename)
     _check_usable(tree.images, candidates, photos, skipped)
     without_gps = _warn_gps(tree, opts, photos)
+    warn_metadata(photos)
     georef = _georeference(photos)
     outputs = _write_outputs(tree, photos, georef)
     report(1.0, f"dataset: {len(photos)} photos, {len(skipped)} skipped")
@@ -85,53 +85,6 @@ def dataset(
         epsg=georef.epsg if georef else None,
         outputs=outputs,
     )
-
-
-# --- listing ----------------------------------------------------------------------------------
-
-
-def _list_images(images: Path) -> tuple[list[Path], list[SkippedFile]]:
-    """Photo files directly in images/ (no hidden files, no *_mask.*), and RAW/video files skipped."""
-    hint = f"put your photos in {images}/ (PROJECT/images/)"
-    if not images.is_dir():
-        raise OdmInputError(f"No images folder at {images}: {hint}")
-    photos: list[Path] = []
-    skipped: list[SkippedFile] = []
-    subfolders: list[str] = []
-    with os.scandir(images) as entries:
-        for entry in entries:
-            name = entry.name
-            ext = os.path.splitext(name)[1].lower()
-            if name.startswith("."):
-                continue
-            if entry.is_dir():
-                subfolders.append(name)
-            elif os.path.splitext(name)[0].endswith("_mask"):
-                log.info("Ignoring %s: image masks are not supported yet", name)
-            elif ext in IMAGE_EXTENSIONS:
-                photos.append(Path(entry.path))
-            elif ext in RAW_EXTENSIONS:
-                skipped.append(SkippedFile(name, "RAW photos are not supported; export them to JPEG or TIFF"))
-            elif ext in VIDEO_EXTENSIONS:
-                skipped.append(SkippedFile(name, "videos are not supported; extract frames to JPEG first"))
-    if not photos and not skipped:
-        found = f"; photos in subfolders are not read: {', '.join(sorted(subfolders))}" if subfolders else ""
-        exts = ", ".join(sorted(IMAGE_EXTENSIONS))
-        raise OdmInputError(f"No photos ({exts}) in {images}{found}: {hint}")
-    return sorted(photos), skipped
-
-
-def _case_collisions(files: Sequence[Path]) -> list[str]:
-    """Problems for file names equal up to case/Unicode normalisation (they collide on macOS/Windows)."""
-    groups: dict[str, list[str]] = {}
-    for f in files:
-        groups.setdefault(unicodedata.normalize("NFC", f.name).casefold(), []).append(f.name)
-    return [
-        f"{' and '.join(repr(n) for n in sorted(names))} differ only in case: they collide on "
-        "case-insensitive file systems and cloud sync; rename one of them"
-        for names in groups.values()
-        if len(names) > 1
-    ]
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -161,7 +114,7 @@ def _check_usable(
     images: Path, files: Sequence[Path], photos: Sequence[Photo], skipped: Sequence[SkippedFile]
 ) -> None:
     """Raise one OdmInputError listing every problem found (name collisions, too few usable photos)."""
-    problems = _case_collisions(files)
+    problems = case_collisions(files)
     if len(photos) < MIN_PHOTOS:
         problems.append(f"only {len(photos)} usable photo(s) in {images}; at least {MIN_PHOTOS} are needed")
     if not problems:

@@ -7,6 +7,7 @@ phases, and the tiles are streamed into `odm_dem/dsm.tif` / `dtm.tif` one window
 
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from dataclasses import dataclass
@@ -15,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import rasterio.windows
-from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
@@ -30,6 +30,7 @@ from odm_core.dem.surface import (
     coarse_grid,
     fill_coarse,
     radius_steps,
+    raster_crs,
 )
 from odm_core.dem.units import COARSE, DemUnit, DemUnitResult, run_dem_unit
 from odm_core.geo.crop import read_polygon, window_mask
@@ -39,6 +40,8 @@ from odm_core.raster.geotiff import staging_profile, write_geotiff
 from odm_core.raster.relief import write_colored_hillshade
 from odm_core.raster.xyz_tiles import write_xyz_tiles
 from odm_core.worker import MapUnits, load_arrays, save_arrays, serial_map
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
                     euclidean,
                 )
             )
-    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs.to_wkt(), opts, crop)
+    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs, opts, crop)
 
 
 def _holes_path(tree: ProjectTree, kind: str) -> str:
@@ -149,7 +152,9 @@ def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult
         outputs.append(write_cog(tree, plan, kind, "values", tree.dem_tif(kind), crop))
         if plan.opts.dem_euclidean_map:
             outputs.append(write_cog(tree, plan, kind, "euclidean", tree.dem_euclidean(kind), None))
-        if plan.opts.tiles:
+        if plan.opts.tiles and not plan.crs_wkt:
+            log.warning("--tiles: %s has no CRS (not georeferenced); no XYZ tiles made", tree.dem_tif(kind))
+        elif plan.opts.tiles:
             relief = write_colored_hillshade(tree.dem_tif(kind), tree.dem_tiles / f"{kind}.relief.tif")
             outputs += write_xyz_tiles(relief, dem_tiles_dir(tree, kind)).files
     for kind in ("dsm", "dtm"):
@@ -182,7 +187,7 @@ def write_cog(
     the crop polygon, if given, become nodata (masked window by window)."""
     assert plan.grid is not None
     grid = plan.grid
-    crs = CRS.from_wkt(plan.crs_wkt)
+    crs = raster_crs(plan.crs_wkt)
     profile = staging_profile(grid.width, grid.height, crs, grid.transform, 1, "float32", nodata=dr.NODATA)
     staging = tree.dem_tiles / f"{kind}.{layer}.staging.tif"
     with rasterio.open(staging, "w", **profile) as dst:

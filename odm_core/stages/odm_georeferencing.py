@@ -50,7 +50,7 @@ def odm_georeferencing(tree: ProjectTree, opts: GeoreferencingOptions) -> Georef
     if not source.is_file():
         raise OdmStageError(f"{source} is missing: run the odm_filterpoints stage first")
     points = read_ply(source)
-    georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.is_file() else None
+    georef = GeoReference.of_model(tree.coords_txt, tree.reference_lla_json)
     pos = xyz(points) + (georef.offset if georef is not None else 0.0)
     colours, views = rgb(points), np.minimum(points["views"], 255).astype(np.uint8)
     las = las_points(pos, colours, georef.crs if georef is not None else None, user_data=views)

@@ -9,6 +9,7 @@ behind it. Each orthophoto tile unit then finishes its surface and renders it (`
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -20,7 +21,6 @@ import pycolmap
 import rasterio
 import rasterio.shutil
 from rasterio import windows
-from rasterio.crs import CRS
 from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
@@ -29,7 +29,14 @@ from odm_core.camera.reconstruction import view_cameras
 from odm_core.camera.view import ViewCamera
 from odm_core.cloud.smrf import SmrfParams
 from odm_core.dem import gridding as dr
-from odm_core.dem.surface import TILE_PX, capped_resolution_m, cloud_extent, fill_coarse, radius_steps
+from odm_core.dem.surface import (
+    TILE_PX,
+    capped_resolution_m,
+    cloud_extent,
+    fill_coarse,
+    radius_steps,
+    raster_crs,
+)
 from odm_core.dem.units import DemUnit, filled_surface, run_dem_unit
 from odm_core.errors import OdmStageError
 from odm_core.geo.crop import read_polygon, window_mask, write_polygon
@@ -44,6 +51,8 @@ from odm_core.sfm.reconstruction import average_gsd_cm
 from odm_core.worker import MapUnits, load_arrays, peak_rss_mb, prepare_unit, save_arrays, serial_map
 
 OCCLUSION_HALO_M = 8.0  # surface around a tile that can still hide part of it
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -125,7 +134,8 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
     radii = radius_steps(tree, 3, grid.resolution_m)
     halo = math.ceil(OCCLUSION_HALO_M / grid.resolution_m) + math.ceil(max(radii) / grid.resolution_m) + 5
     views = tuple(view_cameras(pycolmap.Reconstruction(tree.colmap_model), tree.images, "lowest"))
-    offset = tuple(float(v) for v in GeoReference.read(tree.coords_txt).offset)
+    georef = GeoReference.of_model(tree.coords_txt, tree.reference_lla_json)
+    offset = tuple(float(v) for v in georef.offset) if georef is not None else (0.0, 0.0, 0.0)
     photo_px_m = (gsd_cm or 100 * grid.resolution_m) / 100.0
     coarse = str(tree.orthophoto_work / "surface.coarse.npz")
     surface, tiles = [], []
@@ -142,7 +152,7 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
         tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
     bounds_gpkg = tree.georeferenced_model_bounds_gpkg
     crop = str(bounds_gpkg) if bounds_gpkg.is_file() else ""
-    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs.to_wkt(), coarse, crop)
+    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs, coarse, crop)
 
 
 def fill_surface(plan: OrthoPlan) -> None:
@@ -197,7 +207,7 @@ def finish_odm_orthophoto(
     grid = plan.grid
     crop = read_polygon(Path(plan.crop), plan.crs_wkt) if plan.crop else None
     staging = tree.orthophoto_work / "staging.tif"
-    profile = rgba_profile(grid.width, grid.height, CRS.from_wkt(plan.crs_wkt), grid.transform)
+    profile = rgba_profile(grid.width, grid.height, raster_crs(plan.crs_wkt), grid.transform)
     valid = 0
     with rasterio.open(staging, "w", **profile) as dst:
         dst.colorinterp = RGBA
@@ -214,9 +224,11 @@ def finish_odm_orthophoto(
         with atomic_path(tree.orthophoto_png) as tmp:
             rasterio.shutil.copy(tree.orthophoto_tif, tmp, driver="PNG")
         outputs.append(tree.orthophoto_png)
-    if opts.orthophoto_kmz:
+    if (opts.orthophoto_kmz or opts.tiles) and not plan.crs_wkt:
+        log.warning("--orthophoto-kmz/--tiles: the orthophoto has no CRS (not georeferenced); skipped")
+    elif opts.orthophoto_kmz:
         outputs.append(write_kmz(tree.orthophoto_tif, tree.orthophoto_kmz))
-    if opts.tiles:
+    if opts.tiles and plan.crs_wkt:
         outputs += write_xyz_tiles(tree.orthophoto_tif, tree.orthophoto_tiles).files
     if opts.orthophoto_cutline:
         outputs.append(write_cutline(tree, plan, crop))

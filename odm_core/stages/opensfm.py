@@ -19,26 +19,21 @@ import pycolmap
 
 from odm_core.artifacts import write_json
 from odm_core.errors import OdmStageError
-from odm_core.geo.georef import GeoReference
+from odm_core.geo.georef import GeoReference, utm_to_lla
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
 from odm_core.sfm import export as sfm_export
-from odm_core.sfm.features import feature_process_size
-from odm_core.sfm.gps import gps_errors, gps_local_m, gps_residuals_m
-from odm_core.sfm.pairs import EXHAUSTIVE_MAX_PHOTOS, gps_pairs
+from odm_core.sfm.align import Alignment, align
+from odm_core.sfm.database import extract_features, write_pose_priors
+from odm_core.sfm.focal import settle_focal
+from odm_core.sfm.gps import finite_or_none, gps_errors, gps_residuals_m
+from odm_core.sfm.matching import match_features
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
-COLMAP_MODEL: dict[str, str] = {
-    "auto": "RADIAL",
-    "perspective": "RADIAL",
-    "brown": "OPENCV",
-    "fisheye": "RADIAL_FISHEYE",
-    "fisheye_opencv": "OPENCV_FISHEYE",
-}
 MIN_GPS_PHOTOS = 3  # GPS priors need at least three positions to fix a similarity
 
 
@@ -53,6 +48,8 @@ class OpensfmResult:
     mean_reprojection_error_px: float
     georeferenced: bool
     gps_rms_horizontal_m: float | None
+    largest_gps_residual: tuple[str, float] | None  # the photo farthest from its GPS, horizontally (m)
+    notes: tuple[str, ...]  # the alignment's warnings (levelled from attitudes, local frame)
     outputs: tuple[Path, ...]
 
     def summary(self) -> list[str]:
@@ -64,9 +61,14 @@ class OpensfmResult:
         if self.unregistered:
             lines.append(f"  not registered: {', '.join(self.unregistered)}")
         if self.gps_rms_horizontal_m is not None:
-            lines.append(f"  camera centres vs GPS: {self.gps_rms_horizontal_m:.2f} m RMS horizontal")
-        else:
-            lines.append("  not georeferenced: local coordinates (no GPS)")
+            largest = ""
+            if self.largest_gps_residual:
+                name, metres = self.largest_gps_residual
+                largest = f" (largest {metres:.2f} m, {name}; every photo's in stats.json)"
+            lines.append(
+                f"  camera centres vs GPS: {self.gps_rms_horizontal_m:.2f} m RMS horizontal{largest}"
+            )
+        lines += [f"  {note}" for note in self.notes]
         return lines
 
 
@@ -90,11 +92,11 @@ def opensfm(
     work.mkdir(parents=True)
     db = tree.colmap_database
 
-    _extract(tree, photos, opts, num_threads, progress)
-    gps_photos = _write_priors(db, photos, georef)
+    extract_features(tree, photos, opts, num_threads, progress)
+    gps_photos = write_pose_priors(db, photos, georef)
     georeferenced = georef is not None and gps_photos >= MIN_GPS_PHOTOS
     progress(0.45, "matching features")
-    _match(db, photos, georef if georeferenced else None, opts, num_threads, work)
+    match_features(db, photos, georef if georeferenced else None, opts, num_threads, work)
     progress(0.7, "incremental mapping")
     rec = _map(db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress)
 
@@ -102,119 +104,34 @@ def opensfm(
     unregistered = tuple(sorted(p.filename for p in photos if p.filename not in registered))
     if unregistered:
         log.warning("%d photo(s) did not register: %s", len(unregistered), ", ".join(unregistered))
+    rec, focal_note = settle_focal(rec, db)
+    alignment = align(rec, photos, georef, used_priors=georeferenced)
+    notes = ((focal_note,) if focal_note else ()) + alignment.notes
+    for note in notes:
+        log.info("%s", note)
+    model_georef = georef if alignment.georeferenced else None
     progress(0.95, "writing the reconstruction")
-    errors = gps_errors(gps_residuals_m(rec, photos, georef)) if georef and georeferenced else {}
-    outputs = sfm_export.write_all(tree, rec, photos, georef if georeferenced else None, opts.camera_lens)
-    outputs.append(write_json(tree.opensfm_stats, _stats(rec, photos, errors, georeferenced)))
+    residuals = gps_residuals_m(rec, photos, model_georef) if model_georef else {}
+    outputs = sfm_export.write_all(tree, rec, photos, model_georef, opts.camera_lens)
+    outputs += _write_reference(tree, rec, model_georef)
+    stats = _stats(rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment)
+    stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
+    outputs.append(write_json(tree.opensfm_stats, stats))
     return OpensfmResult(
         n_photos=len(photos),
         n_registered=len(registered),
         unregistered=unregistered,
         n_points=rec.num_points3D(),
         mean_reprojection_error_px=float(rec.compute_mean_reprojection_error()),
-        georeferenced=georeferenced,
-        gps_rms_horizontal_m=errors.get("horizontal_rms"),  # type: ignore[arg-type]
+        georeferenced=alignment.georeferenced,
+        gps_rms_horizontal_m=stats["gps_errors"].get("horizontal_rms"),  # type: ignore[attr-defined]
+        largest_gps_residual=max(
+            ((name, float(np.hypot(*r[:2]))) for name, r in residuals.items()),
+            key=lambda x: x[1],
+            default=None,
+        ),
+        notes=notes,
         outputs=tuple(outputs),
-    )
-
-
-def _extract(
-    tree: ProjectTree, photos: list[Photo], opts: OpensfmOptions, num_threads: int, progress: Progress
-) -> None:
-    """SIFT features for every photo, in chunks so progress can be reported."""
-    ext = pycolmap.FeatureExtractionOptions()
-    ext.max_image_size = max(feature_process_size(p.width, p.height, opts.feature_quality) for p in photos)
-    ext.sift.max_num_features = opts.min_num_features
-    ext.num_threads = num_threads
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = COLMAP_MODEL[opts.camera_lens]
-    names = [p.filename for p in photos]
-    # Images and cameras first, in one call, so CameraMode.AUTO shares a camera across all chunks.
-    pycolmap.Database.open(tree.colmap_database).close()
-    pycolmap.import_images(
-        tree.colmap_database, tree.images, pycolmap.CameraMode.AUTO, image_names=names, options=reader
-    )
-    chunk = max(4, 2 * max(num_threads, 1))
-    for start in range(0, len(names), chunk):
-        progress(0.4 * start / len(names), f"extracting features ({start}/{len(names)} photos)")
-        pycolmap.extract_features(
-            tree.colmap_database,
-            tree.images,
-            image_names=names[start : start + chunk],
-            camera_mode=pycolmap.CameraMode.AUTO,
-            reader_options=reader,
-            extraction_options=ext,
-            device=pycolmap.Device.cpu,
-        )
-    _set_prior_focals(tree.colmap_database, photos)
-
-
-def _set_prior_focals(db_path: Path, photos: list[Photo]) -> None:
-    """Start each camera from the EXIF focal (ODM's focal_ratio) where COLMAP had to guess one."""
-    by_name = {p.filename: p for p in photos}
-    with pycolmap.Database.open(db_path) as db:
-        cameras = {c.camera_id: c for c in db.read_all_cameras()}
-        for image in db.read_all_images():
-            cam, photo = cameras.pop(image.camera_id, None), by_name[image.name]
-            if cam is None or cam.has_prior_focal_length or not photo.focal_ratio:
-                continue
-            focal_px = photo.focal_ratio * max(cam.width, cam.height)
-            params = np.array(cam.params)
-            params[list(cam.focal_length_idxs())] = focal_px
-            cam.params = params.tolist()
-            cam.has_prior_focal_length = True
-            db.update_camera(cam)
-
-
-def _write_priors(db_path: Path, photos: list[Photo], georef: GeoReference | None) -> int:
-    """Replace COLMAP's own EXIF priors with ours: UTM minus the project offset, with --gps-accuracy."""
-    by_name = {p.filename: p for p in photos}
-    local = gps_local_m(photos, georef) if georef is not None else {}
-    count = 0
-    with pycolmap.Database.open(db_path) as db:
-        db.clear_pose_priors()
-        if georef is None:
-            return 0
-        for image in db.read_all_images():
-            p = by_name[image.name]
-            if image.name not in local or p.altitude is None:
-                continue
-            xyz = local[image.name]
-            sxy, sz = p.gps_xy_stddev or 3.0, p.gps_z_stddev or 3.0
-            prior = pycolmap.PosePrior(
-                position=xyz,
-                position_covariance=np.diag([sxy**2, sxy**2, sz**2]),
-                coordinate_system=pycolmap.PosePriorCoordinateSystem.CARTESIAN,
-            )
-            prior.corr_data_id = image.data_id
-            db.write_pose_prior(prior)
-            count += 1
-    return count
-
-
-def _match(
-    db: Path,
-    photos: list[Photo],
-    georef: GeoReference | None,
-    opts: OpensfmOptions,
-    num_threads: int,
-    work: Path,
-) -> None:
-    """Exhaustive matching for small or non-geotagged sets, GPS-neighbour pairs otherwise."""
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = num_threads
-    gps = [p for p in photos if p.has_gps]
-    if georef is None or len(photos) <= EXHAUSTIVE_MAX_PHOTOS or len(gps) < len(photos):
-        pycolmap.match_exhaustive(db, matching_options=matching, device=pycolmap.Device.cpu)
-        return
-    local = gps_local_m(gps, georef)
-    pairs = gps_pairs(np.array([local[p.filename][:2] for p in gps]), opts.matcher_neighbors)
-    pair_file = work / "pairs.txt"
-    pair_file.write_text("".join(f"{gps[i].filename} {gps[j].filename}\n" for i, j in sorted(pairs)))
-    pairing = pycolmap.ImportedPairingOptions()
-    pairing.match_list_path = pair_file
-    pycolmap.match_image_pairs(
-        db, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
     )
 
 
@@ -250,22 +167,37 @@ def _map(
 
 
 def _stats(
-    rec: pycolmap.Reconstruction, photos: list[Photo], errors: dict[str, object], georeferenced: bool
+    rec: pycolmap.Reconstruction, photos: list[Photo], errors: dict[str, object], alignment: Alignment
 ) -> dict[str, object]:
-    """The reconstruction part of ODM's stats.json."""
+    """The reconstruction part of ODM's stats.json, and how the model was aligned."""
     return {
         "reconstruction_statistics": {
             "initial_shots_count": len(photos),
             "reconstructed_shots_count": rec.num_reg_images(),
             "reconstructed_points_count": rec.num_points3D(),
             "components": 1,
-            "has_gps": georeferenced,
+            "has_gps": alignment.georeferenced,
             "has_gcp": False,
             "reprojection_error_pixels": float(rec.compute_mean_reprojection_error()),
             "average_track_length": float(rec.compute_mean_track_length()),
         },
         "gps_errors": errors,
+        "alignment": alignment.to_json(),
+        "photos_without_altitude": sorted(p.filename for p in photos if p.has_gps and p.altitude is None),
     }
+
+
+def _write_reference(
+    tree: ProjectTree, rec: pycolmap.Reconstruction, georef: GeoReference | None
+) -> list[Path]:
+    """OpenSfM's reference_lla.json (the model's origin in WGS84) when georeferenced; removed otherwise,
+    so later stages never take a local model for a georeferenced one."""
+    if georef is None:
+        tree.reference_lla_json.unlink(missing_ok=True)
+        return []
+    lon, lat, alt = utm_to_lla(georef.epsg, georef.offset)[0]
+    reference = {"latitude": float(lat), "longitude": float(lon), "altitude": float(alt)}
+    return [write_json(tree.reference_lla_json, reference)]
 
 
 def run(
