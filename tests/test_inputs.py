@@ -23,6 +23,7 @@ from odm_core.sfm.gps import gps_errors
 from odm_core.sfm.orientation import down_in_camera, levelling_rotation
 from odm_core.sfm.similarity import robust_similarity_2d
 from odm_core.stages.dataset import dataset
+from odm_core.synthetic import SyntheticTruth
 from tests.test_exif import make_exif
 
 OPTS = DatasetOptions()
@@ -218,3 +219,74 @@ def test_more_than_40_photos_with_spaces_and_accents_in_their_names_all_register
     assert result.n_registered == len(names), result.unregistered
     pairs = (tree.opensfm / "colmap" / "pairs.txt").read_text().splitlines()
     assert pairs and all(len(p.split()) == 2 and p.startswith("image-") for p in pairs)  # aliases, not names
+
+
+@pytest.mark.slow
+def test_masked_pixels_give_no_features_and_no_depths(small_survey: SyntheticTruth, tmp_path: Path) -> None:
+    """ODM's `<stem>_mask.png` beside each photo, black over its left third: no keypoint there, and every
+    view's depth maps (photometric and refined) hold no depth there."""
+    import pycolmap
+
+    from odm_core.options import OpenmvsOptions, OpensfmOptions
+    from odm_core.worker import load_arrays
+    from tests.inprocess import run_stage
+
+    tree = ProjectTree(tmp_path / "masked")
+    shutil.copytree(small_survey.images_dir, tree.images)
+    for photo in sorted(tree.images.iterdir()):
+        width, height = Image.open(photo).size
+        mask = np.full((height, width), 255, np.uint8)
+        mask[:, : width // 3] = 0
+        Image.fromarray(mask).save(tree.images / f"{photo.stem}_mask.png")
+    run_stage(tree, "dataset", DatasetOptions())
+    assert run_stage(tree, "opensfm", OpensfmOptions()).n_registered == small_survey.n_photos
+    with pycolmap.Database.open(tree.colmap_database) as db:
+        for image in db.read_all_images():
+            keypoints = db.read_keypoints(image.image_id)
+            assert len(keypoints) > 100 and keypoints[:, 0].min() >= width / 3 - 1, image.name
+    run_stage(tree, "openmvs", OpenmvsOptions(pc_quality="lowest"))
+    for view in json.loads(tree.openmvs_views.read_text()):
+        quarter = view["dm_width"] // 4  # inside the mask's edge wherever undistortion bends it
+        for kind in ("depth", "geometric"):
+            depth = load_arrays(tree.depthmap(view["name"], kind))["depth"]
+            assert not depth[:, :quarter].any() and depth[:, 2 * quarter :].any(), (view["name"], kind)
+
+
+@pytest.mark.slow
+def test_consumer_gps_errors_neither_tilt_the_dsm_nor_pull_the_cameras(tmp_path: Path) -> None:
+    """A consumer receiver: ~10 m horizontal drift, altitude error rising to 30% of the flying height, one
+    50 m jump. The DSM stays level against the truth; the cameras sit as near their GPS as the best
+    similarity of the same model would put them."""
+    from odm_core.evaluate.dem_truth import dem_tilt_deg
+    from odm_core.geo.georef import GeoReference
+    from odm_core.options import DemOptions, OpenmvsOptions, OpensfmOptions, PipelineOptions
+    from odm_core.sfm.gps import gps_local_m
+    from odm_core.sfm.similarity import umeyama
+    from odm_core.stages.opensfm import load_photos
+    from odm_core.synthetic import SyntheticOptions, generate_synthetic
+    from tests.inprocess import run_stage
+
+    opts = SyntheticOptions(
+        n_cols=5, n_rows=4, n_oblique=0, image_width=640, image_height=480, n_buildings=3,
+        gps_sigma_h_m=0.3, gps_sigma_v_m=0.3, gps_drift_m=10.0, gps_altitude_ramp=0.3, gps_jump_m=50.0,
+    )  # fmt: skip
+    survey = generate_synthetic(tmp_path / "survey", opts)
+    tree = ProjectTree(tmp_path / "project")
+    shutil.copytree(survey.images_dir, tree.images)
+    run_stage(tree, "dataset", DatasetOptions())
+    result = run_stage(tree, "opensfm", OpensfmOptions())
+    assert result.n_registered == survey.n_photos and any("levelled" in n for n in result.notes)
+    run_stage(tree, "openmvs", OpenmvsOptions(pc_quality="lowest"))
+    for stage in ("odm_filterpoints", "odm_georeferencing"):
+        run_stage(tree, stage, getattr(PipelineOptions(), stage))
+    run_stage(tree, "odm_dem", DemOptions(dsm=True))
+    assert dem_tilt_deg(survey.project_dir / "truth", tree.dsm_tif) <= 0.5
+
+    stats = json.loads(tree.opensfm_stats.read_text())
+    gps = gps_local_m(load_photos(tree.images_json), GeoReference.read(tree.coords_txt))
+    names = sorted(stats["gps_residuals"])
+    target = np.array([gps[n][:2] for n in names])
+    centres = target + np.array([stats["gps_residuals"][n][:2] for n in names])
+    scale, rotation, shift = umeyama(centres, target, np.ones(len(names)))
+    best = float(np.sqrt(np.mean(np.sum((scale * centres @ rotation.T + shift - target) ** 2, axis=1))))
+    assert stats["gps_errors"]["horizontal_rms"] <= 1.05 * best, (stats["gps_errors"]["horizontal_rms"], best)

@@ -98,3 +98,37 @@ def _edge_distances(footprint: np.ndarray, roof: np.ndarray, valid: np.ndarray) 
         return np.array([np.inf])
     distance = ndimage.distance_transform_edt(~true_edge)
     return distance[our_edge]
+
+
+def dem_tilt_deg(truth_dir: Path, dem: Path, sample: int = 200_000) -> float:
+    """Tilt (degrees) of the plane fitted to our DEM minus the true DSM at the same UTM position, over
+    the ground away from buildings (2 m margin): the georeferencing's own tilt, no similarity removed."""
+    with rasterio.open(dem) as src:
+        ours = src.read(1, masked=True).filled(np.nan).astype(np.float64).ravel()
+        rows, cols = np.mgrid[0 : src.height, 0 : src.width]
+        x, y = (np.asarray(v) for v in rasterio.transform.xy(src.transform, rows.ravel(), cols.ravel()))
+    keep = np.flatnonzero(np.isfinite(ours))
+    keep = np.random.default_rng(0).choice(keep, min(sample, len(keep)), replace=False)
+    x, y, ours = x[keep], y[keep], ours[keep]
+    with rasterio.open(truth_dir / "dsm.tif") as truth:
+        r, c = (np.asarray(v) for v in rasterio.transform.rowcol(truth.transform, x, y))
+        ok = (r >= 0) & (c >= 0) & (r < truth.height) & (c < truth.width)
+        true_z = np.full(len(x), np.nan)
+        true_z[ok] = truth.read(1)[r[ok], c[ok]]
+        true_z[true_z == truth.nodata] = np.nan
+    near = np.zeros(len(x), bool)
+    for b in json.loads((truth_dir / "truth.json").read_text())["buildings"]:
+        corners = np.array(b["corners_utm"])
+        centre = corners.mean(axis=0)
+        near |= _inside(centre + (corners - centre) * 1.0, x, y) | (
+            np.hypot(x - centre[0], y - centre[1]) < np.max(np.linalg.norm(corners - centre, axis=1)) + 2.0
+        )
+    use = np.isfinite(true_z) & ~near
+    dz, px, py = ours[use] - true_z[use], x[use] - x[use].mean(), y[use] - y[use].mean()
+    design = np.column_stack([px, py, np.ones(len(px))])
+    inliers = np.ones(len(dz), bool)
+    for _ in range(3):  # least squares, then without the cells more than 3 robust sigmas off
+        coef = np.linalg.lstsq(design[inliers], dz[inliers], rcond=None)[0]
+        residual = dz - design @ coef
+        inliers = np.abs(residual) <= 3.0 * 1.4826 * np.median(np.abs(residual - np.median(residual))) + 1e-6
+    return float(np.degrees(np.arctan(np.hypot(coef[0], coef[1]))))

@@ -18,12 +18,22 @@ from odm_core.synthetic.world import SyntheticWorld, make_world
 
 
 def gps_readings(world: SyntheticWorld) -> np.ndarray:
-    """Noisy GPS positions (local frame, N x 3): sigma_h per horizontal axis, sigma_v vertically."""
+    """Noisy GPS positions (local frame, N x 3): sigma_h per horizontal axis, sigma_v vertically, and a
+    consumer receiver's errors in capture order: a horizontal random walk (gps_drift_m end to end, about),
+    an altitude error rising linearly to gps_altitude_ramp x the flying height, one jump (gps_jump_m)."""
     opts = world.opts
     rng = np.random.default_rng([opts.seed, 3])
     sigma = np.array([opts.gps_sigma_h_m, opts.gps_sigma_h_m, opts.gps_sigma_v_m])
     centres = np.array([p.centre for p in world.poses])
-    return centres + sigma * rng.standard_normal(centres.shape)
+    readings = centres + sigma * rng.standard_normal(centres.shape)
+    n = len(centres)
+    if opts.gps_drift_m > 0:
+        steps = rng.standard_normal((n, 2)) * opts.gps_drift_m / np.sqrt(n)
+        readings[:, :2] += np.cumsum(steps, axis=0)
+    readings[:, 2] += np.linspace(0.0, opts.gps_altitude_ramp * opts.flying_height_m, n)
+    if opts.gps_jump_m > 0:
+        readings[n // 2, 0] += opts.gps_jump_m
+    return readings
 
 
 def write_photo(world: SyntheticWorld, index: int, gps_local: np.ndarray, images_dir: Path) -> GpsFix:

@@ -42,6 +42,11 @@ class SyntheticOptions(BaseModel):
     position_jitter_m: float = Field(0.3, ge=0.0, le=10.0, description="Sigma of the drone's path error.")
     gps_sigma_h_m: float = Field(1.0, ge=0.0, description="EXIF GPS noise sigma per horizontal axis.")
     gps_sigma_v_m: float = Field(2.0, ge=0.0, description="EXIF GPS altitude noise sigma.")
+    gps_drift_m: float = Field(
+        0.0, ge=0.0, description="Consumer GPS: horizontal random walk, about this far."
+    )
+    gps_altitude_ramp: float = Field(0.0, description="Consumer GPS: altitude error rising to this x height.")
+    gps_jump_m: float = Field(0.0, ge=0.0, description="Consumer GPS: the middle photo's fix this far off.")
     exposure_sigma: float = Field(0.03, ge=0.0, le=0.3, description="Per-photo gain noise (relative).")
     sensor_noise_dn: float = Field(1.0, ge=0.0, le=20.0, description="Per-pixel noise sigma, 8-bit DN.")
     jpeg_quality: int = Field(92, ge=50, le=100)
