@@ -7,6 +7,7 @@ import json
 import logging
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -193,32 +194,79 @@ def test_robust_similarity_ignores_a_gps_jump() -> None:
     assert line_fit.scale == pytest.approx(2.0) and np.allclose(line_fit.rotation, rot)
 
 
-# --- many photos, any file name -----------------------------------------------------------------
+# --- a consumer-grade survey of 42 photos, some with spaces and accents in their names ---------------
 
 
-@pytest.mark.slow
-def test_more_than_40_photos_with_spaces_and_accents_in_their_names_all_register(tmp_path: Path) -> None:
-    """Above 40 photos pairs come from GPS neighbours through COLMAP's space-separated pair list."""
+@pytest.fixture(scope="module")
+def consumer_survey(tmp_path_factory: pytest.TempPathFactory) -> tuple[SyntheticTruth, ProjectTree, Any]:
+    """42 photos (above EXHAUSTIVE_MAX_PHOTOS: pairs from GPS neighbours through COLMAP's space-separated
+    pair list), every third renamed with spaces, accents or brackets, and a consumer receiver's GPS: ~10 m
+    horizontal drift, altitude error rising to 30% of the flying height, one 50 m jump. Through opensfm."""
     from odm_core.options import OpensfmOptions
-    from odm_core.sfm.pairs import EXHAUSTIVE_MAX_PHOTOS
     from odm_core.synthetic import SyntheticOptions, generate_synthetic
     from tests.inprocess import run_stage
 
-    opts = SyntheticOptions(n_cols=7, n_rows=6, n_oblique=0, image_width=480, image_height=360, n_buildings=3)
-    survey = generate_synthetic(tmp_path / "survey", opts)
-    tree = ProjectTree(tmp_path / "project")
+    tmp = tmp_path_factory.mktemp("consumer")
+    opts = SyntheticOptions(
+        n_cols=7, n_rows=6, n_oblique=0, image_width=480, image_height=360, n_buildings=3,
+        gps_sigma_h_m=0.3, gps_sigma_v_m=0.3, gps_drift_m=10.0, gps_altitude_ramp=0.3, gps_jump_m=50.0,
+    )  # fmt: skip
+    survey = generate_synthetic(tmp / "survey", opts)
+    tree = ProjectTree(tmp / "project")
     tree.images.mkdir(parents=True)
-    names = []
     for i, photo in enumerate(sorted(survey.images_dir.iterdir())):
         name = photo.name if i % 3 else f"vol {i} é [{i}].JPG" if i % 2 else f"Flug ü {i}.jpeg"
         shutil.copy(photo, tree.images / name)
-        names.append(name)
-    assert len(names) > EXHAUSTIVE_MAX_PHOTOS
     run_stage(tree, "dataset", DatasetOptions())
-    result = run_stage(tree, "opensfm", OpensfmOptions())
-    assert result.n_registered == len(names), result.unregistered
+    return survey, tree, run_stage(tree, "opensfm", OpensfmOptions(feature_quality="medium"))
+
+
+@pytest.mark.slow
+def test_more_than_40_photos_with_spaces_and_accents_in_their_names_all_register(
+    consumer_survey: tuple[SyntheticTruth, ProjectTree, Any],
+) -> None:
+    from odm_core.sfm.pairs import EXHAUSTIVE_MAX_PHOTOS
+
+    survey, tree, result = consumer_survey
+    assert survey.n_photos > EXHAUSTIVE_MAX_PHOTOS and any(" " in p.name for p in tree.images.iterdir())
+    assert result.n_registered == survey.n_photos, result.unregistered
     pairs = (tree.opensfm / "colmap" / "pairs.txt").read_text().splitlines()
     assert pairs and all(len(p.split()) == 2 and p.startswith("image-") for p in pairs)  # aliases, not names
+
+
+@pytest.mark.slow
+def test_consumer_gps_errors_neither_tilt_the_dsm_nor_pull_the_cameras(
+    consumer_survey: tuple[SyntheticTruth, ProjectTree, Any],
+) -> None:
+    """The DSM stays level against the truth; the cameras sit as near their GPS as the best similarity
+    of the same model would put them."""
+    from odm_core.evaluate.dem_truth import dem_tilt_deg
+    from odm_core.geo.georef import GeoReference
+    from odm_core.options import DemOptions, OpenmvsOptions, PipelineOptions
+    from odm_core.sfm.gps import gps_local_m
+    from odm_core.sfm.similarity import umeyama
+    from odm_core.stages.opensfm import load_photos
+    from tests.inprocess import run_stage
+
+    survey, tree, result = consumer_survey
+    assert any("levelled" in n for n in result.notes)  # the GPS tilted the model, and the run says so
+    run_stage(tree, "openmvs", OpenmvsOptions(pc_quality="lowest"))
+    for stage in ("odm_filterpoints", "odm_georeferencing"):
+        run_stage(tree, stage, getattr(PipelineOptions(), stage))
+    run_stage(tree, "odm_dem", DemOptions(dsm=True))
+    assert dem_tilt_deg(survey.project_dir / "truth", tree.dsm_tif) <= 0.5
+
+    stats = json.loads(tree.opensfm_stats.read_text())
+    gps = gps_local_m(load_photos(tree.images_json), GeoReference.read(tree.coords_txt))
+    names = sorted(stats["gps_residuals"])
+    target = np.array([gps[n][:2] for n in names])
+    centres = target + np.array([stats["gps_residuals"][n][:2] for n in names])
+    scale, rotation, shift = umeyama(centres, target, np.ones(len(names)))
+    best = float(np.sqrt(np.mean(np.sum((scale * centres @ rotation.T + shift - target) ** 2, axis=1))))
+    assert stats["gps_errors"]["horizontal_rms"] <= 1.05 * best, (stats["gps_errors"]["horizontal_rms"], best)
+
+
+# --- masks ----------------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
@@ -239,7 +287,10 @@ def test_masked_pixels_give_no_features_and_no_depths(small_survey: SyntheticTru
         mask[:, : width // 3] = 0
         Image.fromarray(mask).save(tree.images / f"{photo.stem}_mask.png")
     run_stage(tree, "dataset", DatasetOptions())
-    assert run_stage(tree, "opensfm", OpensfmOptions()).n_registered == small_survey.n_photos
+    assert (
+        run_stage(tree, "opensfm", OpensfmOptions(feature_quality="lowest")).n_registered
+        == small_survey.n_photos
+    )
     with pycolmap.Database.open(tree.colmap_database) as db:
         for image in db.read_all_images():
             keypoints = db.read_keypoints(image.image_id)
@@ -250,43 +301,3 @@ def test_masked_pixels_give_no_features_and_no_depths(small_survey: SyntheticTru
         for kind in ("depth", "geometric"):
             depth = load_arrays(tree.depthmap(view["name"], kind))["depth"]
             assert not depth[:, :quarter].any() and depth[:, 2 * quarter :].any(), (view["name"], kind)
-
-
-@pytest.mark.slow
-def test_consumer_gps_errors_neither_tilt_the_dsm_nor_pull_the_cameras(tmp_path: Path) -> None:
-    """A consumer receiver: ~10 m horizontal drift, altitude error rising to 30% of the flying height, one
-    50 m jump. The DSM stays level against the truth; the cameras sit as near their GPS as the best
-    similarity of the same model would put them."""
-    from odm_core.evaluate.dem_truth import dem_tilt_deg
-    from odm_core.geo.georef import GeoReference
-    from odm_core.options import DemOptions, OpenmvsOptions, OpensfmOptions, PipelineOptions
-    from odm_core.sfm.gps import gps_local_m
-    from odm_core.sfm.similarity import umeyama
-    from odm_core.stages.opensfm import load_photos
-    from odm_core.synthetic import SyntheticOptions, generate_synthetic
-    from tests.inprocess import run_stage
-
-    opts = SyntheticOptions(
-        n_cols=5, n_rows=4, n_oblique=0, image_width=640, image_height=480, n_buildings=3,
-        gps_sigma_h_m=0.3, gps_sigma_v_m=0.3, gps_drift_m=10.0, gps_altitude_ramp=0.3, gps_jump_m=50.0,
-    )  # fmt: skip
-    survey = generate_synthetic(tmp_path / "survey", opts)
-    tree = ProjectTree(tmp_path / "project")
-    shutil.copytree(survey.images_dir, tree.images)
-    run_stage(tree, "dataset", DatasetOptions())
-    result = run_stage(tree, "opensfm", OpensfmOptions())
-    assert result.n_registered == survey.n_photos and any("levelled" in n for n in result.notes)
-    run_stage(tree, "openmvs", OpenmvsOptions(pc_quality="lowest"))
-    for stage in ("odm_filterpoints", "odm_georeferencing"):
-        run_stage(tree, stage, getattr(PipelineOptions(), stage))
-    run_stage(tree, "odm_dem", DemOptions(dsm=True))
-    assert dem_tilt_deg(survey.project_dir / "truth", tree.dsm_tif) <= 0.5
-
-    stats = json.loads(tree.opensfm_stats.read_text())
-    gps = gps_local_m(load_photos(tree.images_json), GeoReference.read(tree.coords_txt))
-    names = sorted(stats["gps_residuals"])
-    target = np.array([gps[n][:2] for n in names])
-    centres = target + np.array([stats["gps_residuals"][n][:2] for n in names])
-    scale, rotation, shift = umeyama(centres, target, np.ones(len(names)))
-    best = float(np.sqrt(np.mean(np.sum((scale * centres @ rotation.T + shift - target) ** 2, axis=1))))
-    assert stats["gps_errors"]["horizontal_rms"] <= 1.05 * best, (stats["gps_errors"]["horizontal_rms"], best)
