@@ -301,3 +301,41 @@ def test_masked_pixels_give_no_features_and_no_depths(small_survey: SyntheticTru
         for kind in ("depth", "geometric"):
             depth = load_arrays(tree.depthmap(view["name"], kind))["depth"]
             assert not depth[:, :quarter].any() and depth[:, 2 * quarter :].any(), (view["name"], kind)
+
+
+# --- one straight flight line -------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_one_straight_strip_against_the_truth(tmp_path: Path) -> None:
+    """8 nadir photos on one line: GPS leaves the roll about it free. Cameras within 3 deg of their true
+    attitude, and the DSM on open ground within 2 GSD RMSE of the truth after the camera similarity."""
+    from scipy.spatial.transform import Rotation
+
+    from odm_core.evaluate.dem_truth import dem_accuracy
+    from odm_core.options import DemOptions, PipelineOptions
+    from odm_core.synthetic import SyntheticOptions, generate_synthetic
+    from tests.inprocess import run_stage
+
+    opts = SyntheticOptions(
+        n_cols=8, n_rows=1, n_oblique=0, image_width=640, image_height=480, n_buildings=3,
+        gps_sigma_h_m=0.3, gps_sigma_v_m=0.3,
+    )  # fmt: skip
+    survey = generate_synthetic(tmp_path / "survey", opts)
+    tree = ProjectTree(tmp_path / "strip")
+    shutil.copytree(survey.images_dir, tree.images)
+    defaults = PipelineOptions()
+    for stage in ("dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing"):
+        run_stage(tree, stage, getattr(defaults, stage))
+    run_stage(tree, "odm_dem", DemOptions(dsm=True))
+    run_stage(tree, "odm_report", defaults.odm_report)
+    truth_dir = survey.project_dir / "truth"
+    photos = json.loads((truth_dir / "cameras.json").read_text())["photos"]
+    true_rotation = {p["filename"]: np.array(p["cam_from_world"]["rotation"]) for p in photos}
+    shots = json.loads(tree.reconstruction_json.read_text())[0]["shots"]
+    assert len(shots) == survey.n_photos
+    for name, shot in shots.items():
+        ours = Rotation.from_rotvec(shot["rotation"]).as_matrix()
+        assert np.degrees(Rotation.from_matrix(ours @ true_rotation[name].T).magnitude()) <= 3.0, name
+    accuracy = dem_accuracy(truth_dir, tree.dsm_tif, tree.shots_geojson, "dsm")
+    assert accuracy.open_ground_rmse_m <= 2 * survey.gsd_m, accuracy
