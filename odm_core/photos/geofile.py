@@ -44,12 +44,7 @@ def geo_file_text(path: Path) -> str:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise OdmInputError(f"--geo {path}: cannot be read ({e}); give ODM's geo.txt file") from None
-    first = next(
-        (line.split("#", 1)[0].strip() for line in text.splitlines() if line.split("#", 1)[0].strip()), ""
-    )
-    if not first:
-        raise OdmInputError(f"{path} is empty: its first line must be a CRS, e.g. EPSG:4326")
-    parse_crs(first, path)
+    parse_crs(_content(text, path)[0][1], path)
     return text
 
 
@@ -72,11 +67,7 @@ def parse_crs(text: str, path: Path) -> CRS:
 def read_geo_text(text: str, path: Path, names: set[str]) -> dict[str, GeoEntry]:
     """Image name -> its entry, from geo.txt's text (`path` names it in errors); OdmInputError naming the
     file and line for anything malformed or a photo that images/ does not hold."""
-    lines = text.lstrip("\ufeff").splitlines()
-    content = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(lines, start=1)]
-    content = [(n, line) for n, line in content if line]
-    if not content:
-        raise OdmInputError(f"{path} is empty: its first line must be a CRS, e.g. EPSG:4326")
+    content = _content(text, path)
     crs = parse_crs(content[0][1], path)
     to_wgs84 = Transformer.from_crs(crs, 4326, always_xy=True)
     entries: dict[str, GeoEntry] = {}
@@ -87,6 +78,16 @@ def read_geo_text(text: str, path: Path, names: set[str]) -> dict[str, GeoEntry]
         lon, lat = to_wgs84.transform(values[0], values[1])
         entries[name] = _entry(lat, lon, values[2:])
     return entries
+
+
+def _content(text: str, path: Path) -> list[tuple[int, str]]:
+    """(line number, text without its comment) of every non-blank line; OdmInputError when none."""
+    lines = text.lstrip("\ufeff").splitlines()
+    content = [(n, line.split("#", 1)[0].strip()) for n, line in enumerate(lines, start=1)]
+    content = [(n, line) for n, line in content if line]
+    if not content:
+        raise OdmInputError(f"{path} is empty: its first line must be a CRS, e.g. EPSG:4326")
+    return content
 
 
 def _split(line: str, path: Path, number: int) -> tuple[str, list[float]]:

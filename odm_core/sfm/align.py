@@ -15,7 +15,7 @@ NOMINAL_HEIGHT_M when none does.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pycolmap
@@ -93,7 +93,7 @@ def align(
             notes.append(_local_note(georef, len(gps), scale_from))
             result = Alignment(False, "local", "ground", scale_from, None, 0, 0.0, ())
     view_error = _check(rec, photos)
-    return Alignment(**{**result.__dict__, "view_error_deg": view_error, "notes": tuple(notes)})
+    return replace(result, view_error_deg=view_error, notes=tuple(notes))
 
 
 # --- GPS ----------------------------------------------------------------------------------------
