@@ -29,6 +29,7 @@ SYNTHETIC_FLAGS = {  # SyntheticOptions' fields -> the `synthetic` command's fla
     "image_width": "--width",
     "image_height": "--height",
     "seed": "--seed",
+    "gps_tags": "--gps/--no-gps",
 }
 
 
@@ -96,8 +97,12 @@ def synthetic(
     width: Annotated[int, typer.Option(help="Photo width, pixels.")] = 1200,
     height: Annotated[int, typer.Option(help="Photo height, pixels.")] = 900,
     seed: Annotated[int, typer.Option(help="Random seed of the scene and the flight.")] = 0,
+    gps: Annotated[
+        bool, typer.Option("--gps/--no-gps", help="Write GPS positions into the photos' EXIF.")
+    ] = True,
 ) -> None:
-    """Render a synthetic survey with known truth: OUT/images (JPEG + EXIF GPS) and OUT/truth."""
+    """Render a synthetic survey with known truth: OUT/images (JPEG + EXIF, GPS unless --no-gps) and
+    OUT/truth."""
     from odm_core.synthetic import SyntheticOptions, generate_synthetic
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -111,6 +116,7 @@ def synthetic(
             image_width=width,
             image_height=height,
             seed=seed,
+            gps_tags=gps,
         )
     except ValidationError as err:
         raise fail(validation_message(err, SYNTHETIC_FLAGS.get)) from None

@@ -339,3 +339,47 @@ def test_one_straight_strip_against_the_truth(tmp_path: Path) -> None:
         assert np.degrees(Rotation.from_matrix(ours @ true_rotation[name].T).magnitude()) <= 3.0, name
     accuracy = dem_accuracy(truth_dir, tree.dsm_tif, tree.shots_geojson, "dsm")
     assert accuracy.open_ground_rmse_m <= 2 * survey.gsd_m, accuracy
+
+
+# --- no GPS at all --------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_survey_without_gps_gives_every_product_in_a_local_frame(tmp_path: Path) -> None:
+    """12 nadir photos without GPS tags: every product written without a CRS, cameras looking down, and
+    the orthophoto within 1 px (median tile shift) of the true one after the camera similarity."""
+    import laspy
+    import rasterio
+    from scipy.spatial.transform import Rotation
+
+    from odm_core.evaluate.ortho_truth import ortho_accuracy
+    from odm_core.options import DemOptions, PipelineOptions
+    from odm_core.synthetic import SyntheticOptions, generate_synthetic
+    from tests.inprocess import run_stage
+
+    opts = SyntheticOptions(
+        n_cols=4, n_rows=3, n_oblique=0, image_width=640, image_height=480, gps_tags=False
+    )
+    survey = generate_synthetic(tmp_path / "survey", opts)
+    tree = ProjectTree(tmp_path / "nogps")
+    shutil.copytree(survey.images_dir, tree.images)
+    defaults = PipelineOptions()
+    for stage in ("dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing"):
+        run_stage(tree, stage, getattr(defaults, stage))
+    run_stage(tree, "odm_dem", DemOptions(dsm=True, dtm=True))
+    for stage in ("odm_orthophoto", "odm_report"):
+        run_stage(tree, stage, getattr(defaults, stage))
+
+    assert not tree.coords_txt.exists() and not tree.shots_geojson.exists()
+    assert laspy.read(tree.georeferenced_model_laz).header.parse_crs() is None
+    for raster in (tree.orthophoto_tif, tree.dsm_tif, tree.dtm_tif):
+        with rasterio.open(raster) as src:
+            assert src.crs is None and (src.read(src.count) != 0).mean() > 0.3, raster
+    stats = json.loads(tree.report_stats.read_text())
+    assert stats["alignment"]["frame"] == "local", stats["alignment"]
+    shots = json.loads(tree.reconstruction_json.read_text())[0]["shots"]
+    assert len(shots) == survey.n_photos
+    axes = Rotation.from_rotvec([s["rotation"] for s in shots.values()]).inv().apply([0.0, 0.0, 1.0])
+    assert (axes[:, 2] < -0.97).all(), axes  # within 14 deg of nadir (the truth's jitter is 1 deg)
+    accuracy = ortho_accuracy(survey.project_dir / "truth", tree.orthophoto_tif, tree.reconstruction_json)
+    assert accuracy.tiles >= 15 and accuracy.median_shift_px <= 1.0, accuracy

@@ -103,6 +103,15 @@ def test_exif_round_trip(project: SyntheticTruth, cameras: dict[str, Any]) -> No
     assert cameras["intrinsics"]["colmap_params"] == [OPTS.focal_px, 320.0, 240.0, OPTS.k1, OPTS.k2]
 
 
+def test_gps_tags_can_be_left_out() -> None:
+    from odm_core.synthetic.exif import photo_exif
+
+    with_gps, _ = photo_exif(OPTS, 0, 46.5, 6.6, 460.0)
+    without, _ = photo_exif(OPTS.model_copy(update={"gps_tags": False}), 0, 46.5, 6.6, 460.0)
+    assert len(with_gps.get_ifd(GPS_IFD)) == 7 and len(without.get_ifd(GPS_IFD)) == 0
+    assert without.get_ifd(EXIF_IFD)[0xA405] == 24  # the camera's tags stay
+
+
 def test_pose_conventions(world: SyntheticWorld, cameras: dict[str, Any]) -> None:
     for pose, photo in zip(world.poses, cameras["photos"], strict=True):
         rot = np.array(photo["world_from_cam"])

@@ -15,6 +15,7 @@ import laspy
 import numpy as np
 import rasterio
 from scipy.spatial import Delaunay, cKDTree
+from scipy.spatial.transform import Rotation
 
 
 @dataclass(frozen=True)
@@ -38,16 +39,34 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.
     return scale, rotation, mu_d - scale * rotation @ mu_s
 
 
-def camera_similarity(truth_dir: Path, shots_geojson: Path) -> tuple[float, np.ndarray, np.ndarray]:
-    """The similarity taking our camera centres (shots.geojson, UTM) onto the true ones: the GPS noise's
-    share of any error, removed before comparing products with the truth."""
+def camera_similarity(truth_dir: Path, cameras: Path) -> tuple[float, np.ndarray, np.ndarray]:
+    """The similarity taking our camera centres onto the true ones: the GPS noise's share of any error (or,
+    for a model without GPS, its arbitrary frame), removed before comparing products with the truth.
+
+    `cameras` is shots.geojson (UTM centres) or, for a project without georeference (products in model
+    coordinates, no coords.txt), opensfm/reconstruction.json.
+    """
     truth = json.loads((truth_dir / "cameras.json").read_text())["photos"]
     true_centre = {
         t["filename"]: [t["centre_utm"][k] for k in ("easting", "northing", "altitude")] for t in truth
     }
-    shots = json.loads(shots_geojson.read_text())["features"]
-    ours = np.array([f["properties"]["translation"] for f in shots])
-    return similarity(ours, np.array([true_centre[f["properties"]["filename"]] for f in shots]))
+    ours = our_centres(cameras)
+    names = sorted(ours)
+    return similarity(np.array([ours[n] for n in names]), np.array([true_centre[n] for n in names]))
+
+
+def our_centres(cameras: Path) -> dict[str, np.ndarray]:
+    """Camera centres by photo name from shots.geojson (`translation`) or reconstruction.json (-R^T t)."""
+    doc = json.loads(cameras.read_text())
+    if cameras.suffix == ".geojson":
+        return {
+            f["properties"]["filename"]: np.array(f["properties"]["translation"]) for f in doc["features"]
+        }
+    centres = {}
+    for name, shot in doc[0]["shots"].items():
+        cam_from_world = Rotation.from_rotvec(shot["rotation"]).as_matrix()
+        centres[name] = -cam_from_world.T @ np.array(shot["translation"])
+    return centres
 
 
 def nadir_centres(truth_dir: Path) -> np.ndarray:

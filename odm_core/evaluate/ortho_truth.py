@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import rasterio
 
-from odm_core.evaluate.dense_truth import camera_similarity
+from odm_core.evaluate.dense_truth import camera_similarity, nadir_centres
 
 TILE_PX = 128
 MIN_RESPONSE = 0.1  # phase correlation peaks weaker than this are texture-less tiles, not measurements
@@ -31,10 +31,16 @@ class OrthoAccuracy:
     covered: float  # share of the nadir block's cells with a valid (alpha) orthophoto pixel
 
 
-def ortho_accuracy(truth_dir: Path, ortho: Path, shots_geojson: Path) -> OrthoAccuracy:
-    scale, rotation, shift = camera_similarity(truth_dir, shots_geojson)
+def ortho_accuracy(truth_dir: Path, ortho: Path, cameras: Path) -> OrthoAccuracy:
+    """Tile shifts of `ortho` against the true orthophoto, in our pixels, after the camera similarity
+    (`cameras`: shots.geojson, or reconstruction.json for a model without georeference). Our pixels are
+    placed at the true mean ground height, taken into our frame through the similarity."""
+    scale, rotation, shift = camera_similarity(truth_dir, cameras)
     truth_meta = json.loads((truth_dir / "truth.json").read_text())
-    ground_z = float(np.mean(truth_meta["terrain_altitude_range"]))
+    true_ground = np.array(
+        [*np.mean(nadir_centres(truth_dir), axis=0), np.mean(truth_meta["terrain_altitude_range"])]
+    )
+    ground_z = float((rotation.T @ (true_ground - shift) / scale)[2])
     with rasterio.open(ortho) as src:
         ours = src.read()
         rows, cols = np.mgrid[0 : src.height, 0 : src.width]

@@ -67,7 +67,7 @@ def capture_time(opts: SyntheticOptions, index: int) -> str:
 def photo_exif(
     opts: SyntheticOptions, index: int, lat: float, lon: float, alt: float
 ) -> tuple[Image.Exif, GpsFix]:
-    """The EXIF block of photo `index` with its GPS position, and the fix as written."""
+    """The EXIF block of photo `index` with its GPS position (left out with gps_tags False), and the fix."""
     exif = Image.Exif()
     when = capture_time(opts, index)
     exif.update({0x010F: opts.camera_make, 0x0110: opts.camera_model, 0x0112: 1, 0x0132: when})
@@ -86,7 +86,8 @@ def photo_exif(
         }
     )
     tags, fix = gps_ifd(lat, lon, alt)
-    exif.get_ifd(GPS_IFD).update(tags)
+    if opts.gps_tags:
+        exif.get_ifd(GPS_IFD).update(tags)
     return exif, fix
 
 

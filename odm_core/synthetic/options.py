@@ -47,6 +47,7 @@ class SyntheticOptions(BaseModel):
     )
     gps_altitude_ramp: float = Field(0.0, description="Consumer GPS: altitude error rising to this x height.")
     gps_jump_m: float = Field(0.0, ge=0.0, description="Consumer GPS: the middle photo's fix this far off.")
+    gps_tags: bool = Field(True, description="Write the GPS fix into EXIF; False gives a survey without GPS.")
     exposure_sigma: float = Field(0.03, ge=0.0, le=0.3, description="Per-photo gain noise (relative).")
     sensor_noise_dn: float = Field(1.0, ge=0.0, le=20.0, description="Per-pixel noise sigma, 8-bit DN.")
     jpeg_quality: int = Field(92, ge=50, le=100)

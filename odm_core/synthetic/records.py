@@ -30,6 +30,7 @@ def _photo_record(world: SyntheticWorld, index: int, fix: GpsFix) -> dict[str, A
         world.local_from_lla(np.array([fix.lat]), np.array([fix.lon]), np.array([fix.alt]))
     )[0]
     rot = pose.world_from_cam
+    written = world.opts.gps_tags
     return {
         "filename": pose.name,
         "kind": pose.kind,
@@ -41,8 +42,10 @@ def _photo_record(world: SyntheticWorld, index: int, fix: GpsFix) -> dict[str, A
         "centre_utm": {"easting": utm[0], "northing": utm[1], "altitude": utm[2]},
         "centre_wgs84": {"lat": lla[0], "lon": lla[1], "alt": lla[2]},
         "height_above_mean_ground_m": float(pose.centre[2]),
-        "exif_gps": {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt},
-        "exif_gps_error_m": dict(zip(("east", "north", "up"), (fix_utm - utm).tolist(), strict=True)),
+        "exif_gps": {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt} if written else None,
+        "exif_gps_error_m": (
+            dict(zip(("east", "north", "up"), (fix_utm - utm).tolist(), strict=True)) if written else None
+        ),
     }
 
 
