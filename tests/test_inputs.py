@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,39 @@ def test_masks_are_found_beside_their_photo_and_never_listed_as_photos(tree: Pro
     assert [p.name for p in photos] == ["DJI_0000.JPG", "DJI_0001.JPG", "DJI_0002.JPG"] and not skipped
     assert find_mask(tree.images, "DJI_0001.JPG") == tree.images / "DJI_0001_mask.png"
     assert find_mask(tree.images, "DJI_0000.JPG") is None
+
+
+# --- third-party decoder noise ------------------------------------------------------------------
+
+
+def _tiff_with_private_tags(path: Path) -> Path:
+    """A TIFF carrying tags libtiff does not know (as multispectral cameras write), which it warns about."""
+    from PIL.TiffImagePlugin import ImageFileDirectory_v2
+
+    tags = ImageFileDirectory_v2()
+    tags[50000], tags[51000] = "private", 12
+    rng = np.random.default_rng(list(path.name.encode()))
+    Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(path, tiffinfo=tags)
+    return path
+
+
+def test_libtiff_warnings_are_said_once_and_never_printed_per_photo(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import cv2
+
+    from odm_core.photos.decode import read_image
+
+    tree = ProjectTree(tmp_path / "tiffs")
+    tree.images.mkdir(parents=True)
+    tiffs = [_tiff_with_private_tags(tree.images / f"IMG_{i}.tif") for i in range(3)]
+    with caplog.at_level(logging.WARNING, logger="odm_core"):
+        dataset(tree, OPTS)
+    said = [r.getMessage() for r in caplog.records if "decoders" in r.getMessage()]
+    assert len(said) == 1 and "warned about 3 photo(s)" in said[0] and "tag 50000" in said[0], said
+    assert all(read_image(t, cv2.IMREAD_COLOR) is not None for t in tiffs)  # the later stages' reads
+    printed = capfd.readouterr()
+    assert "TIFF" not in printed.err + printed.out, printed
 
 
 # --- orientation and similarity -----------------------------------------------------------------
@@ -346,23 +380,27 @@ def test_one_straight_strip_against_the_truth(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_survey_without_gps_gives_every_product_in_a_local_frame(tmp_path: Path) -> None:
-    """12 nadir photos without GPS tags: every product written without a CRS, cameras looking down, and
-    the orthophoto within 1 px (median tile shift) of the true one after the camera similarity."""
+    """12 nadir photos without GPS tags, made by the README's `odmflow synthetic ... --no-gps` command:
+    every product written without a CRS, cameras looking down, and the orthophoto within 1 px (median tile
+    shift) of the true one after the camera similarity."""
     import laspy
     import rasterio
     from scipy.spatial.transform import Rotation
 
     from odm_core.evaluate.ortho_truth import ortho_accuracy
     from odm_core.options import DemOptions, PipelineOptions
-    from odm_core.synthetic import SyntheticOptions, generate_synthetic
+    from odm_core.synthetic import read_gps
+    from tests.conftest import run_cli
     from tests.inprocess import run_stage
 
-    opts = SyntheticOptions(
-        n_cols=4, n_rows=3, n_oblique=0, image_width=640, image_height=480, gps_tags=False
-    )
-    survey = generate_synthetic(tmp_path / "survey", opts)
+    args = "--cols 4 --rows 3 --oblique 0 --width 640 --height 480 --no-gps"  # as README.md gives it
+    made = run_cli(["synthetic", str(tmp_path / "nogps"), *args.split()], dict(os.environ))
+    assert made.returncode == 0, made.stderr
     tree = ProjectTree(tmp_path / "nogps")
-    shutil.copytree(survey.images_dir, tree.images)
+    truth_dir = tree.root / "truth"
+    photos = sorted(tree.images.iterdir())
+    with pytest.raises(KeyError):
+        read_gps(photos[0])  # no GPS tags were written
     defaults = PipelineOptions()
     for stage in ("dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing"):
         run_stage(tree, stage, getattr(defaults, stage))
@@ -378,8 +416,8 @@ def test_a_survey_without_gps_gives_every_product_in_a_local_frame(tmp_path: Pat
     stats = json.loads(tree.report_stats.read_text())
     assert stats["alignment"]["frame"] == "local", stats["alignment"]
     shots = json.loads(tree.reconstruction_json.read_text())[0]["shots"]
-    assert len(shots) == survey.n_photos
+    assert len(shots) == len(photos) == 12
     axes = Rotation.from_rotvec([s["rotation"] for s in shots.values()]).inv().apply([0.0, 0.0, 1.0])
     assert (axes[:, 2] < -0.97).all(), axes  # within 14 deg of nadir (the truth's jitter is 1 deg)
-    accuracy = ortho_accuracy(survey.project_dir / "truth", tree.orthophoto_tif, tree.reconstruction_json)
+    accuracy = ortho_accuracy(truth_dir, tree.orthophoto_tif, tree.reconstruction_json)
     assert accuracy.tiles >= 15 and accuracy.median_shift_px <= 1.0, accuracy

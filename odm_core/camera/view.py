@@ -13,6 +13,8 @@ import cv2
 import numpy as np
 import pycolmap
 
+from odm_core.photos.decode import read_image
+
 REDUCED_DECODE = {  # libjpeg's reduced decoding, by its factor
     1: cv2.IMREAD_COLOR,
     2: cv2.IMREAD_REDUCED_COLOR_2,
@@ -128,7 +130,7 @@ def load_photo(view: ViewCamera) -> SourceImage:
     """Decode the photo at (about) depth-map size: libjpeg's reduced decoding, then area resampling."""
     target = view.dm_width / view.width
     factor = max((k for k in REDUCED_DECODE if 1.0 / k >= target * 0.999), default=1)
-    image = cv2.imread(view.photo, REDUCED_DECODE[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = read_image(view.photo, REDUCED_DECODE[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise FileNotFoundError(f"cannot read photo {view.photo}")
     expected = (-(-view.width // factor), -(-view.height // factor))
@@ -164,7 +166,7 @@ def load_mask(view: ViewCamera) -> np.ndarray | None:
     """The photo's mask as the depth-map camera sees it (H x W bool, True = usable); None without one."""
     if not view.mask:
         return None
-    mask = cv2.imread(view.mask, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+    mask = read_image(view.mask, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
     if mask is None:
         raise FileNotFoundError(f"cannot read the mask {view.mask} of {view.photo}")
     pixels = np.repeat(mask[..., None], 3, axis=2)

@@ -18,6 +18,7 @@ import numpy as np
 
 from odm_core.camera.view import REDUCED_DECODE, ViewCamera
 from odm_core.dem.gridding import bilinear
+from odm_core.photos.decode import read_image
 
 ZBUFFER_PX = 4  # photo pixels per z-buffer cell
 OCCLUSION_TOL_M = 0.3  # a point this much behind the nearest surface along the ray still counts as seen
@@ -40,7 +41,7 @@ def decode_photo(view: ViewCamera, photo_px_m: float, cell_m: float) -> PhotoIma
     for f in (2, 4, 8):
         if photo_px_m * f <= cell_m:
             factor = f
-    image = cv2.imread(view.photo, REDUCED_DECODE[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
+    image = read_image(view.photo, REDUCED_DECODE[factor] | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise FileNotFoundError(f"cannot read photo {view.photo}")
     return PhotoImage(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), factor)

@@ -13,6 +13,7 @@ from odm_core.errors import OdmInputError
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
+from odm_core.photos.decode import read_image
 from odm_core.photos.listing import find_mask
 from odm_core.photos.photo import Photo
 from odm_core.sfm.features import feature_process_size
@@ -70,7 +71,7 @@ def write_masks(images: Path, names: list[str], out: Path) -> int:
         mask_file = find_mask(images, name)
         if mask_file is None:
             continue
-        mask = cv2.imread(str(mask_file), cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
+        mask = read_image(mask_file, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION)
         if mask is None:
             raise OdmInputError(f"{mask_file}: the mask of {name} cannot be read as an image")
         out.mkdir(parents=True, exist_ok=True)

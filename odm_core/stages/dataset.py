@@ -20,6 +20,7 @@ from odm_core.errors import OdmInputError
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import DatasetOptions
+from odm_core.photos import decode
 from odm_core.photos.checks import apply_geo_file, drop_duplicates, warn_metadata
 from odm_core.photos.exif import UnreadablePhoto, read_photo
 from odm_core.photos.listing import SkippedFile, case_collisions, list_images, orphan_masks
@@ -74,6 +75,9 @@ def dataset(
     _check_usable(tree.images, candidates, photos, skipped)
     without_gps = _warn_gps(tree, opts, photos)
     warn_metadata(photos)
+    decoder_note = decode.summary(decode.decoder_warnings(tree.images / p.filename for p in photos))
+    if decoder_note:
+        log.warning(decoder_note)
     georef = _georeference(photos)
     outputs = _write_outputs(tree, photos, georef)
     report(1.0, f"dataset: {len(photos)} photos, {len(skipped)} skipped")
