@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,6 +10,19 @@ import numpy as np
 from pyproj import CRS, Transformer
 
 from odm_core.artifacts import write_text
+
+_UTM_NAME = re.compile(r"^WGS84 UTM (\d{1,2})([NS])$", re.IGNORECASE)
+
+
+def odm_crs(text: str) -> CRS:
+    """A CRS as ODM's text files write it (coords.txt, geo.txt, gcp_list.txt): `WGS84 UTM 32N`, an EPSG
+    code (`EPSG:4326`) or a PROJ string. Raises pyproj.exceptions.CRSError for anything else."""
+    text = text.strip()
+    utm = _UTM_NAME.match(text)
+    if utm:
+        zone, hemi = int(utm.group(1)), utm.group(2).upper()
+        return CRS.from_epsg((32600 if hemi == "N" else 32700) + zone)
+    return CRS.from_user_input(text)
 
 
 def utm_epsg(lat: float, lon: float) -> int:
@@ -68,11 +82,11 @@ class GeoReference:
     def read(cls, coords_txt: Path) -> GeoReference:
         """Read ODM's coords.txt."""
         lines = coords_txt.read_text().split("\n")
-        parts = lines[0].split()
-        zone_str = parts[-1]
-        zone, hemi = int(zone_str[:-1]), zone_str[-1].upper()
+        epsg = odm_crs(lines[0]).to_epsg()
+        if epsg is None:
+            raise ValueError(f"{coords_txt}: {lines[0]!r} is not a UTM zone")
         ox, oy = (float(v) for v in lines[1].split()[:2])
-        return cls(epsg=(32600 if hemi == "N" else 32700) + zone, offset_x=ox, offset_y=oy)
+        return cls(epsg=epsg, offset_x=ox, offset_y=oy)
 
     @classmethod
     def of_model(cls, coords_txt: Path, reference_lla_json: Path) -> GeoReference | None:

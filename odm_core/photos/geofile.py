@@ -18,9 +18,9 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
 from odm_core.errors import OdmInputError
+from odm_core.geo.georef import odm_crs
 from odm_core.photos.photo import Photo
 
-_UTM = re.compile(r"^WGS84 UTM (\d{1,2})([NS])$", re.IGNORECASE)
 _COUNTS = (8, 6, 3, 2)  # numbers after the name: x y [z [yaw pitch roll [h v]]]
 
 
@@ -50,13 +50,8 @@ def geo_file_text(path: Path) -> str:
 
 def parse_crs(text: str, path: Path) -> CRS:
     """The CRS of geo.txt's (or gcp_list.txt's) first line; OdmInputError naming the file otherwise."""
-    text = text.strip()
-    utm = _UTM.match(text)
     try:
-        if utm:
-            zone, hemi = int(utm.group(1)), utm.group(2).upper()
-            return CRS.from_epsg((32600 if hemi == "N" else 32700) + zone)
-        return CRS.from_user_input(text)
+        return odm_crs(text)
     except CRSError as e:
         raise OdmInputError(
             f"{path}, line 1: {text!r} is not a CRS ({e}); "
