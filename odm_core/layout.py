@@ -47,6 +47,11 @@ class ProjectTree:
     def proj_txt(self) -> Path:
         return self.georeferencing / "proj.txt"
 
+    @property
+    def gcp_list_utm(self) -> Path:
+        """ODM's copy of the GCPs in the project's UTM zone (written by dataset when GCPs are used)."""
+        return self.georeferencing / "gcp_list_utm.txt"
+
     # --- opensfm ----------------------------------------------------------------------------
     @property
     def opensfm(self) -> Path:
@@ -73,6 +78,11 @@ class ProjectTree:
     @property
     def opensfm_stats(self) -> Path:
         return self.opensfm / "stats" / "stats.json"
+
+    @property
+    def gcp_stats(self) -> Path:
+        """OpenSfM's stats/ground_control_points.json: each GCP's observations and error (model frame)."""
+        return self.opensfm / "stats" / "ground_control_points.json"
 
     @property
     def sparse_ply(self) -> Path:
@@ -134,6 +144,14 @@ class ProjectTree:
     @property
     def georeferenced_model_csv(self) -> Path:
         return self.georeferencing / "odm_georeferenced_model.csv"
+
+    @property
+    def ground_control_points_gpkg(self) -> Path:
+        return self.georeferencing / "ground_control_points.gpkg"
+
+    @property
+    def ground_control_points_geojson(self) -> Path:
+        return self.georeferencing / "ground_control_points.geojson"
 
     @property
     def georeferenced_model_bounds_gpkg(self) -> Path:

@@ -52,9 +52,21 @@ def read_geo(path: Path) -> str:
         raise ValueError(str(err)) from None
 
 
+def read_gcp(path: Path) -> str:
+    """The text of a --gcp file, its CRS line checked; ValueError names the file and what is wrong."""
+    from odm_core.errors import OdmInputError
+    from odm_core.geo.gcp import gcp_file_text
+
+    try:
+        return gcp_file_text(path)
+    except OdmInputError as err:
+        raise ValueError(str(err)) from None
+
+
 TEXT_READERS: dict[str, Callable[[str], Any]] = {
     "geojson_file": lambda value: read_boundary(Path(value)),
     "geo_file": lambda value: read_geo(Path(value)),
+    "gcp_file": lambda value: read_gcp(Path(value)),
 }
 
 

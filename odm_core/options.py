@@ -19,6 +19,8 @@ from odm_core.registry import STAGE_SPECS, STAGES, StageName
 
 Quality = Literal["ultra", "high", "medium", "low", "lowest"]
 GEO_HELP = "geo.txt (ODM's format) whose positions replace EXIF GPS; default: PROJECT/geo.txt."
+CROP_HELP = "Crop the DEMs and orthophoto to the cloud's footprint shrunk by N metres, as ODM (0 = off)."
+GCP_HELP = "Ground control points (ODM's gcp_list.txt format); default: PROJECT/gcp_list.txt."
 CameraLens = Literal[
     "auto", "perspective", "brown", "fisheye", "fisheye_opencv", "spherical", "equirectangular", "dual"
 ]
@@ -26,24 +28,20 @@ CameraLens = Literal[
 
 def _ignore_gsd() -> Any:
     """The field shared by odm_dem and odm_orthophoto (one option, `--ignore-gsd`, sets both)."""
-    return Field(
-        False, description="Do not cap --dem-resolution and --orthophoto-resolution by the estimated GSD."
-    )
+    ignore = "Do not cap --dem-resolution and --orthophoto-resolution by the estimated GSD."
+    return Field(False, description=ignore)
 
 
 def _tiles() -> Any:
     """The field shared by odm_dem and odm_orthophoto (one option, `--tiles`, sets both)."""
-    return Field(
-        False, description="Also write XYZ PNG tiles: orthophoto_tiles/, dsm_tiles/, dtm_tiles/ (z/x/y.png)."
-    )
+    tiles = "Also write XYZ PNG tiles: orthophoto_tiles/, dsm_tiles/, dtm_tiles/ (z/x/y.png)."
+    return Field(False, description=tiles)
 
 
 def _cog() -> Any:
     """The field shared by odm_dem and odm_orthophoto (one option, `--cog/--no-cog`, sets both)."""
-    return Field(
-        True,
-        description="Cloud-Optimized GeoTIFFs (default, unlike ODM); off: tiled GeoTIFFs with overviews.",
-    )
+    cog = "Cloud-Optimized GeoTIFFs (default, unlike ODM); off: tiled GeoTIFFs with overviews."
+    return Field(True, description=cog)
 
 
 class StageOptions(BaseModel):
@@ -55,7 +53,8 @@ class StageOptions(BaseModel):
 class DatasetOptions(StageOptions):
     """Options of the `dataset` stage (reading photos and their EXIF/XMP)."""
 
-    use_exif: bool = Field(False, description="Use EXIF GPS even when a gcp_list.txt is present.")
+    use_exif: bool = Field(False, description="Use EXIF GPS even when a GCP file is present (ignore it).")
+    gcp: str | None = Field(None, description=GCP_HELP, json_schema_extra={"text": "gcp_file"})  # file's text
     gps_accuracy: float = Field(
         3.0, gt=0, le=1000, description="GPS accuracy in metres, set for every photo."
     )
@@ -80,6 +79,11 @@ class OpensfmOptions(StageOptions):
     camera_lens: CameraLens = Field(
         "auto", description="Camera model: auto, perspective, brown, fisheye, fisheye_opencv."
     )
+    force_gps: bool = Field(False, description="With GCPs, keep the photos' GPS in bundle adjustment too.")
+    gcp_accuracy: float = Field(
+        0.02, gt=0, le=100, description="GCP survey accuracy in metres (vertical: twice this): their weight."
+    )
+    gcp_checks: str = Field("", description="GCP names (comma-separated) used as check points, like CHK*.")
 
     @model_validator(mode="after")
     def _supported_lens(self) -> OpensfmOptions:
@@ -135,15 +139,7 @@ class GeoreferencingOptions(StageOptions):
 
     pc_las: bool = Field(False, description="Also export the cloud as LAS.")
     pc_csv: bool = Field(False, description="Also export the cloud as CSV.")
-    crop: float = Field(
-        3.0,
-        ge=0,
-        le=10000,
-        description=(
-            "Crop the DEMs and orthophoto to the convex hull of the cloud's footprint shrunk by N metres, "
-            "as ODM (0 = off)."
-        ),
-    )
+    crop: float = Field(3.0, ge=0, le=10000, description=CROP_HELP)
     boundary: str | None = Field(
         None,
         description="GeoJSON polygon, the crop with --crop 0 (PipelineOptions copies --boundary).",

@@ -46,7 +46,7 @@ ODM_NAMES = frozenset(
     merge-skip-blending force-gps gps-accuracy gps-z-offset optimize-disk-space pc-rectify primary-band
     skip-band-alignment""".split()  # noqa: SIM905
 )
-ODMFLOW_ONLY = frozenset({"dask-address"})  # options ODM does not have
+ODMFLOW_ONLY = frozenset({"dask-address", "gcp-accuracy", "gcp-checks"})  # options ODM does not have
 
 RUN_COMMAND = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
 
@@ -149,7 +149,9 @@ def test_every_flag_reaches_every_field_it_sets(tmp_path: Path) -> None:
     boundary.write_text('{"type": "Polygon", "coordinates": [[[9, 45], [9.01, 45], [9.01, 45.01], [9, 45]]]}')
     geo = tmp_path / "geo.txt"
     geo.write_text("EPSG:4326\nDJI_0001.JPG 9.0 45.0 120.0\n")
-    files = {"geojson_file": boundary, "geo_file": geo}
+    gcp = tmp_path / "gcp_list.txt"
+    gcp.write_text("EPSG:32632\n500000 5000000 100 10 10 DJI_0001.JPG\n")
+    files = {"geojson_file": boundary, "geo_file": geo, "gcp_file": gcp}
     args, expected = [str(tmp_path)], {}
     for spec in OPTIONS:
         words, expected[spec.name] = _non_default(spec, files)

@@ -191,15 +191,6 @@ def test_some_photos_without_gps_are_named(tree: ProjectTree, caplog: pytest.Log
     assert "not for georeferencing: nogps.png" in caplog.text
 
 
-@pytest.mark.parametrize("use_exif", [False, True])
-def test_gcp_file_warning(tree: ProjectTree, caplog: pytest.LogCaptureFixture, use_exif: bool) -> None:
-    add_gps_photos(tree, 2)
-    tree.gcp_list.write_text("EPSG:4326\n")
-    with caplog.at_level(logging.WARNING, "odm_core.stages.dataset"):
-        run_unchanged(tree, DatasetOptions(use_exif=use_exif))
-    assert ("ground control points are not supported yet" in caplog.text) is not use_exif
-
-
 @pytest.mark.shared
 def test_brighton_beach(tmp_path: Path) -> None:
     if not (BRIGHTON / "images").is_dir():

@@ -43,7 +43,7 @@ def _inside(corners: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def dem_accuracy(truth_dir: Path, dem: Path, shots_geojson: Path, surface: str = "dsm") -> DemAccuracy:
+def dem_accuracy(truth_dir: Path, dem: Path, shots_geojson: Path | None, surface: str = "dsm") -> DemAccuracy:
     """Compare the DSM (surface="dsm") or the DTM ("dtm": terrain under the buildings) with the truth."""
     scale, rotation, shift = camera_similarity(truth_dir, shots_geojson)
     with rasterio.open(dem) as src:

@@ -39,13 +39,16 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray, np.
     return scale, rotation, mu_d - scale * rotation @ mu_s
 
 
-def camera_similarity(truth_dir: Path, cameras: Path) -> tuple[float, np.ndarray, np.ndarray]:
+def camera_similarity(truth_dir: Path, cameras: Path | None) -> tuple[float, np.ndarray, np.ndarray]:
     """The similarity taking our camera centres onto the true ones: the GPS noise's share of any error (or,
     for a model without GPS, its arbitrary frame), removed before comparing products with the truth.
 
     `cameras` is shots.geojson (UTM centres) or, for a project without georeference (products in model
-    coordinates, no coords.txt), opensfm/reconstruction.json.
+    coordinates, no coords.txt), opensfm/reconstruction.json; None: the identity, so that products are
+    compared where they are (absolute accuracy, as with GCPs).
     """
+    if cameras is None:
+        return 1.0, np.eye(3), np.zeros(3)
     truth = json.loads((truth_dir / "cameras.json").read_text())["photos"]
     true_centre = {
         t["filename"]: [t["centre_utm"][k] for k in ("easting", "northing", "altitude")] for t in truth

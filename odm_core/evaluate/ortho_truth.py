@@ -31,7 +31,7 @@ class OrthoAccuracy:
     covered: float  # share of the nadir block's cells with a valid (alpha) orthophoto pixel
 
 
-def ortho_accuracy(truth_dir: Path, ortho: Path, cameras: Path) -> OrthoAccuracy:
+def ortho_accuracy(truth_dir: Path, ortho: Path, cameras: Path | None) -> OrthoAccuracy:
     """Tile shifts of `ortho` against the true orthophoto, in our pixels, after the camera similarity
     (`cameras`: shots.geojson, or reconstruction.json for a model without georeference). Our pixels are
     placed at the true mean ground height, taken into our frame through the similarity."""

@@ -72,10 +72,15 @@ class GeoReference:
     def offset(self) -> np.ndarray:
         return np.array([self.offset_x, self.offset_y, 0.0])
 
+    @property
+    def zone_name(self) -> str:
+        """ODM's name of the UTM zone, e.g. 'WGS84 UTM 15N'."""
+        zone, hemi = _utm_zone(self.epsg)
+        return f"WGS84 UTM {zone}{hemi}"
+
     def write(self, coords_txt: Path, proj_txt: Path) -> None:
         """Write ODM's coords.txt ('WGS84 UTM 15N' then the offset) and proj.txt (proj4)."""
-        zone, hemi = _utm_zone(self.epsg)
-        write_text(coords_txt, f"WGS84 UTM {zone}{hemi}\n{self.offset_x:.0f} {self.offset_y:.0f}\n")
+        write_text(coords_txt, f"{self.zone_name}\n{self.offset_x:.0f} {self.offset_y:.0f}\n")
         write_text(proj_txt, self.proj4 + "\n")
 
     @classmethod

@@ -17,6 +17,7 @@ import numpy as np
 
 from odm_core.artifacts import write_json, write_text
 from odm_core.errors import OdmInputError
+from odm_core.geo.gcp import GcpSet, project_gcps, to_utm, utm_text
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import DatasetOptions
@@ -78,8 +79,11 @@ def dataset(
     decoder_note = decode.summary(decode.decoder_warnings(tree.images / p.filename for p in photos))
     if decoder_note:
         log.warning(decoder_note)
-    georef = _georeference(photos)
+    sizes = {p.filename: (p.width, p.height) for p in photos}
+    ground_control = project_gcps(opts.gcp, tree.gcp_list, opts.use_exif, sizes)
+    georef = _georeference(photos) if ground_control is None else _gcp_georeference(ground_control[0])
     outputs = _write_outputs(tree, photos, georef)
+    outputs += _write_gcps(tree, georef, ground_control[0] if ground_control else None)
     report(1.0, f"dataset: {len(photos)} photos, {len(skipped)} skipped")
     return DatasetResult(
         n_photos=len(photos),
@@ -146,12 +150,6 @@ def _warn_gps(tree: ProjectTree, opts: DatasetOptions, photos: Sequence[Photo]) 
             len(without),
             ", ".join(without),
         )
-    if tree.gcp_list.exists() and not opts.use_exif:
-        log.warning(
-            "%s found, but ground control points are not supported yet: EXIF GPS is used "
-            "(pass --use-exif to silence this warning)",
-            tree.gcp_list.name,
-        )
     return without
 
 
@@ -162,6 +160,22 @@ def _georeference(photos: Sequence[Photo]) -> GeoReference | None:
     lat = np.array([p.latitude for p in located], dtype=float)
     lon = np.array([p.longitude for p in located], dtype=float)
     return GeoReference.from_lla(lat, lon)
+
+
+def _gcp_georeference(gcps: GcpSet) -> GeoReference:
+    """ODM's rule with GCPs: the UTM zone of the first GCP, offsets the rounded mean of the GCPs."""
+    epsg, utm = to_utm(gcps)
+    xy = np.array([p.xyz[:2] for p in utm.points])
+    return GeoReference(epsg, float(np.round(xy[:, 0].mean())), float(np.round(xy[:, 1].mean())))
+
+
+def _write_gcps(tree: ProjectTree, georef: GeoReference | None, gcps: GcpSet | None) -> tuple[Path, ...]:
+    """gcp_list_utm.txt (ODM's) when GCPs are used; an earlier run's copy is removed otherwise."""
+    if gcps is None or georef is None:
+        tree.gcp_list_utm.unlink(missing_ok=True)
+        return ()
+    _, utm = to_utm(gcps)
+    return (write_text(tree.gcp_list_utm, utm_text(utm, georef.zone_name)),)
 
 
 def _write_outputs(

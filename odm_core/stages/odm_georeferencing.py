@@ -17,6 +17,7 @@ from odm_core.cloud.ply import read_ply, rgb, xyz
 from odm_core.cloud.stats import recorded_spacing_m
 from odm_core.errors import OdmStageError
 from odm_core.geo import crop
+from odm_core.geo.gcp_export import write_gcp_exports
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import GeoreferencingOptions
@@ -65,6 +66,12 @@ def odm_georeferencing(tree: ProjectTree, opts: GeoreferencingOptions) -> Georef
     else:
         tree.georeferenced_model_csv.unlink(missing_ok=True)
     outputs += write_crop_bounds(tree, opts, georef is not None)
+    if georef is not None and tree.gcp_stats.is_file():
+        gpkg, geojson = tree.ground_control_points_gpkg, tree.ground_control_points_geojson
+        outputs += write_gcp_exports(tree.gcp_stats, georef, gpkg, geojson)
+    else:
+        tree.ground_control_points_gpkg.unlink(missing_ok=True)
+        tree.ground_control_points_geojson.unlink(missing_ok=True)
     epsg = georef.epsg if georef is not None else None
     return GeoreferencingResult(n_points=len(points), epsg=epsg, outputs=tuple(outputs))
 

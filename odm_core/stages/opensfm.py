@@ -11,7 +11,7 @@ import json
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +24,12 @@ from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
 from odm_core.sfm import export as sfm_export
+from odm_core.sfm import gcp_stats
 from odm_core.sfm.align import Alignment, align
 from odm_core.sfm.database import extract_features, write_pose_priors
 from odm_core.sfm.focal import settle_focal
-from odm_core.sfm.gps import finite_or_none, gps_errors, gps_residuals_m
+from odm_core.sfm.gcp_adjust import GcpAdjustment, adjust_to_gcps
+from odm_core.sfm.gps import finite_or_none, gps_errors, gps_local_m, gps_residuals_m
 from odm_core.sfm.matching import match_features
 from odm_core.worker import MapUnits, serial_map
 
@@ -50,6 +52,7 @@ class OpensfmResult:
     gps_rms_horizontal_m: float | None
     largest_gps_residual: tuple[str, float] | None  # the photo farthest from its GPS, horizontally (m)
     notes: tuple[str, ...]  # the alignment's warnings (levelled from attitudes, local frame)
+    gcp_lines: tuple[str, ...]  # the GCPs' and check points' errors
     outputs: tuple[Path, ...]
 
     def summary(self) -> list[str]:
@@ -68,6 +71,7 @@ class OpensfmResult:
             lines.append(
                 f"  camera centres vs GPS: {self.gps_rms_horizontal_m:.2f} m RMS horizontal{largest}"
             )
+        lines += [f"  {line}" for line in self.gcp_lines]
         lines += [f"  {note}" for note in self.notes]
         return lines
 
@@ -106,6 +110,9 @@ def opensfm(
         log.warning("%d photo(s) did not register: %s", len(unregistered), ", ".join(unregistered))
     rec, focal_note = settle_focal(rec, db)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
+    alignment, adjustment = _ground_control(
+        tree, rec, photos, georef, opts, alignment, not focal_note, progress
+    )
     notes = ((focal_note,) if focal_note else ()) + alignment.notes
     for note in notes:
         log.info("%s", note)
@@ -116,6 +123,7 @@ def opensfm(
     outputs += _write_reference(tree, rec, model_georef)
     stats = _stats(rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment)
     stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
+    gcp_lines = _write_gcp_stats(tree, adjustment, stats, outputs)
     outputs.append(write_json(tree.opensfm_stats, stats))
     return OpensfmResult(
         n_photos=len(photos),
@@ -131,7 +139,70 @@ def opensfm(
             default=None,
         ),
         notes=notes,
+        gcp_lines=gcp_lines,
         outputs=tuple(outputs),
+    )
+
+
+def _ground_control(
+    tree: ProjectTree,
+    rec: pycolmap.Reconstruction,
+    photos: list[Photo],
+    georef: GeoReference | None,
+    opts: OpensfmOptions,
+    alignment: Alignment,
+    refine_intrinsics: bool,
+    progress: Progress,
+) -> tuple[Alignment, GcpAdjustment | None]:
+    """The model adjusted to the dataset stage's GCPs when there are some; the alignment says how the
+    model was georeferenced (GCPs, or the photos' GPS alone)."""
+    if georef is None or not tree.gcp_list_utm.is_file():
+        if alignment.georeferenced:
+            alignment = replace(alignment, notes=alignment.notes + (_gps_only_note(photos),))
+        return alignment, None
+    progress(0.9, "adjusting to the ground control points")
+    adjustment = _adjust_to_gcps(tree, rec, photos, georef, opts, refine_intrinsics)
+    alignment = replace(
+        alignment, georeferenced=True, frame="gcp", heights="gcp", scale_from="gcp",
+        notes=alignment.notes + adjustment.notes,
+    )  # fmt: skip
+    return alignment, adjustment
+
+
+def _write_gcp_stats(
+    tree: ProjectTree, adjustment: GcpAdjustment | None, stats: dict[str, object], outputs: list[Path]
+) -> tuple[str, ...]:
+    """The GCP blocks of stats.json and OpenSfM's ground_control_points.json; the summary's lines."""
+    if adjustment is None:
+        tree.gcp_stats.unlink(missing_ok=True)
+        return ()
+    stats.update(gcp_stats.stats_of(adjustment))
+    stats["reconstruction_statistics"]["has_gcp"] = True  # type: ignore[index]
+    outputs.append(write_json(tree.gcp_stats, gcp_stats.opensfm_gcp_json(adjustment)))
+    return tuple(gcp_stats.summary_lines(adjustment))
+
+
+def _gps_only_note(photos: list[Photo]) -> str:
+    accuracy = float(np.median([p.gps_xy_stddev or 3.0 for p in photos if p.has_gps]))
+    return (
+        f"georeferenced by the photos' GPS alone: the products' absolute position is as good as that GPS "
+        f"(given as {accuracy:g} m) and any bias it has is in them; no GCP or check point measured it"
+    )
+
+
+def _adjust_to_gcps(
+    tree: ProjectTree,
+    rec: pycolmap.Reconstruction,
+    photos: list[Photo],
+    georef: GeoReference,
+    opts: OpensfmOptions,
+    refine_intrinsics: bool,
+) -> GcpAdjustment:
+    """Place and adjust the model on the dataset stage's GCPs (gcp_list_utm.txt)."""
+    gcps = gcp_stats.model_gcps(tree.gcp_list_utm, georef, photos, opts.gcp_checks)
+    sigma = {p.filename: (p.gps_xy_stddev or 3.0, p.gps_z_stddev or 3.0) for p in photos}
+    return adjust_to_gcps(
+        rec, gcps, gps_local_m(photos, georef), sigma, opts.gcp_accuracy, opts.force_gps, refine_intrinsics
     )
 
 

@@ -10,6 +10,7 @@ from PIL import Image
 
 from odm_core.artifacts import atomic_path
 from odm_core.synthetic.exif import GpsFix, photo_exif
+from odm_core.synthetic.gcp_file import write_gcp_files
 from odm_core.synthetic.options import SyntheticOptions, SyntheticTruth
 from odm_core.synthetic.records import write_cameras_json, write_truth_json
 from odm_core.synthetic.render import render_photo
@@ -20,7 +21,8 @@ from odm_core.synthetic.world import SyntheticWorld, make_world
 def gps_readings(world: SyntheticWorld) -> np.ndarray:
     """Noisy GPS positions (local frame, N x 3): sigma_h per horizontal axis, sigma_v vertically, and a
     consumer receiver's errors in capture order: a horizontal random walk (gps_drift_m end to end, about),
-    an altitude error rising linearly to gps_altitude_ramp x the flying height, one jump (gps_jump_m)."""
+    an altitude error rising linearly to gps_altitude_ramp x the flying height, one jump (gps_jump_m), and
+    a constant bias (gps_bias_m, its direction seeded)."""
     opts = world.opts
     rng = np.random.default_rng([opts.seed, 3])
     sigma = np.array([opts.gps_sigma_h_m, opts.gps_sigma_h_m, opts.gps_sigma_v_m])
@@ -33,6 +35,9 @@ def gps_readings(world: SyntheticWorld) -> np.ndarray:
     readings[:, 2] += np.linspace(0.0, opts.gps_altitude_ramp * opts.flying_height_m, n)
     if opts.gps_jump_m > 0:
         readings[n // 2, 0] += opts.gps_jump_m
+    if opts.gps_bias_m > 0:
+        direction = np.random.default_rng([opts.seed, 8]).standard_normal(3)
+        readings += opts.gps_bias_m * direction / np.linalg.norm(direction)
     return readings
 
 
@@ -73,6 +78,9 @@ def generate_synthetic(out_dir: Path, opts: SyntheticOptions = SyntheticOptions(
     write_cameras_json(paths["cameras_json"], world, fixes)
     files = {k: v.relative_to(out_dir).as_posix() for k, v in paths.items()} | {"images": "images"}
     write_truth_json(paths["truth_json"], world, grid, files)
+    gcp_list = out_dir / "gcp_list.txt"
+    if world.scene.targets:
+        write_gcp_files(world, gcp_list, truth / "gcps.json")
     return SyntheticTruth(
         project_dir=out_dir,
         images_dir=images,
@@ -81,5 +89,6 @@ def generate_synthetic(out_dir: Path, opts: SyntheticOptions = SyntheticOptions(
         resolution_m=grid.res_m,
         flying_height_m=opts.flying_height_m,
         n_photos=len(world.poses),
+        gcp_list=gcp_list if world.scene.targets else None,
         **paths,
     )

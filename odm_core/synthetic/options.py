@@ -47,6 +47,15 @@ class SyntheticOptions(BaseModel):
     )
     gps_altitude_ramp: float = Field(0.0, description="Consumer GPS: altitude error rising to this x height.")
     gps_jump_m: float = Field(0.0, ge=0.0, description="Consumer GPS: the middle photo's fix this far off.")
+    gps_bias_m: float = Field(
+        0.0, ge=0.0, description="A constant error of this length on every fix (a seeded 3D direction)."
+    )
+    n_gcps: int = Field(0, ge=0, le=30, description="Ground targets written to gcp_list.txt as GCPs.")
+    n_check_points: int = Field(0, ge=0, le=30, description="Ground targets written as check points (CHK*).")
+    gcp_sigma_px: float = Field(0.5, ge=0.0, le=20.0, description="Noise of the targets' marks, pixels.")
+    gcp_crs: str | None = Field(
+        None, description="CRS of gcp_list.txt (e.g. EPSG:4326); None: the survey's UTM zone by name."
+    )
     gps_tags: bool = Field(True, description="Write the GPS fix into EXIF; False gives a survey without GPS.")
     exposure_sigma: float = Field(0.03, ge=0.0, le=0.3, description="Per-photo gain noise (relative).")
     sensor_noise_dn: float = Field(1.0, ge=0.0, le=20.0, description="Per-pixel noise sigma, 8-bit DN.")
@@ -102,3 +111,4 @@ class SyntheticTruth:
     resolution_m: float
     flying_height_m: float
     n_photos: int
+    gcp_list: Path | None = None  # the project's gcp_list.txt, when targets were placed

@@ -12,6 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from odm_core.synthetic.landcover import GROUND_RES_M, Road, ground_layer, road_distance
+from odm_core.synthetic.targets import BORDER_M, Target, paint_targets, place_targets, target_half_m
 from odm_core.synthetic.texture import Pyramid, band_noise, detail_tile
 
 TERRAIN_RES_M = 0.5
@@ -124,6 +125,7 @@ class Scene:
     detail: tuple[Pyramid, ...]  # periodic brightness modulations, multiplied
     sun: np.ndarray  # unit vector toward the sun
     bounds: tuple[float, float, float, float]
+    targets: tuple[Target, ...] = ()  # surveyed ground targets (GCPs and check points)
 
     def building_index(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Index of the building whose footprint holds each point, -1 for none."""
@@ -217,8 +219,10 @@ def make_scene(
     relief_m: float,
     n_buildings: int,
     gsd_m: float,
+    n_targets: tuple[int, int] = (0, 0),
 ) -> Scene:
-    """Seeded scene over `bounds`; relief and buildings normalised/placed over the nadir `block`."""
+    """Seeded scene over `bounds`; relief, buildings and `n_targets` (controls, checks) ground targets
+    normalised/placed over the nadir `block`."""
     rng = np.random.default_rng([seed, 2])
     theta = rng.uniform(0, np.pi / 2)
     terrain = _terrain(rng, bounds, block, relief_m)
@@ -227,6 +231,7 @@ def make_scene(
     inner = (block[0] + mx, block[1] + my, block[2] - mx, block[3] - my)
     buildings = _buildings(rng, terrain, inner, roads, n_buildings, theta)
     ground_rgb = ground_layer(rng, bounds, theta, roads, SUN_ENU)
+    targets = _targets(seed, bounds, block, terrain, buildings, gsd_m, n_targets, ground_rgb)
     ground = Pyramid.build(ground_rgb, GROUND_RES_M, (bounds[0], bounds[1]))
     # Two periodic detail tiles at GSD/2 scale, rotated and of incommensurate periods: their product
     # does not repeat within a photo, so fine features stay distinctive.
@@ -234,4 +239,37 @@ def make_scene(
         Pyramid.build(detail_tile(rng), gsd_m / 2, (0.0, 0.0), 0.31, wrap=True),
         Pyramid.build(detail_tile(rng, 1024), gsd_m * 1.185, (7.0, 3.0), -0.83, wrap=True),
     )
-    return Scene(terrain, buildings, roads, ground, detail, SUN_ENU, bounds)
+    return Scene(terrain, buildings, roads, ground, detail, SUN_ENU, bounds, targets)
+
+
+def _targets(
+    seed: int,
+    bounds: Box,
+    block: Box,
+    terrain: Terrain,
+    buildings: tuple[Building, ...],
+    gsd_m: float,
+    n_targets: tuple[int, int],
+    ground_rgb: np.ndarray,
+) -> tuple[Target, ...]:
+    """Place the ground targets on open terrain and paint them into the ground albedo."""
+    if sum(n_targets) == 0:
+        return ()
+    half = target_half_m(gsd_m)
+
+    def free(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(x), bool)
+        for b in buildings:
+            u, v = b.local(x, y)
+            reach = BORDER_M + half
+            ok &= (np.abs(u) > b.half_u + reach) | (np.abs(v) > b.half_v + reach)
+        return ok
+
+    origin = (bounds[0], bounds[1])
+    placed = place_targets(np.random.default_rng([seed, 7]), block, origin, free, *n_targets)
+    paint_targets(ground_rgb, origin, placed, half)
+    z = terrain.height(np.array([p[1] for p in placed]), np.array([p[2] for p in placed]))
+    return tuple(
+        Target(name, float(x), float(y), float(zi), half, check)
+        for (name, x, y, check), zi in zip(placed, z, strict=True)
+    )

@@ -60,5 +60,6 @@ def make_world(opts: SyntheticOptions) -> SyntheticWorld:
         max(reach[2], block[2]) + SCENE_MARGIN_M,
         max(reach[3], block[3]) + SCENE_MARGIN_M,
     )
-    scene = make_scene(opts.seed, bounds, block, opts.relief_m, opts.n_buildings, opts.gsd_m)
+    targets = (opts.n_gcps, opts.n_check_points)
+    scene = make_scene(opts.seed, bounds, block, opts.relief_m, opts.n_buildings, opts.gsd_m, targets)
     return SyntheticWorld(opts, intr, tuple(poses), scene, epsg, origin, block)
