@@ -30,6 +30,11 @@ SYNTHETIC_FLAGS = {  # SyntheticOptions' fields -> the `synthetic` command's fla
     "image_height": "--height",
     "seed": "--seed",
     "gps_tags": "--gps/--no-gps",
+    "n_gcps": "--gcps",
+    "n_check_points": "--check-points",
+    "gps_bias_m": "--gps-bias",
+    "gps_sigma_h_m": "--gps-noise",
+    "gps_sigma_v_m": "--gps-noise",
 }
 
 
@@ -100,9 +105,15 @@ def synthetic(
     gps: Annotated[
         bool, typer.Option("--gps/--no-gps", help="Write GPS positions into the photos' EXIF.")
     ] = True,
+    gcps: Annotated[int, typer.Option(help="Ground targets written to OUT/gcp_list.txt as GCPs.")] = 0,
+    check_points: Annotated[int, typer.Option(help="Ground targets written as check points (CHK01...).")] = 0,
+    gps_bias: Annotated[float, typer.Option(help="A constant GPS error of this many metres.")] = 0.0,
+    gps_noise: Annotated[
+        float | None, typer.Option(help="GPS noise sigma, metres [default: 1 horizontally, 2 vertically].")
+    ] = None,
 ) -> None:
-    """Render a synthetic survey with known truth: OUT/images (JPEG + EXIF, GPS unless --no-gps) and
-    OUT/truth."""
+    """Render a synthetic survey with known truth: OUT/images (JPEG + EXIF, GPS unless --no-gps), OUT/truth
+    and, with --gcps or --check-points, OUT/gcp_list.txt."""
     from odm_core.synthetic import SyntheticOptions, generate_synthetic
 
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -117,11 +128,17 @@ def synthetic(
             image_height=height,
             seed=seed,
             gps_tags=gps,
+            n_gcps=gcps,
+            n_check_points=check_points,
+            gps_bias_m=gps_bias,
+            **({} if gps_noise is None else {"gps_sigma_h_m": gps_noise, "gps_sigma_v_m": gps_noise}),
         )
     except ValidationError as err:
         raise fail(validation_message(err, SYNTHETIC_FLAGS.get)) from None
     truth = generate_synthetic(out, opts)
     typer.echo(
         f"{truth.n_photos} photos in {truth.images_dir}, truth in {truth.truth_json.parent} "
-        f"(EPSG:{truth.epsg}, GSD {100 * truth.gsd_m:.1f} cm)\nnext: odmflow run {out}"
+        f"(EPSG:{truth.epsg}, GSD {100 * truth.gsd_m:.1f} cm)"
+        + (f", GCPs in {truth.gcp_list}" if truth.gcp_list else "")
+        + f"\nnext: odmflow run {out}"
     )

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,6 @@ from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import DatasetOptions
 from odm_core.stages.dataset import dataset
-from odm_core.synthetic import SyntheticOptions, SyntheticTruth, generate_synthetic
 from tests.conftest import run_cli
 from tests.test_dataset import make_jpeg
 
@@ -158,27 +158,41 @@ def test_a_wrong_gcp_file_on_the_command_line(tmp_path: Path) -> None:
 # --- a synthetic survey with surveyed targets -----------------------------------------------------
 
 
+GCP_SURVEY = "--cols 5 --rows 3 --oblique 0 --width 640 --height 480 --gcps 5 --check-points 3 --gps-bias 5"
+GCP_SURVEY += " --gps-noise 2"
+
+
+@dataclass(frozen=True)
+class GcpSurvey:
+    """The README's synthetic GCP survey: 15 nadir photos whose GPS is biased 5 m and noisy 2 m, with 5 GCPs
+    and 3 check points on the ground."""
+
+    root: Path
+    gsd_m: float
+
+    @property
+    def truth(self) -> Path:
+        return self.root / "truth"
+
+
 @pytest.fixture(scope="module")
-def gcp_survey(tmp_path_factory: pytest.TempPathFactory) -> SyntheticTruth:
-    """15 nadir photos whose GPS is biased 5 m and noisy 2 m; 5 GCPs and 3 check points on the ground."""
-    opts = SyntheticOptions(
-        n_cols=5, n_rows=3, n_oblique=0, image_width=640, image_height=480, n_buildings=2,
-        n_gcps=5, n_check_points=3, gps_bias_m=5.0, gps_sigma_h_m=2.0, gps_sigma_v_m=2.0,
-    )  # fmt: skip
-    return generate_synthetic(tmp_path_factory.mktemp("gcp") / "survey", opts)
+def gcp_survey(tmp_path_factory: pytest.TempPathFactory) -> GcpSurvey:
+    root = tmp_path_factory.mktemp("gcp") / "gcps"
+    made = run_cli(["synthetic", str(root), *GCP_SURVEY.split()], dict(os.environ))  # as README.md gives it
+    assert made.returncode == 0 and "GCPs in" in made.stdout, made.stdout + made.stderr
+    return GcpSurvey(root, json.loads((root / "truth" / "truth.json").read_text())["gsd_m"])
 
 
-def _project(survey: SyntheticTruth, dest: Path, with_gcps: bool) -> ProjectTree:
+def _project(survey: GcpSurvey, dest: Path, with_gcps: bool) -> ProjectTree:
     tree = ProjectTree(dest)
-    shutil.copytree(survey.images_dir, tree.images)
+    shutil.copytree(survey.root / "images", tree.images)
     if with_gcps:
-        assert survey.gcp_list is not None
-        shutil.copy(survey.gcp_list, tree.gcp_list)
+        shutil.copy(survey.root / "gcp_list.txt", tree.gcp_list)
     return tree
 
 
 @pytest.mark.slow
-def test_gcps_put_the_products_where_the_ground_is(gcp_survey: SyntheticTruth, tmp_path: Path) -> None:
+def test_gcps_put_the_products_where_the_ground_is(gcp_survey: GcpSurvey, tmp_path: Path) -> None:
     """Check points within 1.5 GSD horizontally and 2 GSD vertically; the DSM on open ground within 2 GSD
     RMSE and the orthophoto within 1 px median of the truth, with no similarity removed."""
     from odm_core.evaluate.dem_truth import dem_accuracy
@@ -200,10 +214,7 @@ def test_gcps_put_the_products_where_the_ground_is(gcp_survey: SyntheticTruth, t
     assert max(checks["error"]["x"], checks["error"]["y"]) <= 1.5 * gsd, checks
     assert checks["error"]["z"] <= 2 * gsd, checks
     # the check points' errors are real: against the truth's own target positions, not the file's
-    truth = {
-        t["name"]: t
-        for t in json.loads((gcp_survey.project_dir / "truth" / "gcps.json").read_text())["targets"]
-    }
+    truth = {t["name"]: t for t in json.loads((gcp_survey.truth / "gcps.json").read_text())["targets"]}
     offset = GeoReference.read(tree.coords_txt).offset
     for feature in json.loads(tree.gcp_stats.read_text()):
         if not feature["check"]:
@@ -211,7 +222,7 @@ def test_gcps_put_the_products_where_the_ground_is(gcp_survey: SyntheticTruth, t
         measured = np.array(feature["coordinates"]) + offset
         assert np.linalg.norm(measured - truth[feature["id"]]["centre_utm"]) <= 4 * gsd, feature
 
-    truth_dir = gcp_survey.project_dir / "truth"
+    truth_dir = gcp_survey.truth
     dsm = dem_accuracy(truth_dir, tree.dsm_tif, None)  # None: no similarity removed
     assert dsm.open_ground_rmse_m <= 2 * gsd, dsm
     ortho = ortho_accuracy(truth_dir, tree.orthophoto_tif, None)
@@ -224,9 +235,7 @@ def test_gcps_put_the_products_where_the_ground_is(gcp_survey: SyntheticTruth, t
 
 
 @pytest.mark.slow
-def test_without_gcps_the_gps_bias_stays_and_the_run_says_so(
-    gcp_survey: SyntheticTruth, tmp_path: Path
-) -> None:
+def test_without_gcps_the_gps_bias_stays_and_the_run_says_so(gcp_survey: GcpSurvey, tmp_path: Path) -> None:
     from odm_core.evaluate.dense_truth import our_centres
     from odm_core.options import OpensfmOptions
     from tests.inprocess import run_stage
@@ -236,7 +245,7 @@ def test_without_gcps_the_gps_bias_stays_and_the_run_says_so(
     result = run_stage(tree, "opensfm", OpensfmOptions(feature_quality="low"))
     offset = GeoReference.read(tree.coords_txt).offset
     ours = our_centres(tree.reconstruction_json)
-    cameras = json.loads((gcp_survey.project_dir / "truth" / "cameras.json").read_text())["photos"]
+    cameras = json.loads((gcp_survey.truth / "cameras.json").read_text())["photos"]
     error = [ours[c["filename"]] + offset - list(c["centre_utm"].values()) for c in cameras]
     assert 3.0 <= np.linalg.norm(np.mean(error, axis=0)) <= 8.0  # the 5 m bias of the GPS is there
     assert any("georeferenced by the photos' GPS alone" in note for note in result.notes)  # and said
