@@ -126,15 +126,22 @@ def files_digest(files: Iterable[Path], root: Path, cache: DigestCache) -> str:
     return sha256_text(*parts)
 
 
-def write_manifest(path: Path, stage: str, fingerprint: str, outputs: Iterable[Path], root: Path) -> Path:
-    """Record a finished stage: its fingerprint and the digest of each output file (written last)."""
+def write_manifest(
+    path: Path,
+    stage: str,
+    fingerprint: str,
+    outputs: Iterable[Path],
+    root: Path,
+    seconds: float | None = None,
+) -> Path:
+    """Record a finished stage: its fingerprint, how long it ran (s) and the digest of each output file
+    (written last)."""
     entries = {
         o.relative_to(root).as_posix(): {"sha256": sha256_file(o), "size": o.stat().st_size}
         for o in sorted(outputs)
     }
-    return write_json(
-        path, {"stage": stage, "fingerprint": fingerprint, "finished_at": time.time(), "outputs": entries}
-    )
+    record = {"stage": stage, "fingerprint": fingerprint, "finished_at": time.time(), "seconds": seconds}
+    return write_json(path, record | {"outputs": entries})
 
 
 def read_manifest(path: Path) -> dict[str, Any] | None:

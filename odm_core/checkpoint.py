@@ -12,6 +12,7 @@ import ast
 import functools
 import importlib.metadata
 import shutil
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -148,9 +149,17 @@ def run_stage(stage: str, tree: ProjectTree, fp: str, work: Callable[[], R]) -> 
     manifest = tree.manifest(stage)
     manifest.unlink(missing_ok=True)
     remove_partial_files(tree)
+    started = time.monotonic()
     result = work()
-    write_manifest(manifest, stage, fp, _unique(result.outputs), tree.root)
+    write_manifest(manifest, stage, fp, _unique(result.outputs), tree.root, time.monotonic() - started)
     return result
+
+
+def stage_seconds(stage: str, tree: ProjectTree) -> float | None:
+    """How long the stage's current outputs took to make (None without a manifest or a record)."""
+    data = read_manifest(tree.manifest(stage))
+    seconds = data.get("seconds") if data else None
+    return float(seconds) if seconds is not None else None
 
 
 def remove_partial_files(tree: ProjectTree) -> None:

@@ -240,6 +240,10 @@ class ProjectTree:
         return self.report / "shots.geojson"
 
     @property
+    def report_pdf(self) -> Path:
+        return self.report / "report.pdf"
+
+    @property
     def report_stats(self) -> Path:
         return self.report / "stats.json"
 

@@ -203,7 +203,11 @@ class OrthophotoOptions(StageOptions):
 
 
 class ReportOptions(StageOptions):
-    """Options of the `odm_report` stage (nothing to set yet; kept so the stage has a key)."""
+    """Options of the `odm_report` stage (the quality report)."""
+
+    skip_report: bool = Field(
+        False, description="Skip odm_report/report.pdf (shots and stats are still written)."
+    )
 
 
 class PipelineOptions(StageOptions):

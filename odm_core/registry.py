@@ -125,7 +125,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
     StageSpec(
         name="odm_report",
         options="ReportOptions",
-        inputs=("dataset", "opensfm", "odm_filterpoints"),
+        inputs=("dataset", "opensfm", "odm_filterpoints", "odm_georeferencing", "odm_dem", "odm_orthophoto"),
         reads_photos=False,
         dask=False,
         weight=2.0,

@@ -8,7 +8,7 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # libusb-1.0-0: open3d needs it at import time; libgomp1: OpenMP for pycolmap/open3d;
 # chromium: the browser tests drive it through Playwright (no browser download).
-PACKAGES="libusb-1.0-0 libgomp1 chromium"
+PACKAGES="libusb-1.0-0 libgomp1 chromium poppler-utils"
 if ! python3 -c "import venv, ensurepip" 2>/dev/null; then PACKAGES="$PACKAGES python3-venv"; fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null

@@ -64,6 +64,15 @@ def publish_summary(project: str, runs: dict[str, Any], links: dict[str, str]) -
         key="odm-stage-timings",
         description="Wall time of each stage in this run",
     )
+    if (sfm := _result(runs, "opensfm")) and sfm.rms_errors:
+        create_table_artifact(
+            [
+                {"against": kind, **{f"rms_{k}_m": v for k, v in rms.items()}}
+                for kind, rms in sfm.rms_errors.items()
+            ],
+            key="odm-accuracy",
+            description="RMS errors of the model against the photos' GPS, the GCPs and the check points (m)",
+        )
     with _LOCK:
         _PROGRESS.pop(str(flow_run.get_id()), None)
 
@@ -83,6 +92,7 @@ def summary_markdown(project: str, runs: dict[str, Any], links: dict[str, str]) 
             lines.append(f"- **Camera centres vs GPS**: {sfm.gps_rms_horizontal_m:.2f} m RMS (horizontal)")
         if sfm.unregistered:
             lines.append(f"- **Not registered**: {', '.join(sfm.unregistered)}")
+        lines += [f"- {line}" for line in (*sfm.gcp_lines, *sfm.notes)]
     if mvs := _result(runs, "openmvs"):
         lines.append(
             f"- **Dense cloud**: {mvs.n_points} points from {mvs.n_views} depth maps "
@@ -93,6 +103,8 @@ def summary_markdown(project: str, runs: dict[str, Any], links: dict[str, str]) 
         lines.append(f"- **Georeferenced cloud**: {geo.n_points} points (EPSG:{geo.epsg})")
     if (report := _result(runs, "odm_report")) and report.average_gsd_cm is not None:
         lines.append(f"- **Average GSD**: {report.average_gsd_cm:.2f} cm/px")
+    if report and report.report_pages:
+        lines.append(f"- **Quality report**: odm_report/report.pdf, {report.report_pages} pages")
     if links:
         lines += ["", "## Outputs", ""] + [f"- [{name}]({url})" for name, url in links.items()]
     return "\n".join(lines) + "\n"

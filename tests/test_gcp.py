@@ -7,18 +7,21 @@ import json
 import logging
 import os
 import shutil
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyogrio
 import pytest
+from PIL import Image
+from pypdf import PdfReader
 
 from odm_core.errors import OdmInputError
 from odm_core.geo.gcp import read_gcp_text, to_utm
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
-from odm_core.options import DatasetOptions
+from odm_core.options import DatasetOptions, ReportOptions
 from odm_core.stages.dataset import dataset
 from tests.conftest import run_cli
 from tests.test_dataset import make_jpeg
@@ -206,6 +209,9 @@ def test_gcps_put_the_products_where_the_ground_is(gcp_survey: GcpSurvey, tmp_pa
         run_stage(tree, stage, getattr(defaults, stage))
     run_stage(tree, "odm_dem", DemOptions(dsm=True))
     run_stage(tree, "odm_orthophoto", defaults.odm_orthophoto)
+    skipped = run_stage(tree, "odm_report", ReportOptions(skip_report=True))
+    assert skipped.report_pages == 0 and not tree.report_pdf.exists() and tree.report_stats.is_file()
+    report = run_stage(tree, "odm_report", ReportOptions())
 
     stats = json.loads(tree.opensfm_stats.read_text())
     gsd = gcp_survey.gsd_m
@@ -233,16 +239,31 @@ def test_gcps_put_the_products_where_the_ground_is(gcp_survey: GcpSurvey, tmp_pa
     geojson = json.loads(tree.ground_control_points_geojson.read_text())
     assert {f["properties"]["id"] for f in geojson["features"]} == set(truth)
 
+    text = pdf_text(tree.report_pdf)
+    assert report.report_pages == len(PdfReader(tree.report_pdf).pages) >= 6
+    for section in ("Dataset summary", "Processing summary", "Features and matches", "Reconstruction details",
+                    "Camera models", "Survey overlap", "Orthophoto", "Digital surface model"):  # fmt: skip
+        assert section in text, section
+    rmse_x = f"{checks['error']['x']:.3f}"
+    assert "Check points (never constraints" in text and rmse_x in text and "CHK03" in text
+    assert_pages_drawn(tree.report_pdf, tmp_path / "pages")
+
 
 @pytest.mark.slow
 def test_without_gcps_the_gps_bias_stays_and_the_run_says_so(gcp_survey: GcpSurvey, tmp_path: Path) -> None:
     from odm_core.evaluate.dense_truth import our_centres
-    from odm_core.options import OpensfmOptions
+    from odm_core.options import FilterpointsOptions, OpensfmOptions, PipelineOptions
+    from odm_core.registry import STAGES
     from tests.inprocess import run_stage
 
     tree = _project(gcp_survey, tmp_path / "gps_only", with_gcps=False)
-    run_stage(tree, "dataset", DatasetOptions())
-    result = run_stage(tree, "opensfm", OpensfmOptions(feature_quality="low"))
+    opts = PipelineOptions(opensfm=OpensfmOptions(feature_quality="low"))
+    opts = opts.model_copy(update={"odm_filterpoints": FilterpointsOptions(fast_orthophoto=True)})
+    result = None
+    for stage in STAGES:
+        if stage not in opts.skipped_stages():
+            ran = run_stage(tree, stage, getattr(opts, stage))
+            result = ran if stage == "opensfm" else result
     offset = GeoReference.read(tree.coords_txt).offset
     ours = our_centres(tree.reconstruction_json)
     cameras = json.loads((gcp_survey.truth / "cameras.json").read_text())["photos"]
@@ -250,3 +271,24 @@ def test_without_gcps_the_gps_bias_stays_and_the_run_says_so(gcp_survey: GcpSurv
     assert 3.0 <= np.linalg.norm(np.mean(error, axis=0)) <= 8.0  # the 5 m bias of the GPS is there
     assert any("georeferenced by the photos' GPS alone" in note for note in result.notes)  # and said
     assert "check_errors" not in json.loads(tree.opensfm_stats.read_text())
+    text = pdf_text(tree.report_pdf)  # and the report says so
+    assert "No ground control point or check point measured this project" in text
+    assert "georeferenced by the photos' GPS alone" in text
+
+
+def pdf_text(pdf: Path) -> str:
+    """The PDF's text, lines joined with spaces (fpdf breaks long lines)."""
+    return " ".join(" ".join((page.extract_text() or "").split()) for page in PdfReader(pdf).pages)
+
+
+def assert_pages_drawn(pdf: Path, folder: Path) -> None:
+    """Every page rendered with pdftoppm (as a reader sees it) has ink on it, and the preview pages have
+    pictures (more than a few grey levels)."""
+    folder.mkdir()
+    subprocess.run(["pdftoppm", "-r", "30", "-png", str(pdf), str(folder / "p")], check=True)
+    pages = sorted(folder.glob("p-*.png"))
+    assert len(pages) == len(PdfReader(pdf).pages)
+    for page in pages:
+        grey = np.asarray(Image.open(page).convert("L"))
+        assert (grey < 200).mean() > 0.005, page  # not blank
+    assert len(np.unique(np.asarray(Image.open(pages[-1]).convert("L")))) > 64  # the last preview: an image

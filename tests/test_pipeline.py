@@ -88,9 +88,9 @@ def test_option_change_reruns_the_stages_it_affects(
     processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
     tree = copy_processed(processed, tmp_path / "p")
-    # --dsm and --dtm are odm_dem's options: that stage runs again, no other
+    # --dsm and --dtm are odm_dem's options: that stage runs again, and the report that shows the DEMs
     runs = run_flow(tree, dsm=True, dtm=True)
-    assert states(runs) == expected("odm_dem")
+    assert states(runs) == expected("odm_dem", "odm_report")
     assert runs["odm_dem"].result.kinds == ("dsm", "dtm")
     # an option of dataset changes its outputs, so opensfm, which reads them, runs again too
     runs = run_flow(tree, gps_accuracy=5.0, end_with="opensfm")

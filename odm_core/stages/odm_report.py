@@ -1,6 +1,7 @@
-"""The `odm_report` stage: ODM's shots.geojson and stats.json from the reconstruction.
+"""The `odm_report` stage: ODM's shots.geojson, stats.json and the quality report report.pdf.
 
-The PDF report is not built yet; like ODM with --skip-report, the camera shots are always exported.
+The report gathers the figures the stages wrote (`odm_core.report`); like ODM with --skip-report, the
+camera shots and stats are written even when the PDF is skipped.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from odm_core.artifacts import write_json
 from odm_core.geo.georef import GeoReference, utm_to_lla
 from odm_core.layout import ProjectTree
 from odm_core.options import ReportOptions
+from odm_core.report.gather import gather
+from odm_core.report.pdf import write_report
 from odm_core.sfm.reconstruction import average_gsd_cm
 from odm_core.worker import MapUnits, serial_map
 
@@ -27,13 +30,15 @@ class ReportResult:
 
     n_shots: int
     average_gsd_cm: float | None
+    report_pages: int  # 0 with --skip-report
     outputs: tuple[Path, ...]
 
     def summary(self) -> list[str]:
         """The run summary's lines for this stage."""
-        if self.average_gsd_cm is None:
-            return []
-        return [f"odm_report: average GSD {self.average_gsd_cm:.2f} cm"]
+        gsd = f"average GSD {self.average_gsd_cm:.2f} cm" if self.average_gsd_cm is not None else ""
+        pdf = f"report.pdf, {self.report_pages} pages" if self.report_pages else ""
+        parts = [part for part in (gsd, pdf) if part]
+        return [f"odm_report: {'; '.join(parts)}"] if parts else []
 
 
 def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
@@ -56,7 +61,13 @@ def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
             "dense": bool(cloud.get("dense", False)),
         }
     outputs.append(write_json(tree.report_stats, stats))
-    return ReportResult(n_shots=len(recon["shots"]), average_gsd_cm=gsd_cm, outputs=tuple(outputs))
+    pages = 0
+    if opts.skip_report:
+        tree.report_pdf.unlink(missing_ok=True)
+    else:
+        pages = write_report(gather(tree, stats, georef.epsg if georef else None), tree.report_pdf)
+        outputs.append(tree.report_pdf)
+    return ReportResult(len(recon["shots"]), gsd_cm, pages, tuple(outputs))
 
 
 def shots_geojson(recon: dict, georef: GeoReference) -> dict:

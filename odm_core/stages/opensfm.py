@@ -27,6 +27,7 @@ from odm_core.sfm import export as sfm_export
 from odm_core.sfm import gcp_stats
 from odm_core.sfm.align import Alignment, align
 from odm_core.sfm.database import extract_features, write_pose_priors
+from odm_core.sfm.figures import report_figures
 from odm_core.sfm.focal import settle_focal
 from odm_core.sfm.gcp_adjust import GcpAdjustment, adjust_to_gcps
 from odm_core.sfm.gps import finite_or_none, gps_errors, gps_local_m, gps_residuals_m
@@ -53,6 +54,7 @@ class OpensfmResult:
     largest_gps_residual: tuple[str, float] | None  # the photo farthest from its GPS, horizontally (m)
     notes: tuple[str, ...]  # the alignment's warnings (levelled from attitudes, local frame)
     gcp_lines: tuple[str, ...]  # the GCPs' and check points' errors
+    rms_errors: dict[str, dict[str, float | None]]  # "GPS", "GCPs", "check points" -> RMS x, y, z (m)
     outputs: tuple[Path, ...]
 
     def summary(self) -> list[str]:
@@ -123,6 +125,7 @@ def opensfm(
     outputs += _write_reference(tree, rec, model_georef)
     stats = _stats(rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment)
     stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
+    stats.update(report_figures(tree.colmap_database, rec))
     gcp_lines = _write_gcp_stats(tree, adjustment, stats, outputs)
     outputs.append(write_json(tree.opensfm_stats, stats))
     return OpensfmResult(
@@ -140,6 +143,7 @@ def opensfm(
         ),
         notes=notes,
         gcp_lines=gcp_lines,
+        rms_errors=_rms_errors(stats),
         outputs=tuple(outputs),
     )
 
@@ -180,6 +184,17 @@ def _write_gcp_stats(
     stats["reconstruction_statistics"]["has_gcp"] = True  # type: ignore[index]
     outputs.append(write_json(tree.gcp_stats, gcp_stats.opensfm_gcp_json(adjustment)))
     return tuple(gcp_stats.summary_lines(adjustment))
+
+
+def _rms_errors(stats: dict[str, object]) -> dict[str, dict[str, float | None]]:
+    """RMS error per axis of each kind of reference stats.json measured the model against."""
+    kinds = (("GPS", "gps_errors"), ("GCPs", "gcp_errors"), ("check points", "check_errors"))
+    out = {}
+    for label, key in kinds:
+        block = stats.get(key)
+        if isinstance(block, dict) and isinstance(block.get("error"), dict):
+            out[label] = {axis: block["error"].get(axis) for axis in ("x", "y", "z")}
+    return out
 
 
 def _gps_only_note(photos: list[Photo]) -> str:
