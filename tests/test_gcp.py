@@ -292,3 +292,23 @@ def assert_pages_drawn(pdf: Path, folder: Path) -> None:
         grey = np.asarray(Image.open(page).convert("L"))
         assert (grey < 200).mean() > 0.005, page  # not blank
     assert len(np.unique(np.asarray(Image.open(pages[-1]).convert("L")))) > 64  # the last preview: an image
+
+
+@pytest.mark.slow
+def test_gcp_checks_and_force_gps_decide_what_constrains(gcp_survey: GcpSurvey, tmp_path: Path) -> None:
+    """--gcp-checks turns GCPs into check points (two controls left: the GPS keeps the orientation, and
+    the run says so); --force-gps keeps the GPS in the adjustment with all five controls."""
+    from odm_core.options import OpensfmOptions
+    from tests.inprocess import run_stage
+
+    tree = _project(gcp_survey, tmp_path / "checks", with_gcps=True)
+    run_stage(tree, "dataset", DatasetOptions())
+    few = run_stage(tree, "opensfm", OpensfmOptions(feature_quality="low", gcp_checks="GCP01, GCP02,GCP03"))
+    stats = json.loads(tree.opensfm_stats.read_text())
+    assert stats["gcp_errors"]["count"] == 2 and stats["check_errors"]["count"] == 6 and stats["gcp_with_gps"]
+    assert any("2 usable control GCP(s)" in note for note in few.notes)
+    assert stats["check_errors"]["average_error"] < 2.5  # half the 5 m bias at most (measured 1.5 m)
+    run_stage(tree, "opensfm", OpensfmOptions(feature_quality="low", force_gps=True))
+    stats = json.loads(tree.opensfm_stats.read_text())
+    assert stats["gcp_with_gps"] and stats["gcp_errors"]["count"] == 5
+    assert max(stats["check_errors"]["error"].values()) <= 3 * gcp_survey.gsd_m
