@@ -108,7 +108,7 @@ def flow_states(run_name: str) -> dict[str, str]:
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
         )
-    table = next(a for a in artifacts if a.type == "table")
+    table = next(a for a in artifacts if a.key == "odm-stage-timings")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     return {row["stage"]: row["state"] for row in rows}
 

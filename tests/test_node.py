@@ -209,7 +209,7 @@ def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], small_surv
             arts = client.read_artifacts(
                 artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id]))
             )
-        tables = [a for a in arts if a.type == "table"]
+        tables = [a for a in arts if a.key == "odm-stage-timings"]
         if not tables:
             return None
         data = max(tables, key=lambda a: a.created).data

@@ -55,8 +55,9 @@ def test_skip_orthophoto_removes_its_outputs(
     tree = copy_processed(processed, tmp_path / "skip")
     run_stage(tree, "odm_orthophoto", OrthophotoOptions(orthophoto_png=True, orthophoto_resolution=20))
     assert tree.orthophoto_tif.is_file() and tree.orthophoto_png.is_file()
-    # through the pipeline: --skip-orthophoto re-runs only the orthophoto stage, which removes its outputs
-    assert states(run_flow(tree, skip_orthophoto=True)) == expected("odm_orthophoto")
+    # through the pipeline: --skip-orthophoto re-runs the orthophoto stage, which removes its outputs, and
+    # the report that showed it
+    assert states(run_flow(tree, skip_orthophoto=True)) == expected("odm_orthophoto", "odm_report")
     assert not tree.orthophoto_tif.exists() and not tree.orthophoto_png.exists()
 
 
