@@ -362,7 +362,8 @@ def test_one_straight_strip_against_the_truth(tmp_path: Path) -> None:
     for stage in ("dataset", "opensfm", "openmvs", "odm_filterpoints", "odm_georeferencing"):
         run_stage(tree, stage, getattr(defaults, stage))
     run_stage(tree, "odm_dem", DemOptions(dsm=True))
-    run_stage(tree, "odm_report", defaults.odm_report)
+    for stage in ("odm_orthophoto", "odm_report"):  # the report (shots.geojson) shows the orthophoto too
+        run_stage(tree, stage, getattr(defaults, stage))
     truth_dir = survey.project_dir / "truth"
     photos = json.loads((truth_dir / "cameras.json").read_text())["photos"]
     true_rotation = {p["filename"]: np.array(p["cam_from_world"]["rotation"]) for p in photos}

@@ -168,15 +168,19 @@ def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: 
         artifacts = client.read_artifacts(
             artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[first.id]))
         )
-    by_type = {a.type: a for a in artifacts}
+    by_type = {a.type: a for a in artifacts if a.type != "table"}
+    by_key = {a.key: a for a in artifacts}
     assert float(by_type["progress"].data) == pytest.approx(100.0)
     assert "**Registered**: 11 of 11 photos" in str(by_type["markdown"].data)
     assert "shots.geojson" in str(by_type["markdown"].data)
-    rows = by_type["table"].data
+    rows = by_key["odm-stage-timings"].data
     rows = json.loads(rows) if isinstance(rows, str) else rows
     assert [r["stage"] for r in rows] == list(STAGES)
     assert "**Dense cloud**" in str(by_type["markdown"].data)
     assert all(r["state"] == "ran" for r in rows)
+    accuracy = by_key["odm-accuracy"].data
+    accuracy = json.loads(accuracy) if isinstance(accuracy, str) else accuracy
+    assert [r["against"] for r in accuracy] == ["GPS"] and 0 < accuracy[0]["rms_x_m"] < 5  # GPS noise 1 m
 
 
 def test_report_gives_the_ground_sampling_distance(survey: SyntheticTruth, processed: ProjectTree) -> None:
