@@ -76,8 +76,7 @@ def read_gcp_text(
     Raises OdmInputError naming `source` and the line: an unknown CRS, a malformed line, an image not in
     the project, a pixel outside its image, one name with two positions, a GCP marked twice in a photo.
     """
-    lines = [(n, line.strip()) for n, line in enumerate(text.replace("\ufeff", "").split("\n"), start=1)]
-    content = [(n, line) for n, line in lines if line and not line.startswith("#")]
+    content = _content_lines(text)
     if not content:
         raise OdmInputError(
             f"{source} is empty; its first line must be a CRS, e.g. EPSG:32632 or WGS84 UTM 32N"
@@ -104,12 +103,17 @@ def gcp_file_text(path: Path) -> str:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise OdmInputError(f"--gcp {path}: cannot be read ({e}); give ODM's gcp_list.txt file") from None
-    numbered = [(n, line.strip()) for n, line in enumerate(text.split("\n"), start=1)]
-    content = [(n, line) for n, line in numbered if line and not line.startswith("#")]
+    content = _content_lines(text)
     if not content:
         raise OdmInputError(f"--gcp {path} is empty; its first line must be a CRS, e.g. EPSG:32632")
     gcp_crs(content[0][1], path, content[0][0])
     return text
+
+
+def _content_lines(text: str) -> list[tuple[int, str]]:
+    """(line number, stripped text) of the lines that are neither blank nor comments (BOM dropped)."""
+    numbered = enumerate(text.replace("\ufeff", "").split("\n"), start=1)
+    return [(n, line.strip()) for n, line in numbered if line.strip() and not line.strip().startswith("#")]
 
 
 def gcp_crs(text: str, source: Path | str, number: int = 1) -> CRS:

@@ -14,6 +14,7 @@ import pycolmap
 import rasterio.features
 import shapely
 from affine import Affine
+from rasterio.enums import MergeAlg
 
 RESIDUAL_GRID = (8, 6)  # cells across and down each camera's image
 OVERLAP_CELLS = 160  # cells along the longer side of the overlap map
@@ -109,11 +110,10 @@ def overlap_grid(rec: pycolmap.Reconstruction, ground_z: float) -> dict[str, Any
     cell = max(xmax - xmin, ymax - ymin) / OVERLAP_CELLS
     width, height = int(np.ceil((xmax - xmin) / cell)), int(np.ceil((ymax - ymin) / cell))
     transform = Affine(cell, 0, xmin, 0, -cell, ymax)
-    counts = np.zeros((height, width), np.int32)
-    for footprint in footprints:
-        counts += rasterio.features.rasterize(
-            [(footprint, 1)], (height, width), transform=transform, dtype="int32"
-        )
+    shapes = ((footprint, 1) for footprint in footprints)
+    counts = rasterio.features.rasterize(
+        shapes, (height, width), transform=transform, dtype="int32", merge_alg=MergeAlg.add
+    )  # one pass: overlapping footprints add up
     return {
         "origin": [xmin, ymax],  # top-left corner, model frame
         "cell_m": cell,

@@ -81,9 +81,10 @@ def dataset(
         log.warning(decoder_note)
     sizes = {p.filename: (p.width, p.height) for p in photos}
     ground_control = project_gcps(opts.gcp, tree.gcp_list, opts.use_exif, sizes)
-    georef = _georeference(photos) if ground_control is None else _gcp_georeference(ground_control[0])
+    utm_gcps = to_utm(ground_control[0]) if ground_control else None
+    georef = _georeference(photos) if utm_gcps is None else _gcp_georeference(*utm_gcps)
     outputs = _write_outputs(tree, photos, georef)
-    outputs += _write_gcps(tree, georef, ground_control[0] if ground_control else None)
+    outputs += _write_gcps(tree, georef, utm_gcps[1] if utm_gcps else None)
     report(1.0, f"dataset: {len(photos)} photos, {len(skipped)} skipped")
     return DatasetResult(
         n_photos=len(photos),
@@ -162,20 +163,19 @@ def _georeference(photos: Sequence[Photo]) -> GeoReference | None:
     return GeoReference.from_lla(lat, lon)
 
 
-def _gcp_georeference(gcps: GcpSet) -> GeoReference:
-    """ODM's rule with GCPs: the UTM zone of the first GCP, offsets the rounded mean of the GCPs."""
-    epsg, utm = to_utm(gcps)
+def _gcp_georeference(epsg: int, utm: GcpSet) -> GeoReference:
+    """ODM's rule with GCPs (`utm`: in the UTM zone of the first one): offsets the GCPs' rounded mean."""
     xy = np.array([p.xyz[:2] for p in utm.points])
     return GeoReference(epsg, float(np.round(xy[:, 0].mean())), float(np.round(xy[:, 1].mean())))
 
 
 def _write_gcps(tree: ProjectTree, georef: GeoReference | None, gcps: GcpSet | None) -> tuple[Path, ...]:
-    """gcp_list_utm.txt (ODM's) when GCPs are used; an earlier run's copy is removed otherwise."""
+    """gcp_list_utm.txt (ODM's; `gcps` in UTM) when GCPs are used; an earlier run's copy is removed
+    otherwise."""
     if gcps is None or georef is None:
         tree.gcp_list_utm.unlink(missing_ok=True)
         return ()
-    _, utm = to_utm(gcps)
-    return (write_text(tree.gcp_list_utm, utm_text(utm, georef.zone_name)),)
+    return (write_text(tree.gcp_list_utm, utm_text(gcps, georef.zone_name)),)
 
 
 def _write_outputs(
