@@ -153,6 +153,21 @@ def boundary_polygon(text: str, crs: ProjCRS) -> BaseGeometry:
 def write_polygon(path: Path, geom: BaseGeometry, crs_wkt: str, driver: str = "GPKG") -> Path:
     """One polygon feature (MultiPolygon) in a GPKG or GeoJSON file, written atomically."""
     multi = geom if isinstance(geom, shapely.MultiPolygon) else shapely.MultiPolygon([geom])
+    wkb = np.array([shapely.to_wkb(multi)], dtype=object)
+    return write_layer(path, wkb, {}, LAYER, "MultiPolygon", crs_wkt, driver)
+
+
+def write_layer(
+    path: Path,
+    wkb: np.ndarray,
+    fields: dict[str, np.ndarray],
+    layer: str,
+    geometry_type: str,
+    crs_wkt: str,
+    driver: str = "GPKG",
+) -> Path:
+    """Features (WKB geometries and their field columns) as one layer of a vector file, written
+    atomically with a fixed date, so equal content gives equal bytes."""
     previous = pyogrio.get_gdal_config_option("OGR_CURRENT_DATE")
     pyogrio.set_gdal_config_options(FIXED_DATE)
     try:
@@ -160,15 +175,9 @@ def write_polygon(path: Path, geom: BaseGeometry, crs_wkt: str, driver: str = "G
             warnings.filterwarnings("ignore", message="The filename extension")  # the temporary's .part
             tmp.unlink()  # GDAL creates the file itself
             pyogrio.raw.write(
-                tmp,
-                np.array([shapely.to_wkb(multi)], dtype=object),
-                field_data=[],
-                fields=[],
-                layer=LAYER,
-                driver=driver,
-                geometry_type="MultiPolygon",
-                crs=crs_wkt,
-            )
+                tmp, wkb, field_data=list(fields.values()), fields=list(fields), layer=layer,
+                driver=driver, geometry_type=geometry_type, crs=crs_wkt,
+            )  # fmt: skip
     finally:
         pyogrio.set_gdal_config_options({"OGR_CURRENT_DATE": previous})
     return path

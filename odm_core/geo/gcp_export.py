@@ -6,16 +6,15 @@ stages/odm_georeferencing.py)."""
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyogrio
 import shapely
 from pyproj import Transformer
 
-from odm_core.artifacts import atomic_path, write_json
+from odm_core.artifacts import write_json
+from odm_core.geo.crop import write_layer
 from odm_core.geo.georef import GeoReference
 
 LAYER = "ground_control_points"
@@ -38,13 +37,7 @@ def write_gcp_exports(gcp_json: Path, georef: GeoReference, gpkg: Path, geojson:
         "reprojection_px": np.array([g.get("reprojection_px", np.nan) for g in gcps]),
     }
     points = np.array([shapely.to_wkb(shapely.Point(*p)) for p in xyz], dtype=object)
-    with atomic_path(gpkg) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The filename extension")  # the temporary's .part
-        tmp.unlink()
-        pyogrio.raw.write(
-            tmp, points, field_data=list(fields.values()), fields=list(fields), layer=LAYER,
-            driver="GPKG", geometry_type="Point Z", crs=georef.crs.to_wkt(),
-        )  # fmt: skip
+    write_layer(gpkg, points, fields, LAYER, "Point Z", georef.crs.to_wkt())
     lon_lat = Transformer.from_crs(georef.epsg, 4326, always_xy=True).transform(
         xyz[:, 0], xyz[:, 1], xyz[:, 2]
     )
