@@ -35,16 +35,17 @@ class _TerminalFilter(logging.Filter):
 # Prefect's logging config reads this in every process it configures: the local Dask workers, spawned by
 # this one, inherit it and print only Prefect's warnings and errors (per-task-run lines still reach the API).
 CHILD_CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
+# Dask's config reads this when a spawned worker imports distributed, before a Nanny's `env` reaches it:
+# a worker whose heartbeat meets the scheduler already closing at the end of a run prints a traceback.
+CHILD_DASK_LEVEL_ENV = "DASK_LOGGING__DISTRIBUTED"
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
     """Keep the terminal to odmflow's own lines, here and in child processes (Prefect's reach its API)."""
     if verbose:
         return
-    from tasks.dask_cluster import WORKER_LOG_LEVEL_ENV
-
     os.environ.setdefault(CHILD_CONSOLE_LEVEL_ENV, "WARNING")  # before the run starts its Dask workers
-    os.environ.setdefault(WORKER_LOG_LEVEL_ENV, "critical")  # a unit's failure still reaches the stage
+    os.environ.setdefault(CHILD_DASK_LEVEL_ENV, "critical")  # a unit's failure still reaches the stage
     import pycolmap
     from prefect.logging.handlers import PrefectConsoleHandler
 

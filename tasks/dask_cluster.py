@@ -67,11 +67,6 @@ class KeyedDaskTaskRunner(DaskTaskRunner):
         return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
 
 
-# The level of Dask's own log lines in local workers; `odmflow run` without -v sets it to "critical": a
-# worker whose heartbeat meets the scheduler already closing at the end of a run prints a traceback.
-WORKER_LOG_LEVEL_ENV = "ODMFLOW_DASK_WORKER_LOG_LEVEL"
-
-
 def _local_cluster_kwargs(max_concurrency: int) -> dict[str, Any]:
     """One single-threaded worker per core (at most max_concurrency), reporting to this run's Prefect API."""
     workers = max(1, min(os.cpu_count() or 1, max_concurrency))
@@ -87,7 +82,6 @@ def _local_cluster_kwargs(max_concurrency: int) -> dict[str, Any]:
             "PREFECT_API_URL": api_url,
             "OMP_NUM_THREADS": "1",
             "OPENBLAS_NUM_THREADS": "1",
-            "DASK_LOGGING__DISTRIBUTED": os.environ.get(WORKER_LOG_LEVEL_ENV, "warning"),
         },
     }
 

@@ -50,6 +50,14 @@ def test_georeferenced_laz_has_crs_colours_and_views(processed: ProjectTree) -> 
     assert len(views) == survey_photos(processed) and all(v["stereo_neighbours"] for v in views)
 
 
+def test_fusion_makes_each_surface_point_once(processed: ProjectTree) -> None:
+    """Two views whose pixels confirm each other emit one point, not the same average twice."""
+    pos = np.column_stack([read_ply(processed.openmvs_model)[a] for a in "xyz"])
+    assert len(np.unique(pos, axis=0)) == len(pos)
+    stats = json.loads(processed.filtered_point_cloud_stats.read_text())
+    assert stats["spacing"] >= 0.5 * stats["depthmap_sampling"]  # not views' points stacked on each other
+
+
 def survey_photos(tree: ProjectTree) -> int:
     return len(list(tree.images.iterdir()))
 

@@ -136,23 +136,26 @@ def test_prefect_task_run_lines_still_reach_the_api(
 _CONSOLE_LEVELS = (  # a fresh process configures Prefect's logging as a Dask worker's task engine does
     "import logging; from prefect.logging.configuration import ensure_logging_setup; "
     "from prefect.logging.handlers import PrefectConsoleHandler; ensure_logging_setup(); "
-    "print([h.level for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)])"
+    "print([h.level for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]); "
+    "import distributed; print(logging.getLogger('distributed.worker').getEffectiveLevel())"
 )
 
 
-@pytest.mark.parametrize(("verbose", "levels"), [(False, "[30]"), (True, "[0]")])
+@pytest.mark.parametrize(("verbose", "levels"), [(False, "[30]\n50"), (True, "[0]\n20")])
 def test_child_processes_print_prefect_lines_only_with_verbose(
     verbose: bool, levels: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The processes a run spawns (its Dask workers) configure Prefect's console at WARNING unless -v."""
+    """The processes a run spawns (its Dask workers) configure Prefect's console at WARNING and Dask's
+    loggers at CRITICAL unless -v."""
     import logging
 
     import pycolmap
 
-    from odmflow.runner import CHILD_CONSOLE_LEVEL_ENV, _quiet_prefect_console
+    from odmflow.runner import CHILD_CONSOLE_LEVEL_ENV, CHILD_DASK_LEVEL_ENV, _quiet_prefect_console
 
-    monkeypatch.setenv(CHILD_CONSOLE_LEVEL_ENV, "unset")  # so that the teardown restores what was there
-    monkeypatch.delenv(CHILD_CONSOLE_LEVEL_ENV)
+    for name in (CHILD_CONSOLE_LEVEL_ENV, CHILD_DASK_LEVEL_ENV):
+        monkeypatch.setenv(name, "unset")  # so that the teardown restores what was there
+        monkeypatch.delenv(name)
     monkeypatch.setattr(pycolmap.logging, "minloglevel", pycolmap.logging.minloglevel)
     monkeypatch.setattr(logging.getLogger("distributed"), "level", logging.getLogger("distributed").level)
     _quiet_prefect_console(verbose)

@@ -102,19 +102,25 @@ def _confirm(
 def _claimed(src: ViewCamera, src_depth: np.ndarray, dst: ViewCamera, dst_depth: np.ndarray) -> np.ndarray:
     """Pixels of dst that a pixel of src lands on with a consistent depth (src makes that point).
 
-    As in OpenMVS's fusion, one pixel of an earlier view absorbs at most one pixel of a later view, so
-    where the later view samples the surface more finely its extra pixels still become points.
+    A src pixel claims the dst pixel it lands in when it lands within CLAIM_RADIUS_PX of its centre, or
+    when that dst pixel lands back in it (the two confirm each other, and each would emit the same
+    average). As in OpenMVS's fusion, one pixel of an earlier view absorbs at most one pixel of a later
+    view, so where the later view samples the surface more finely its extra pixels still become points.
     """
-    valid = src_depth > 0
-    u, v, z = dst.project(src.world_points(src_depth)[valid])
+    s_rows, s_cols = np.nonzero(src_depth > 0)
+    u, v, z = dst.project(src.world_points(src_depth)[s_rows, s_cols])
     iu, iv = np.floor(u), np.floor(v)
-    near = (np.abs(u - iu - 0.5) < CLAIM_RADIUS_PX) & (np.abs(v - iv - 0.5) < CLAIM_RADIUS_PX)
-    ok = near & (z > 0) & (iu >= 0) & (iv >= 0) & (iu < dst.dm_width) & (iv < dst.dm_height)
-    r, c, z = iv[ok].astype(np.intp), iu[ok].astype(np.intp), z[ok]
+    ok = (z > 0) & (iu >= 0) & (iv >= 0) & (iu < dst.dm_width) & (iv < dst.dm_height)
+    s_rows, s_cols, u, v, z = s_rows[ok], s_cols[ok], u[ok], v[ok], z[ok]
+    r, c = iv[ok].astype(np.intp), iu[ok].astype(np.intp)
     d = dst_depth[r, c]
     ok = (d > 0) & (np.abs(d - z) <= CONSISTENT_REL * z)
+    s_rows, s_cols, u, v, r, c = s_rows[ok], s_cols[ok], u[ok], v[ok], r[ok], c[ok]
+    near = (np.abs(u - c - 0.5) < CLAIM_RADIUS_PX) & (np.abs(v - r - 0.5) < CLAIM_RADIUS_PX)
+    back_u, back_v, _ = src.project(dst.world_points(dst_depth)[r, c])
+    mutual = (np.floor(back_u) == s_cols) & (np.floor(back_v) == s_rows)
     claimed = np.zeros(dst_depth.shape, bool)
-    claimed[r[ok], c[ok]] = True
+    claimed[r[near | mutual], c[near | mutual]] = True
     return claimed
 
 
