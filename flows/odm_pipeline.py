@@ -15,6 +15,7 @@ from prefect.states import State
 from odm_core import checkpoint
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
+from odm_core.outputs import key_outputs
 from odm_core.registry import SPECS, STAGE_SPECS, stages_between
 from odm_core.remote.fs import is_remote
 from tasks.dask_cluster import run_cluster
@@ -83,6 +84,6 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
                 push(url, project, stage)
             cached = checkpoint.finished_at(stage, tree) < started
             runs[stage] = StageRun(stage, cached, result, time.perf_counter() - start)
-    links = {name: _link(path, tree, url) for name, path in tree.key_outputs().items()}
+    links = {name: _link(path, tree, url) for name, path in key_outputs(tree).items()}
     publish_summary(url or project, runs, links)
     return runs

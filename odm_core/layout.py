@@ -132,6 +132,29 @@ class ProjectTree:
     def filtered_point_cloud_stats(self) -> Path:
         return self.filterpoints / "point_cloud_stats.json"
 
+    # --- odm_meshing, mvs_texturing --------------------------------------------------------
+    @property
+    def odm_meshing(self) -> Path:
+        return self.root / "odm_meshing"
+
+    @property
+    def odm_mesh(self) -> Path:
+        """The 3D mesh (model frame), unless --skip-3dmodel."""
+        return self.odm_meshing / "odm_mesh.ply"
+
+    @property
+    def odm_25dmesh(self) -> Path:
+        """The 2.5D mesh (model frame), unless --use-3dmesh."""
+        return self.odm_meshing / "odm_25dmesh.ply"
+
+    def texturing(self, model: str) -> Path:
+        """odm_texturing/ for the 3D model ("3d"), odm_texturing_25d/ for the 2.5D one ("25d")."""
+        return self.root / ("odm_texturing" if model == "3d" else "odm_texturing_25d")
+
+    def textured_model(self, model: str, suffix: str = ".obj") -> Path:
+        """odm_textured_model_geo.obj, .mtl or .glb (suffix) of texturing(model)."""
+        return self.texturing(model) / f"odm_textured_model_geo{suffix}"
+
     # --- odm_georeferencing -----------------------------------------------------------------
     @property
     def georeferenced_model_laz(self) -> Path:
@@ -246,29 +269,6 @@ class ProjectTree:
     @property
     def report_stats(self) -> Path:
         return self.report / "stats.json"
-
-    def key_outputs(self) -> dict[str, Path]:
-        """The outputs a user looks for first, by name, where they exist."""
-        named = {
-            "point cloud (LAZ)": self.georeferenced_model_laz,
-            "orthophoto": self.orthophoto_tif,
-            "DSM": self.dsm_tif,
-            "DTM": self.dtm_tif,
-            "orthophoto PNG": self.orthophoto_png,
-            "orthophoto KMZ": self.orthophoto_kmz,
-            "orthophoto tiles (XYZ)": self.orthophoto_tiles,
-            "DSM tiles (XYZ)": self.dsm_tiles,
-            "DTM tiles (XYZ)": self.dtm_tiles,
-            "cutline": self.orthophoto_cutline,
-            "crop bounds": self.georeferenced_model_bounds_gpkg,
-            "shots.geojson": self.shots_geojson,
-            "stats.json": self.report_stats,
-            "reconstruction.json": self.reconstruction_json,
-            "cameras.json": self.cameras_json,
-            "sparse cloud (LAZ)": self.sparse_laz,
-            "images.json": self.images_json,
-        }
-        return {name: path for name, path in named.items() if path.exists()}
 
     # --- odmflow's own bookkeeping ----------------------------------------------------------
     @property

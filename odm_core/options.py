@@ -13,41 +13,23 @@ from __future__ import annotations
 import os
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from odm_core.option_fields import (
+    CROP_HELP,
+    GCP_HELP,
+    GEO_HELP,
+    CameraLens,
+    Quality,
+    StageOptions,
+    cog_field,
+    ignore_gsd_field,
+    skip_3dmodel_field,
+    tiles_field,
+    use_3dmesh_field,
+)
+from odm_core.option_rules import implicit_rules
 from odm_core.registry import STAGE_SPECS, STAGES, StageName
-
-Quality = Literal["ultra", "high", "medium", "low", "lowest"]
-GEO_HELP = "geo.txt (ODM's format) whose positions replace EXIF GPS; default: PROJECT/geo.txt."
-CROP_HELP = "Crop the DEMs and orthophoto to the cloud's footprint shrunk by N metres, as ODM (0 = off)."
-GCP_HELP = "Ground control points (ODM's gcp_list.txt format); default: PROJECT/gcp_list.txt."
-CameraLens = Literal[
-    "auto", "perspective", "brown", "fisheye", "fisheye_opencv", "spherical", "equirectangular", "dual"
-]
-
-
-def _ignore_gsd() -> Any:
-    """The field shared by odm_dem and odm_orthophoto (one option, `--ignore-gsd`, sets both)."""
-    ignore = "Do not cap --dem-resolution and --orthophoto-resolution by the estimated GSD."
-    return Field(False, description=ignore)
-
-
-def _tiles() -> Any:
-    """The field shared by odm_dem and odm_orthophoto (one option, `--tiles`, sets both)."""
-    tiles = "Also write XYZ PNG tiles: orthophoto_tiles/, dsm_tiles/, dtm_tiles/ (z/x/y.png)."
-    return Field(False, description=tiles)
-
-
-def _cog() -> Any:
-    """The field shared by odm_dem and odm_orthophoto (one option, `--cog/--no-cog`, sets both)."""
-    cog = "Cloud-Optimized GeoTIFFs (default, unlike ODM); off: tiled GeoTIFFs with overviews."
-    return Field(True, description=cog)
-
-
-class StageOptions(BaseModel):
-    """Base of every stage's options: frozen, no unknown fields."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 class DatasetOptions(StageOptions):
@@ -134,6 +116,19 @@ class FilterpointsOptions(StageOptions):
         return self
 
 
+class MeshingOptions(StageOptions):
+    """Options of the `odm_meshing` stage (the 3D and 2.5D meshes)."""
+
+    mesh_octree_depth: int = Field(
+        11, ge=1, le=14, description="Octree depth of the Poisson reconstruction (8-12 usual; +1 = 4x faces)."
+    )
+    mesh_size: int = Field(
+        200000, ge=100, le=100_000_000, description="The meshes' maximum vertex count (2x as many faces)."
+    )
+    skip_3dmodel: bool = skip_3dmodel_field()
+    use_3dmesh: bool = use_3dmesh_field()
+
+
 class GeoreferencingOptions(StageOptions):
     """Options of the `odm_georeferencing` stage (the georeferenced LAZ and its exports)."""
 
@@ -170,9 +165,9 @@ class DemOptions(StageOptions):
     smrf_slope: float = Field(0.15, gt=0, le=100, description="SMRF slope (rise over run).")
     smrf_threshold: float = Field(0.5, ge=0, le=100, description="SMRF elevation threshold (m).")
     smrf_window: float = Field(18.0, gt=0, le=1000, description="SMRF maximum window radius (m).")
-    ignore_gsd: bool = _ignore_gsd()
-    tiles: bool = _tiles()
-    cog: bool = _cog()
+    ignore_gsd: bool = ignore_gsd_field()
+    tiles: bool = tiles_field()
+    cog: bool = cog_field()
     dem_euclidean_map: bool = Field(
         False, description="Also write odm_dem/{dsm,dtm}.euclideand.tif: cells to the nearest nodata cell."
     )
@@ -194,9 +189,9 @@ class OrthophotoOptions(StageOptions):
     orthophoto_compression: OrthophotoCompression = Field("DEFLATE", description="GeoTIFF compression.")
     orthophoto_png: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.png.")
     orthophoto_kmz: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.kmz.")
-    ignore_gsd: bool = _ignore_gsd()
-    tiles: bool = _tiles()
-    cog: bool = _cog()
+    ignore_gsd: bool = ignore_gsd_field()
+    tiles: bool = tiles_field()
+    cog: bool = cog_field()
     orthophoto_cutline: bool = Field(
         False, description="Also write odm_orthophoto/cutline.gpkg: a crop polygon cut along feature edges."
     )
@@ -217,6 +212,7 @@ class PipelineOptions(StageOptions):
     opensfm: OpensfmOptions = OpensfmOptions()
     openmvs: OpenmvsOptions = OpenmvsOptions()
     odm_filterpoints: FilterpointsOptions = FilterpointsOptions()
+    odm_meshing: MeshingOptions = MeshingOptions()
     odm_georeferencing: GeoreferencingOptions = GeoreferencingOptions()
     odm_dem: DemOptions = DemOptions()
     odm_orthophoto: OrthophotoOptions = OrthophotoOptions()
@@ -242,19 +238,11 @@ class PipelineOptions(StageOptions):
     @classmethod
     def _implicit_rules(cls, data: Any) -> Any:
         """ODM's implicit rules: --orthophoto-cutline without --crop crops by 0.01 m, and with --crop 0
-        the --boundary polygon is the crop (so odm_georeferencing, which owns the crop, gets it)."""
+        the --boundary polygon is the crop (so odm_georeferencing, which owns the crop, gets it);
+        --fast-orthophoto sets --skip-3dmodel, which --use-3dmesh overrides (config.py)."""
         if not isinstance(data, dict):
             return data
-        geo = _fields(data.get("odm_georeferencing"))
-        crop = float(geo.get("crop", GeoreferencingOptions.model_fields["crop"].default))
-        if crop == 0 and _fields(data.get("odm_orthophoto")).get("orthophoto_cutline"):
-            geo["crop"] = crop = 0.01
-        boundary = _fields(data.get("odm_filterpoints")).get("boundary")
-        if crop == 0 and boundary and not geo.get("boundary"):
-            geo["boundary"] = boundary
-        if geo:
-            data = {**data, "odm_georeferencing": geo}
-        return data
+        return implicit_rules(data, GeoreferencingOptions.model_fields["crop"].default)
 
     @model_validator(mode="after")
     def _order(self) -> PipelineOptions:
@@ -275,13 +263,6 @@ class PipelineOptions(StageOptions):
         if self.rerun_from:
             return set(STAGES[STAGES.index(self.rerun_from) :])
         return set()
-
-
-def _fields(value: Any) -> dict[str, Any]:
-    """A stage's options as a dict of the values set, whether given as a model or a dict."""
-    if isinstance(value, BaseModel):
-        return value.model_dump(exclude_unset=True)
-    return dict(value) if isinstance(value, dict) else {}
 
 
 def _check_registry() -> None:

@@ -13,6 +13,7 @@ from odm_core.evaluate.ortho_truth import ortho_accuracy
 from odm_core.layout import ProjectTree
 from odm_core.options import DemOptions, OrthophotoOptions
 from odm_core.ortho.render import project, visible
+from odm_core.outputs import key_outputs
 from odm_core.synthetic import SyntheticTruth
 from tests.inprocess import copy_processed, expected, run_flow, run_stage, states
 
@@ -112,7 +113,7 @@ def test_tiles_kmz_and_no_cog(processed: ProjectTree, tmp_path: Path) -> None:
         top = sorted(folder.glob(f"{zooms[-1]}/*/*.png"))
         assert cv2.imread(str(top[len(top) // 2]), cv2.IMREAD_UNCHANGED).shape == (256, 256, 4)
     assert not tree.dtm_tiles.exists() and not list(tree.root.rglob("*.part"))
-    listed = tree.key_outputs()  # what the run's summary links to
+    listed = key_outputs(tree)  # what the run's summary links to
     assert {"orthophoto KMZ", "orthophoto tiles (XYZ)", "DSM tiles (XYZ)"} <= listed.keys()
     assert "DTM tiles (XYZ)" not in listed
     recorded = json.loads(tree.manifest("odm_orthophoto").read_text())["outputs"]

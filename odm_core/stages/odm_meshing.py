@@ -1,0 +1,175 @@
+"""odm_meshing: the 3D mesh (screened Poisson, trimmed, decimated) and the 2.5D mesh of the filtered cloud.
+
+As ODM's stages/odm_meshing.py: odm_meshing/odm_mesh.ply unless --skip-3dmodel (which --fast-orthophoto
+sets), odm_meshing/odm_25dmesh.ply unless --use-3dmesh; both in the model frame (UTM minus the
+coords.txt offset, as the cloud), decimated to 2 x --mesh-size faces as ODM's ReconstructMesh call does.
+Unlike ODM, the 3D mesh is trimmed where the cloud gives no support (mesh/poisson.py).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from odm_core.cloud.ply import read_ply, xyz
+from odm_core.cloud.stats import recorded_sampling_m, recorded_spacing_m
+from odm_core.errors import OdmStageError
+from odm_core.layout import ProjectTree
+from odm_core.mesh.decimate import decimate, target_faces
+from odm_core.mesh.height_field import grid_cell_m, grid_mesh, height_grid
+from odm_core.mesh.ply import TriangleMesh, write_mesh_ply
+from odm_core.mesh.poisson import screened_poisson, trim_to_cloud
+from odm_core.options import MeshingOptions
+from odm_core.worker import MapUnits, serial_map
+
+log = logging.getLogger(__name__)
+Progress = Callable[[float, str], None]
+
+TRIM_SAMPLINGS = 2.0  # a vertex farther than this many of the cloud's sampling distances is unsupported
+TRIM_CELLS = 1.5  # ...and than this many of Poisson's finest octree cells
+RADIUS_STEPS = 3  # ODM's 2.5D DSM: get_dem_radius_steps(stats, 3, ...)
+FAST_ORTHOPHOTO_COARSER = 8.0  # ODM: the sparse cloud's 2.5D DSM at 8 x the resolution
+
+
+@dataclass(frozen=True)
+class MeshingResult:
+    """Face and vertex counts of the meshes made (None where not built) and the output files."""
+
+    faces_3d: int | None
+    vertices_3d: int | None
+    poisson_faces: int | None
+    trimmed_fraction: float | None
+    faces_25d: int | None
+    vertices_25d: int | None
+    cell_m_25d: float | None
+    outputs: tuple[Path, ...]
+
+    def summary(self) -> list[str]:
+        """The run summary's lines for this stage."""
+        lines = []
+        if self.faces_3d is not None:
+            lines.append(
+                f"odm_meshing: 3D mesh {self.faces_3d:,} faces, {self.vertices_3d:,} vertices (Poisson "
+                f"{self.poisson_faces:,} faces, {100 * (self.trimmed_fraction or 0):.1f}% trimmed where "
+                "no point supports it)"
+            )
+        if self.faces_25d is not None:
+            lines.append(
+                f"odm_meshing: 2.5D mesh {self.faces_25d:,} faces, {self.vertices_25d:,} vertices "
+                f"(height grid {100 * (self.cell_m_25d or 0):.1f} cm)"
+            )
+        return lines
+
+
+def _noop(fraction: float, message: str) -> None:
+    return None
+
+
+def odm_meshing(
+    tree: ProjectTree, opts: MeshingOptions, num_threads: int = -1, progress: Progress = _noop
+) -> MeshingResult:
+    """Mesh odm_filterpoints/point_cloud.ply into odm_meshing/ (see the module docstring).
+
+    Raises OdmStageError when the filtered cloud is missing or too small to mesh."""
+    cloud = tree.filtered_point_cloud
+    if not cloud.is_file():
+        raise OdmStageError(f"{cloud} is missing: run the odm_filterpoints stage first")
+    points = read_ply(cloud)
+    if len(points) < 3:
+        raise OdmStageError(f"{cloud} has {len(points)} points: too few to mesh")
+    stats = tree.filtered_point_cloud_stats
+    sampling = recorded_sampling_m(stats) or recorded_spacing_m(stats) or 0.0
+    threads = num_threads if num_threads > 0 else 1
+    outputs: list[Path] = []
+    mesh3d = poisson_faces = trimmed = None
+    if not opts.skip_3dmodel:
+        progress(
+            0.05, f"Poisson reconstruction of {len(points):,} points (octree depth {opts.mesh_octree_depth})"
+        )
+        mesh3d, poisson_faces, trimmed = _mesh_3d(tree, points, sampling, opts, threads, progress)
+        outputs.append(write_mesh_ply(tree.odm_mesh, mesh3d))
+    else:
+        tree.odm_mesh.unlink(missing_ok=True)
+    mesh25 = cell = None
+    if not opts.use_3dmesh:
+        progress(0.8, "2.5D mesh")
+        mesh25, cell = _mesh_25d(tree, points, opts)
+        outputs.append(write_mesh_ply(tree.odm_25dmesh, mesh25))
+    else:
+        tree.odm_25dmesh.unlink(missing_ok=True)
+    return MeshingResult(
+        faces_3d=mesh3d.n_faces if mesh3d else None,
+        vertices_3d=mesh3d.n_vertices if mesh3d else None,
+        poisson_faces=poisson_faces,
+        trimmed_fraction=trimmed,
+        faces_25d=mesh25.n_faces if mesh25 else None,
+        vertices_25d=mesh25.n_vertices if mesh25 else None,
+        cell_m_25d=cell,
+        outputs=tuple(outputs),
+    )
+
+
+def _mesh_3d(
+    tree: ProjectTree,
+    points: np.ndarray,
+    sampling_m: float,
+    opts: MeshingOptions,
+    threads: int,
+    progress: Progress,
+) -> tuple[TriangleMesh, int, float]:
+    """(the trimmed, decimated Poisson mesh, Poisson's face count, the fraction of faces trimmed)."""
+    pos = xyz(points)
+    normals = np.column_stack([points[f"n{a}"] for a in "xyz"])
+    try:
+        poisson = screened_poisson(pos, normals, opts.mesh_octree_depth, threads)
+    except ValueError as err:
+        raise OdmStageError(f"odm_meshing: {err} (from {tree.filtered_point_cloud})") from None
+    distance = max(TRIM_SAMPLINGS * sampling_m, TRIM_CELLS * poisson.cell_m)
+    progress(0.5, f"trimming {poisson.mesh.n_faces:,} faces farther than {distance:.2f} m from the cloud")
+    trimmed = trim_to_cloud(poisson.mesh, pos, distance)
+    if trimmed.n_faces == 0:
+        raise OdmStageError(
+            f"odm_meshing: no face of the Poisson surface lies within {distance:.2f} m of the cloud "
+            f"{tree.filtered_point_cloud}; check the dense cloud (odm_filterpoints)"
+        )
+    fraction = 1.0 - trimmed.n_faces / poisson.mesh.n_faces
+    progress(0.65, f"decimating {trimmed.n_faces:,} faces to {target_faces(opts.mesh_size):,}")
+    mesh = decimate(trimmed, target_faces(opts.mesh_size), tree.odm_meshing)
+    return mesh, poisson.mesh.n_faces, fraction
+
+
+def _mesh_25d(tree: ProjectTree, points: np.ndarray, opts: MeshingOptions) -> tuple[TriangleMesh, float]:
+    """(the decimated 2.5D mesh, its height grid's cell in metres): ODM's DSM resolution is the cloud's
+    spacing (radius_steps[0] / multiplier), 8 x coarser for the sparse cloud of --fast-orthophoto."""
+    pos = xyz(points)
+    stats = tree.filtered_point_cloud_stats
+    spacing = recorded_spacing_m(stats) or 0.0
+    if not _dense(tree):
+        spacing *= FAST_ORTHOPHOTO_COARSER
+    cell = grid_cell_m(pos, spacing, opts.mesh_size)
+    radii = [max(spacing, recorded_sampling_m(stats) or 0.0, cell)]
+    for _ in range(RADIUS_STEPS - 1):
+        radii.append(radii[-1] * math.sqrt(2))
+    mesh = grid_mesh(height_grid(pos, cell, tuple(radii)))
+    if mesh.n_faces == 0:
+        raise OdmStageError(f"odm_meshing: the 2.5D grid of {tree.filtered_point_cloud} has no cell to mesh")
+    return decimate(mesh, target_faces(opts.mesh_size), tree.odm_meshing), cell
+
+
+def _dense(tree: ProjectTree) -> bool:
+    """Whether odm_filterpoints recorded a dense cloud (False for --fast-orthophoto's sparse one)."""
+    stats = tree.filtered_point_cloud_stats
+    return bool(json.loads(stats.read_text()).get("dense", True)) if stats.is_file() else True
+
+
+def run(
+    tree: ProjectTree, opts: MeshingOptions, key: str = "", map_units: MapUnits = serial_map
+) -> MeshingResult:
+    """The stage in one process (what tests, benchmarks and scripts call; no units)."""
+    return odm_meshing(tree, opts)
