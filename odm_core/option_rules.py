@@ -11,9 +11,9 @@ from pydantic import BaseModel
 def implicit_rules(data: dict[str, Any], default_crop: float) -> dict[str, Any]:
     """--orthophoto-cutline without --crop crops by 0.01 m, and with --crop 0 the --boundary polygon is
     the crop (so odm_georeferencing, which owns the crop, gets it); --fast-orthophoto sets
-    --skip-3dmodel, which --use-3dmesh overrides, and refuses --use-3dmesh (no dense cloud to mesh).
+    --skip-3dmodel, which --use-3dmesh overrides (then the 3D mesh is made from the sparse cloud).
     `data` is PipelineOptions' input (stage name -> options, as models or dicts); returns a new dict.
-    Raises ValueError for options that cannot go together."""
+    """
     geo = _fields(data.get("odm_georeferencing"))
     crop = float(geo.get("crop", default_crop))
     if crop == 0 and _fields(data.get("odm_orthophoto")).get("orthophoto_cutline"):
@@ -30,10 +30,8 @@ def _model_rules(data: dict[str, Any]) -> dict[str, Any]:
     fast = _fields(data.get("odm_filterpoints")).get("fast_orthophoto")
     for stage in ("odm_meshing",):
         fields = _fields(data.get(stage))
-        if fast and fields.get("use_3dmesh"):
-            raise ValueError("--use-3dmesh needs the dense cloud, which --fast-orthophoto skips: drop one")
-        if fast or (fields.get("use_3dmesh") and fields.get("skip_3dmodel")):
-            data = {**data, stage: {**fields, "skip_3dmodel": bool(fast)}}
+        if fast or fields.get("skip_3dmodel"):
+            data = {**data, stage: {**fields, "skip_3dmodel": not fields.get("use_3dmesh")}}
     return data
 
 

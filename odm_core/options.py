@@ -239,7 +239,7 @@ class PipelineOptions(StageOptions):
     def _implicit_rules(cls, data: Any) -> Any:
         """ODM's implicit rules: --orthophoto-cutline without --crop crops by 0.01 m, and with --crop 0
         the --boundary polygon is the crop (so odm_georeferencing, which owns the crop, gets it);
-        --fast-orthophoto sets --skip-3dmodel, which --use-3dmesh overrides (config.py)."""
+        --fast-orthophoto sets --skip-3dmodel, which --use-3dmesh overrides (opendm/config.py)."""
         if not isinstance(data, dict):
             return data
         return implicit_rules(data, GeoreferencingOptions.model_fields["crop"].default)

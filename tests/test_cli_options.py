@@ -156,6 +156,7 @@ def test_every_flag_reaches_every_field_it_sets(tmp_path: Path) -> None:
     for spec in OPTIONS:
         words, expected[spec.name] = _non_default(spec, files)
         args += words
+    expected["skip-3dmodel"] = False  # ODM: --use-3dmesh overrides --skip-3dmodel
     ctx = RUN_COMMAND.make_context("run", args)
     opts = options_from_flags({k: v for k, v in ctx.params.items() if k not in ("project", "verbose")})
     for spec in OPTIONS:

@@ -92,10 +92,8 @@ def test_odm_rules_for_the_3d_model() -> None:
     assert fast.odm_meshing.skip_3dmodel  # ODM: --fast-orthophoto sets --skip-3dmodel
     both = PipelineOptions.model_validate({"odm_meshing": {"skip_3dmodel": True, "use_3dmesh": True}})
     assert not both.odm_meshing.skip_3dmodel  # ODM: --use-3dmesh wins
-    with pytest.raises(ValueError, match="--use-3dmesh needs the dense cloud"):
-        PipelineOptions.model_validate(
-            {"odm_filterpoints": {"fast_orthophoto": True}, "odm_meshing": {"use_3dmesh": True}}
-        )
+    fast_3d = {"odm_filterpoints": {"fast_orthophoto": True}, "odm_meshing": {"use_3dmesh": True}}
+    assert not PipelineOptions.model_validate(fast_3d).odm_meshing.skip_3dmodel  # the sparse cloud's mesh
 
 
 def _gsd_dm(survey: SyntheticTruth) -> float:

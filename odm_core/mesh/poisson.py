@@ -21,6 +21,7 @@ from odm_core.mesh.ply import TriangleMesh
 POINT_WEIGHT = 4.0  # ODM's --pointWeight
 SAMPLES_PER_NODE = 1.0  # ODM's --samplesPerNode
 SCALE = 1.1  # PoissonRecon's default: the octree cube over the cloud's bounding cube
+NORMAL_NEIGHBOURS = 16  # points whose plane gives a normal where the cloud has none
 MIN_PIECE_FRACTION = 0.001  # pieces with fewer faces than this share of the mesh are dropped...
 MIN_PIECE_FACES = 100  # ...or than this many
 
@@ -34,7 +35,8 @@ class PoissonMesh:
 
 
 def screened_poisson(xyz: np.ndarray, normals: np.ndarray, depth: int, threads: int) -> PoissonMesh:
-    """Screened Poisson surface of points (N x 3, metres) with unit normals (N x 3) facing the cameras.
+    """Screened Poisson surface of points (N x 3, metres) with unit normals (N x 3) facing the cameras
+    (zero normals, as a sparse cloud's: estimated from neighbours and turned up).
 
     depth is ODM's --mesh-octree-depth (the finest cell is 1.1 x the cloud's largest extent / 2^depth).
     Raises ValueError when the cloud has fewer than 3 points or Poisson returns no face.
@@ -44,7 +46,11 @@ def screened_poisson(xyz: np.ndarray, normals: np.ndarray, depth: int, threads: 
     if len(xyz) < 3:
         raise ValueError(f"Poisson reconstruction needs points; the cloud has {len(xyz)}")
     cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(np.asarray(xyz, np.float64)))
-    cloud.normals = o3d.utility.Vector3dVector(np.asarray(normals, np.float64))
+    if np.linalg.norm(normals, axis=1).min(initial=1.0) > 0.5:
+        cloud.normals = o3d.utility.Vector3dVector(np.asarray(normals, np.float64))
+    else:  # a sparse cloud has none: from each point's neighbours, turned up (the cameras are above)
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamKNN(NORMAL_NEIGHBOURS))
+        cloud.orient_normals_to_align_with_direction(np.array([0.0, 0.0, 1.0]))
     with o3d.utility.VerbosityContextManager(o3d.utility.VerbosityLevel.Error):
         mesh, _densities = o3d.geometry.TriangleMesh.create_from_point_cloud_poisson(
             cloud,
