@@ -78,7 +78,9 @@ def scene(tmp_path: Path) -> Scene:
     return mesh, views, label_nearest(mesh, views)
 
 
-def run(tmp_path: Path, scene: Scene, opts: AtlasOptions, name: str = "out", gltf: bool = False) -> AtlasResult:
+def run(
+    tmp_path: Path, scene: Scene, opts: AtlasOptions, name: str = "out", gltf: bool = False
+) -> AtlasResult:
     mesh, views, labeling = scene
     work, out = tmp_path / f"{name}-work", tmp_path / name
     return texture_model(mesh, views, labeling, opts, work, out, "key", rtc_offset=RTC, gltf=gltf)
@@ -123,7 +125,7 @@ def test_texture_through_obj_uvs_reproduces_the_photos(tmp_path: Path, scene: Sc
     expected = true_colour(scene[1], nearest_label(scene[1], centres), centres)
     error = np.abs(colours - expected)[far]
     assert far.sum() > 2500 and result.pages == 1 and result.faces == scene[0].n_faces
-    assert np.median(error) < 1.0 and np.percentile(error, 99) < 5, np.percentile(error, [50, 99, 100])
+    assert np.median(error) < 1.0 and np.percentile(error, 99) < 3, np.percentile(error, [50, 99, 100])
 
 
 def side_error(result: AtlasResult) -> tuple[float, float]:
@@ -212,7 +214,9 @@ def test_glb_layout(tmp_path: Path, scene: Scene) -> None:
         view = gltf.bufferViews[acc.bufferView]
         positions.append(np.frombuffer(blob, np.float32, acc.count * 3, view.byteOffset).reshape(-1, 3))
         n_indices += gltf.accessors[prim.indices].count
-        image = gltf.images[gltf.textures[gltf.materials[prim.material].pbrMetallicRoughness.baseColorTexture.index].source]
+        image = gltf.images[
+            gltf.textures[gltf.materials[prim.material].pbrMetallicRoughness.baseColorTexture.index].source
+        ]
         assert image.mimeType == "image/jpeg"
     assert n_indices == 3 * 3200
     glb_vertices = np.unique(np.concatenate(positions), axis=0)
@@ -227,3 +231,14 @@ def test_bake_unit_reuses_its_checkpoint(tmp_path: Path, scene: Scene) -> None:
     first, again = bake_page(plan.units[0]), bake_page(plan.units[0])
     assert not first.reused and first.texels > 0 and again.reused
     assert json.loads(Path(plan.units[0].out + ".json").read_text())["key"] == plan.units[0].key
+
+
+def test_degenerate_face_left_out_by_xatlas_still_written(tmp_path: Path, scene: Scene) -> None:
+    """A face with no area (xatlas packs nothing for it) keeps a valid material and vt."""
+    mesh, views, labeling = scene
+    faces = np.vstack([mesh.faces, [[0, 1, 1]]])
+    uv = np.concatenate([labeling.uv_px, labeling.uv_px[:1]])
+    degenerate = (TriangleMesh(mesh.vertices, faces), views, Labeling(np.append(labeling.labels, 0), uv))
+    result = run(tmp_path, degenerate, AtlasOptions(max_texture_size=128))
+    obj = read_obj(result.outputs[0])
+    assert sum(len(g) for g in obj.groups.values()) == 3201 and result.faces == 3201

@@ -87,6 +87,19 @@ def _generate(
     raise ValueError(f"the atlas does not fit one {max_size} px page after {FIT_ATTEMPTS} scale-downs")
 
 
+def _place_dropped(charts: Charts, dropped: np.ndarray, vt_index: np.ndarray, pages: np.ndarray) -> None:
+    """Faces xatlas leaves out (no area in 3D or in the photo; atlas index -1) take one UV point, the
+    first corner of a packed face of their patch (or of any packed face), in place."""
+    if not dropped.any():
+        return
+    valid = np.nonzero(~dropped & (pages >= 0) & (charts.labels >= 0))[0]
+    donor_of_patch = np.full(charts.n_patches, valid[0])
+    donor_of_patch[charts.patch[valid][::-1]] = valid[::-1]
+    donor = donor_of_patch[charts.patch[dropped]]
+    vt_index[dropped] = vt_index[donor, :1]
+    pages[dropped] = pages[donor]
+
+
 def pack_charts(
     mesh: TriangleMesh, charts: Charts, texels_per_metre: float, max_size: int, single: bool
 ) -> Packing:
@@ -103,7 +116,8 @@ def pack_charts(
     vt_index = np.zeros((m, 3), np.int64)
     vt_index[seen] = np.asarray(indices, np.int64)
     pages = np.zeros(m, np.int32)
-    pages[seen] = np.asarray(page_of_vertex, np.int32)[vt_index[seen][:, 0]]
+    pages[seen] = np.asarray(page_of_vertex, np.int32)[vt_index[seen]].min(axis=1)
+    _place_dropped(charts, seen & (pages < 0), vt_index, pages)
     unseen_tx, unseen_page = np.zeros((0, 3, 2), np.float32), 0
     if not seen.all():
         _, quad_idx, quad_uv = atlas.get_mesh(1)
