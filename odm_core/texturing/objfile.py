@@ -121,9 +121,11 @@ def read_obj(path: Path) -> ObjModel:
             groups[current].append(ln[2:])
     parsed = {}
     for name, rows in groups.items():
-        corners = [c.split("/") for c in " ".join(rows).split()]
-        idx = np.array([[int(c[0]), int(c[1])] for c in corners], np.int64) - 1
-        parsed[name] = idx.reshape(-1, 3, 2)
+        per_corner = rows[0].split()[0].count("/") + 1 if rows else 2
+        idx = np.array(" ".join(rows).replace("/", " ").split(), np.int64).reshape(-1, 3, per_corner)
+        if per_corner < 2:
+            raise ValueError(f"{path}: faces of {name} have no texture coordinates")
+        parsed[name] = idx[:, :, :2] - 1
     return ObjModel(floats("v ", 3), floats("vt ", 2), parsed, textures)
 
 
