@@ -242,3 +242,17 @@ def test_degenerate_face_left_out_by_xatlas_still_written(tmp_path: Path, scene:
     result = run(tmp_path, degenerate, AtlasOptions(max_texture_size=128))
     obj = read_obj(result.outputs[0])
     assert sum(len(g) for g in obj.groups.values()) == 3201 and result.faces == 3201
+
+
+def test_gutter_in_bands_equals_whole_page() -> None:
+    from odm_core.texturing.bake import fill_gutter
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (70, 50, 3), dtype=np.uint8)
+    covered = rng.random((70, 50)) < 0.2
+    image[~covered] = 0
+    whole, banded = image.copy(), image.copy()
+    fill_gutter(whole, covered, 3, band=1000)
+    fill_gutter(banded, covered, 3, band=8)
+    assert np.array_equal(whole, banded) and (whole[~covered] > 0).any()
+    assert np.array_equal(whole[covered], image[covered])  # painted texels untouched

@@ -17,6 +17,7 @@ from odm_core.worker import load_arrays, peak_rss_mb, prepare_unit
 
 CHUNK_TEXELS = 4_000_000  # texel bounding boxes rasterised at once (~100 MB of per-texel arrays)
 PNG_COMPRESSION = 3
+GUTTER_BAND_ROWS = 1024  # rows of a page grown at once
 
 
 @dataclass(frozen=True)
@@ -91,13 +92,18 @@ def _paint(image: np.ndarray, covered: np.ndarray, photo: np.ndarray, data: dict
     return len(texel)
 
 
-def fill_gutter(image: np.ndarray, covered: np.ndarray, steps: int) -> None:
-    """Grow the charts' colours `steps` texels into the uncovered texels around them (in place), so that
-    bilinear lookups and mipmaps at chart borders do not mix in the background."""
+def fill_gutter(image: np.ndarray, covered: np.ndarray, steps: int, band: int = GUTTER_BAND_ROWS) -> None:
+    """Grow the charts' colours `steps` texels into the uncovered texels around them (in place; each new
+    texel takes its covered neighbours' maximum), so that bilinear lookups and mipmaps at chart borders
+    do not mix in the background. Done in bands of rows (with a halo of `steps` rows) to bound memory."""
     kernel = np.ones((3, 3), np.uint8)
-    mask = covered.astype(np.uint8)
-    for _ in range(steps):
-        grown = cv2.dilate(image * mask[..., None], kernel)
-        new = (np.asarray(cv2.dilate(mask, kernel)) > 0) & (mask == 0)
-        np.copyto(image, np.asarray(grown), where=new[..., None])
-        mask[new] = 1
+    for r0 in range(0, image.shape[0], band):
+        lo, hi = max(r0 - steps, 0), min(r0 + band + steps, image.shape[0])
+        sub = image[lo:hi].copy()
+        mask = covered[lo:hi].astype(np.uint8)
+        for _ in range(steps):
+            grown = cv2.dilate(sub * mask[..., None], kernel)
+            new = (np.asarray(cv2.dilate(mask, kernel)) > 0) & (mask == 0)
+            np.copyto(sub, np.asarray(grown), where=new[..., None])
+            mask[new] = 1
+        image[r0 : min(r0 + band, image.shape[0])] = sub[r0 - lo : r0 - lo + band]

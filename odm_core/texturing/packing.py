@@ -76,6 +76,10 @@ def _generate(
 ) -> tuple[xatlas.Atlas, float]:
     """One page sized to fit when it fits in max_size; else pages of max_size (several), or for a single
     material the density scaled down until one page fits. Returns the atlas and the density used."""
+    p = np.asarray(mesh.vertices, np.float64)[charts.faces[seen]]
+    area_m2 = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum()
+    if not single and area_m2 * tpu**2 > max_size**2:  # cannot fit one page: skip the trial packing
+        return _run_xatlas(mesh, charts, seen, tpu, max_size), tpu
     for _ in range(FIT_ATTEMPTS):
         atlas = _run_xatlas(mesh, charts, seen, tpu, 0)
         biggest = max(atlas.width, atlas.height)
