@@ -101,7 +101,7 @@ def plan_atlas(
     packing = pack_charts(mesh, charts, tpm, opts.max_texture_size, opts.single_material)
     t1 = time.perf_counter()
     photos = tuple(str(v.photo) for v in views)
-    lev = level_seams(mesh, charts, photos, not opts.skip_global_seam_leveling)
+    lev = level_seams(charts, photos, not opts.skip_global_seam_leveling)
     t2 = time.perf_counter()
     units = _write_pages(charts, packing, lev.offsets, photos, workdir, key)
     model = _write_model(mesh, charts, packing, workdir / "model.npz")

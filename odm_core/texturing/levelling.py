@@ -20,7 +20,6 @@ import numpy as np
 from scipy.sparse import coo_matrix, csc_matrix, identity
 from scipy.sparse.linalg import factorized
 
-from odm_core.mesh.ply import TriangleMesh
 from odm_core.texturing.charts import Charts, edge_face_pairs
 from odm_core.texturing.raster import read_photo, sample_bilinear
 
@@ -42,9 +41,9 @@ class Levelling:
     pairs: int
 
 
-def seam_wedge_pairs(charts: Charts) -> tuple[np.ndarray, np.ndarray]:
-    """Wedges facing each other across seams between seen patches: ((S, 2, 2) int64 wedge ids
-    [edge end, side], (S,) the seam edges) for S seam edges."""
+def seam_wedge_pairs(charts: Charts) -> np.ndarray:
+    """Wedges facing each other across the S seam edges between seen patches: (S, 2, 2) int64 wedge ids
+    [edge end, side]."""
     pairs, _ = edge_face_pairs(charts.faces)
     fa, fb = pairs[:, 0], pairs[:, 1]
     seam = (charts.patch[fa] != charts.patch[fb]) & (charts.labels[fa] >= 0) & (charts.labels[fb] >= 0)
@@ -56,7 +55,7 @@ def seam_wedge_pairs(charts: Charts) -> tuple[np.ndarray, np.ndarray]:
     ends_b = in_b[rows, ends_a].argmax(axis=2)
     wa = charts.wedge[fa[:, None], ends_a]
     wb = charts.wedge[fb[:, None], ends_b]
-    return np.stack([wa, wb], axis=2), np.arange(len(fa))
+    return np.stack([wa, wb], axis=2)
 
 
 def seam_colours(charts: Charts, photos: tuple[str, ...], ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -114,10 +113,10 @@ def _solve_global(charts: Charts, a: np.ndarray, b: np.ndarray, f: np.ndarray) -
     return g
 
 
-def level_seams(mesh: TriangleMesh, charts: Charts, photos: tuple[str, ...], global_step: bool) -> Levelling:
-    """Seam levelling offsets for `charts` (photos: the views' photo paths, by label)."""
-    del mesh  # the seams come from the charts' topology alone
-    ends, _ = seam_wedge_pairs(charts)
+def level_seams(charts: Charts, photos: tuple[str, ...], global_step: bool) -> Levelling:
+    """Seam levelling offsets for `charts` (photos: the views' photo paths, by label); the global step
+    unless `global_step` is False (--texturing-skip-global-seam-leveling), the local one always."""
+    ends = seam_wedge_pairs(charts)
     n_w = len(charts.wedge_vertex)
     if len(ends) == 0:
         return Levelling(np.zeros((n_w, 3), np.float32), 0.0, 0.0, 0.0, 0)
