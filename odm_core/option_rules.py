@@ -28,7 +28,7 @@ def implicit_rules(data: dict[str, Any], default_crop: float) -> dict[str, Any]:
 
 def _model_rules(data: dict[str, Any]) -> dict[str, Any]:
     fast = _fields(data.get("odm_filterpoints")).get("fast_orthophoto")
-    for stage in ("odm_meshing",):
+    for stage in ("odm_meshing", "mvs_texturing"):
         fields = _fields(data.get(stage))
         if fast or fields.get("skip_3dmodel"):
             data = {**data, stage: {**fields, "skip_3dmodel": not fields.get("use_3dmesh")}}

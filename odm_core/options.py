@@ -129,6 +129,21 @@ class MeshingOptions(StageOptions):
     use_3dmesh: bool = use_3dmesh_field()
 
 
+class TexturingOptions(StageOptions):
+    """Options of the `mvs_texturing` stage (the textured models)."""
+
+    texturing_skip_global_seam_leveling: bool = Field(
+        False, description="Do not level colours across photos (for radiometric data)."
+    )
+    texturing_keep_unseen_faces: bool = Field(False, description="Keep the faces that no photo sees.")
+    texturing_single_material: bool = Field(
+        False, description="One material and one texture image per model instead of several."
+    )
+    gltf: bool = Field(False, description="Also write the textured model as binary glTF (.glb).")
+    skip_3dmodel: bool = skip_3dmodel_field()
+    use_3dmesh: bool = use_3dmesh_field()
+
+
 class GeoreferencingOptions(StageOptions):
     """Options of the `odm_georeferencing` stage (the georeferenced LAZ and its exports)."""
 
@@ -213,6 +228,7 @@ class PipelineOptions(StageOptions):
     openmvs: OpenmvsOptions = OpenmvsOptions()
     odm_filterpoints: FilterpointsOptions = FilterpointsOptions()
     odm_meshing: MeshingOptions = MeshingOptions()
+    mvs_texturing: TexturingOptions = TexturingOptions()
     odm_georeferencing: GeoreferencingOptions = GeoreferencingOptions()
     odm_dem: DemOptions = DemOptions()
     odm_orthophoto: OrthophotoOptions = OrthophotoOptions()

@@ -7,8 +7,9 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # libusb-1.0-0: open3d needs it at import time; libgomp1: OpenMP for pycolmap/open3d;
-# chromium: the browser tests drive it through Playwright (no browser download).
-PACKAGES="libusb-1.0-0 libgomp1 chromium poppler-utils"
+# chromium: the browser tests drive it through Playwright (no browser download); nodejs/npm: the Khronos glTF
+# validator that checks the GLB models; poppler-utils: the report's PDF is rendered to check it.
+PACKAGES="libusb-1.0-0 libgomp1 chromium poppler-utils nodejs npm"
 if ! python3 -c "import venv, ensurepip" 2>/dev/null; then PACKAGES="$PACKAGES python3-venv"; fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
@@ -22,4 +23,5 @@ PY
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e ".[dev]"
 .venv/bin/odmflow --help >/dev/null
+npm install --silent --no-audit --no-fund --prefix scripts/gltf-validator >/dev/null
 echo "odmflow installed: run .venv/bin/odmflow --help"

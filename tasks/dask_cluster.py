@@ -29,6 +29,8 @@ WORKER_MODULES = (
     "odm_core.dense.fusion",
     "odm_core.dem.units",
     "odm_core.stages.odm_orthophoto",
+    "odm_core.texturing.data_term",
+    "odm_core.texturing.bake",
     "tasks.openmvs",
 )
 _run_cluster: Future[LocalCluster] | None = None  # the pipeline run's shared local cluster, while it runs

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import pygltflib  # type: ignore[import-untyped]
+import pygltflib
 
 from odm_core.artifacts import atomic_path
 from odm_core.photos.decode import read_image

@@ -15,7 +15,7 @@ matrix 0/1.
 
 from __future__ import annotations
 
-import gco  # type: ignore[import-untyped]
+import gco
 import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components

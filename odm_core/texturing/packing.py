@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import xatlas  # type: ignore[import-not-found]
+import xatlas
 
 from odm_core.mesh.ply import TriangleMesh
 from odm_core.texturing.charts import Charts
