@@ -53,6 +53,9 @@ def unary_costs(face: np.ndarray, view: np.ndarray, quality: np.ndarray) -> np.n
     return (1.0 - np.minimum(1.0, quality / top)) * MAX_ENERGY
 
 
+EXPANSION_CYCLES = 2  # 400k faces, 11 photos: 11.1 s to convergence, 6.4 s for 2 cycles (same labels)
+
+
 def solve_potts(
     n_sites: int, edges: np.ndarray, site: np.ndarray, label: np.ndarray, cost: np.ndarray, n_labels: int
 ) -> np.ndarray:
@@ -71,6 +74,7 @@ def solve_potts(
         np.full(len(edges), MAX_ENERGY),
         unary,
         1.0 - np.eye(n_labels),
+        n_iter=EXPANSION_CYCLES,
         algorithm="expansion",
         init_labels=start,
     )
