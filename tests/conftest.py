@@ -102,6 +102,12 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 900) -> subpr
     )
 
 
+# Runs that check something other than the 3D model (orchestration, inputs, resume) mesh and texture a
+# small mesh: the default (200,000 vertices at octree depth 11) is checked on the processed survey and
+# Brighton.
+LIGHT_3D = ("--mesh-size", "20000", "--mesh-octree-depth", "9")
+
+
 def copy_survey(survey: SyntheticTruth, dest: Path) -> ProjectTree:
     shutil.copytree(survey.images_dir, dest / "images")
     return ProjectTree(dest)

@@ -8,7 +8,7 @@ import pytest
 import s3fs
 
 from odm_core.synthetic import SyntheticTruth
-from tests.conftest import run_cli
+from tests.conftest import LIGHT_3D, run_cli
 from tests.inprocess import AFTER_OPENSFM, expected, flow_states
 from tests.s3server import reset
 
@@ -57,7 +57,7 @@ def uploaded(aws: dict[str, str], small_survey: SyntheticTruth) -> s3fs.S3FileSy
     return fs
 
 
-CHEAP = ("--feature-quality", "lowest")  # resuming from the bucket is checked here, not accuracy
+CHEAP = ("--feature-quality", "lowest", *LIGHT_3D)  # resuming from the bucket is checked here, not accuracy
 
 
 def test_bucket_project_resumes_on_another_machine(

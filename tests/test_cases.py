@@ -16,7 +16,7 @@ from PIL import Image
 from scipy.spatial.transform import Rotation
 
 from odm_core.layout import ProjectTree
-from tests.conftest import SHARED, run_cli
+from tests.conftest import LIGHT_3D, SHARED, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 CASES = SHARED / "cases"
@@ -51,7 +51,7 @@ def assert_upright(tree: ProjectTree) -> float:
 
 
 def run(tree: ProjectTree, env: dict[str, str], *args: str) -> str:
-    result = run_cli(["run", str(tree.root), *args], env)
+    result = run_cli(["run", str(tree.root), *LIGHT_3D, *args], env)
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     return out

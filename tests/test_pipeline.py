@@ -19,7 +19,7 @@ from odm_core.geo.georef import lla_to_utm
 from odm_core.layout import ProjectTree
 from odm_core.registry import STAGES
 from odm_core.synthetic import SyntheticTruth
-from tests.conftest import REPO, copy_survey, run_cli
+from tests.conftest import LIGHT_3D, REPO, copy_survey, run_cli
 from tests.inprocess import AFTER_OPENSFM, copy_processed, expected, flow_states, run_flow, states
 
 
@@ -120,7 +120,7 @@ def test_sigkill_during_opensfm_resumes_there(
     survey: SyntheticTruth, processed: ProjectTree, tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:
     tree = copy_survey(survey, tmp_path / "killed")
-    proc = _start(["run", str(tree.root)], prefect_env, tmp_path / "first.log")
+    proc = _start(["run", str(tree.root), *LIGHT_3D], prefect_env, tmp_path / "first.log")
     deadline = time.monotonic() + 300
     while not tree.colmap_database.exists():  # opensfm has started writing
         assert proc.poll() is None, (tmp_path / "first.log").read_text()
@@ -131,7 +131,7 @@ def test_sigkill_during_opensfm_resumes_there(
     proc.wait()
     assert tree.manifest("dataset").exists() and not tree.manifest("opensfm").exists()
 
-    assert states(run_flow(tree)) == expected("opensfm", *AFTER_OPENSFM)
+    assert states(run_flow(tree, mesh_size=20000, mesh_octree_depth=9)) == expected("opensfm", *AFTER_OPENSFM)
     ours, reference = centres(tree), centres(processed)
     assert ours.keys() == reference.keys()
     gap = max(np.linalg.norm(ours[k] - reference[k]) for k in ours)
