@@ -31,14 +31,17 @@ class TexturedScene:
         self.material = np.concatenate([np.full(len(model.groups[n]), i) for i, n in enumerate(self.names)])
         self.vertices, self.vt, self.textures = model.vertices, model.vt, model.textures
         self.scene = o3d.t.geometry.RaycastingScene()
-        self.scene.add_triangles(self.vertices.astype(np.float32), self.corners[:, :, 0].astype(np.uint32))
+        self.scene.add_triangles(
+            o3d.core.Tensor.from_numpy(self.vertices.astype(np.float32)),
+            o3d.core.Tensor.from_numpy(np.ascontiguousarray(self.corners[:, :, 0], np.uint32)),
+        )
 
     def cast(self, origins: np.ndarray, directions: np.ndarray) -> np.ndarray:
         """RGBA (K, 4) uint8 of rays from origins (K, 3) along directions (K, 3), model frame."""
         import open3d as o3d
 
         rays = np.hstack([origins, directions]).astype(np.float32)
-        hit = self.scene.cast_rays(o3d.core.Tensor(rays))
+        hit = self.scene.cast_rays(o3d.core.Tensor.from_numpy(rays))
         face = hit["primitive_ids"].numpy().astype(np.int64)
         bary = hit["primitive_uvs"].numpy().astype(np.float64)
         ok = face != self.scene.INVALID_ID
