@@ -83,8 +83,9 @@ def pictures(tree: ProjectTree, folder: Path) -> None:
     """Three views of the textured 3D model, 1200 x 800, into folder (JPEG)."""
     folder.mkdir(parents=True, exist_ok=True)
     scene = TexturedScene(tree.textured_model("3d"))
-    centre = np.median(scene.vertices, axis=0)
-    reach = float(np.max(np.ptp(scene.vertices[:, :2], axis=0)))
+    lo, hi = np.percentile(scene.vertices, [5, 95], axis=0)  # the model, not its stray pieces
+    centre = (lo + hi) / 2
+    reach = 0.75 * float(np.max(hi[:2] - lo[:2]))
     for name, (dx, dy, dz) in VIEWS.items():
         start = time.perf_counter()
         image = render_view(scene, centre + reach * np.array([dx, dy, dz]), centre, (1200, 800), 50.0)
