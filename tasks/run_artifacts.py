@@ -99,6 +99,10 @@ def summary_markdown(project: str, runs: dict[str, Any], links: dict[str, str]) 
             f"({mvs.depthmap_width}x{mvs.depthmap_height} px); worker peak memory "
             f"{mvs.worker_peak_rss_mb:.0f} MiB"
         )
+    if mesh := _result(runs, "odm_meshing"):
+        lines += [f"- **Mesh**: {line.partition(': ')[2]}" for line in mesh.summary()]
+    if tex := _result(runs, "mvs_texturing"):
+        lines += [f"- **Textured model**: {m.line().partition(': ')[2]}" for m in tex.models]
     if geo := _result(runs, "odm_georeferencing"):
         lines.append(f"- **Georeferenced cloud**: {geo.n_points} points (EPSG:{geo.epsg})")
     if (report := _result(runs, "odm_report")) and report.average_gsd_cm is not None:

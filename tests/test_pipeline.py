@@ -177,6 +177,8 @@ def test_run_appears_in_the_prefect_server(processed: ProjectTree, prefect_env: 
     rows = json.loads(rows) if isinstance(rows, str) else rows
     assert [r["stage"] for r in rows] == list(STAGES)
     assert "**Dense cloud**" in str(by_type["markdown"].data)
+    assert "**Mesh**: 3D mesh" in str(by_type["markdown"].data)
+    assert "**Textured model**: 2.5D model" in str(by_type["markdown"].data)
     assert all(r["state"] == "ran" for r in rows)
     accuracy = by_key["odm-accuracy"].data
     accuracy = json.loads(accuracy) if isinstance(accuracy, str) else accuracy
