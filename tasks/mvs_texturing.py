@@ -58,24 +58,28 @@ def texturing_bake(unit: PageUnit) -> PageResult:
 def mvs_texturing_units(
     project: str, plan_file: str, progress: Callable[[float, str], None]
 ) -> TexturingResult:
-    """Every model's data-term units at once, then per model: selection and atlas here, its pages on the
-    workers, its files (the TexturingPlan in plan_file)."""
+    """Every model's data-term units at once; per model, selection and atlas here, then its pages on the
+    workers (baking while the next model is selected); then each model's files (the plan in plan_file)."""
     tree = ProjectTree(Path(project))
     plan: TexturingPlan = read_plan(plan_file)
     terms = {job.model: [texturing_data_term.submit(u) for u in job.units] for job in plan.jobs}
-    figures: list[ModelFigures] = []
-    outputs: list[Path] = []
+    baking = []  # a model's pages bake on the workers while the next model's photos are chosen here
     for i, job in enumerate(plan.jobs):
         wait(terms[job.model])
         done = [f.result() for f in terms[job.model]]
-        paths = [Path(path) for path, _ in done]
-        progress((2 * i + 0.5) / (2 * len(plan.jobs)), f"choosing a photo per face of the {job.model} mesh")
-        selection, atlas = select_and_pack(plan, job, paths)
+        progress((i + 0.5) / (len(plan.jobs) + 1), f"choosing a photo per face of the {job.model} mesh")
+        selection, atlas = select_and_pack(plan, job, [Path(path) for path, _ in done])
         pages = [texturing_bake.submit(u) for u in atlas.units]
+        baking.append((job, selection, atlas, pages, max(mb for _, mb in done)))
+    figures: list[ModelFigures] = []
+    outputs: list[Path] = []
+    for job, selection, atlas, pages, term_peak_mb in baking:
         wait(pages)
-        progress((2 * i + 1.5) / (2 * len(plan.jobs)), f"baked {len(pages)} page(s) of the {job.model} model")
-        baked = [p.result() for p in pages]
-        model, files = finish_model(tree, plan, job, selection, atlas, baked, max(mb for _, mb in done))
+        n = len(plan.jobs)
+        progress((n + len(figures) / n) / (n + 1), f"writing the {job.model} model")
+        model, files = finish_model(
+            tree, plan, job, selection, atlas, [p.result() for p in pages], term_peak_mb
+        )
         figures.append(model)
         outputs += files
     return TexturingResult(tuple(figures), tuple(outputs))
