@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from prefect import flow, task
-from prefect.futures import wait
+from prefect.futures import as_completed, wait
 
 from odm_core.artifacts import read_plan, write_plan
 from odm_core.layout import ProjectTree
@@ -63,11 +63,14 @@ def mvs_texturing_units(
     tree = ProjectTree(Path(project))
     plan: TexturingPlan = read_plan(plan_file)
     terms = {job.model: [texturing_data_term.submit(u) for u in job.units] for job in plan.jobs}
+    every = [f for futures in terms.values() for f in futures]
+    for k, _ in enumerate(as_completed(every), 1):
+        progress(0.4 * k / len(every), f"faces each photo sees ({k}/{len(every)})")
     baking = []  # a model's pages bake on the workers while the next model's photos are chosen here
     for i, job in enumerate(plan.jobs):
         wait(terms[job.model])
         done = [f.result() for f in terms[job.model]]
-        progress((i + 0.5) / (len(plan.jobs) + 1), f"choosing a photo per face of the {job.model} mesh")
+        progress(0.4 + 0.3 * i / len(plan.jobs), f"choosing a photo per face of the {job.model} mesh")
         selection, atlas = select_and_pack(plan, job, [Path(path) for path, _ in done])
         pages = [texturing_bake.submit(u) for u in atlas.units]
         baking.append((job, selection, atlas, pages, max(mb for _, mb in done)))
@@ -75,8 +78,7 @@ def mvs_texturing_units(
     outputs: list[Path] = []
     for job, selection, atlas, pages, term_peak_mb in baking:
         wait(pages)
-        n = len(plan.jobs)
-        progress((n + len(figures) / n) / (n + 1), f"writing the {job.model} model")
+        progress(0.7 + 0.3 * len(figures) / len(plan.jobs), f"writing the {job.model} model")
         model, files = finish_model(
             tree, plan, job, selection, atlas, [p.result() for p in pages], term_peak_mb
         )
