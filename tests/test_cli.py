@@ -56,7 +56,7 @@ def test_wrong_project_path_is_a_clear_error(tmp_path: Path, make, expected: str
         (["--gps-accuracy", "-2"], "--gps-accuracy"),
         (["--camera-lens", "dual"], "--camera-lens"),
         (["--feature-quality", "best"], "--feature-quality"),
-        (["--end-with", "mvs_texturing"], "--end-with"),
+        (["--end-with", "odm_postprocess"], "--end-with"),
         (["--rerun-from", "odm_report", "--end-with", "opensfm"], "--rerun-from"),
         (["--max-concurrency", "0"], "--max-concurrency"),
         (["--crop", "-1"], "--crop"),

@@ -45,7 +45,7 @@ def test_feature_process_size_follows_odm(size: tuple[int, int], quality: str, e
         {"opensfm": {"min_num_features": 0}},
         {"opensfm": {"camera_lens": "spherical"}},
         {"dataset": {"gps_accuracy": -1}},
-        {"end_with": "mvs_texturing"},
+        {"end_with": "odm_postprocess"},
         {"max_concurrency": 0},
         {"rerun_from": "odm_report", "end_with": "opensfm"},
         {"opensfm": {"unknown_option": 1}},
