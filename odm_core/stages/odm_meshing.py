@@ -2,7 +2,8 @@
 
 As ODM's stages/odm_meshing.py: odm_meshing/odm_mesh.ply unless --skip-3dmodel (which --fast-orthophoto
 sets), odm_meshing/odm_25dmesh.ply unless --use-3dmesh; both in the model frame (UTM minus the
-coords.txt offset, as the cloud), decimated to 2 x --mesh-size faces as ODM's ReconstructMesh call does.
+coords.txt offset, as the cloud), decimated to 2 x --mesh-size faces as ODM's ReconstructMesh call does
+(--mesh-size being at most the cloud's point count: max_vertices).
 Unlike ODM, the 3D mesh is trimmed where the cloud gives no support (mesh/poisson.py).
 """
 
@@ -139,8 +140,9 @@ def _mesh_3d(
             f"{tree.filtered_point_cloud}; check the dense cloud (odm_filterpoints)"
         )
     fraction = 1.0 - trimmed.n_faces / poisson.mesh.n_faces
-    progress(0.65, f"decimating {trimmed.n_faces:,} faces to {target_faces(opts.mesh_size):,}")
-    mesh = decimate(trimmed, target_faces(opts.mesh_size), tree.odm_meshing)
+    faces = target_faces(max_vertices(opts.mesh_size, len(pos)))
+    progress(0.65, f"decimating {trimmed.n_faces:,} faces to {faces:,}")
+    mesh = decimate(trimmed, faces, tree.odm_meshing)
     return mesh, poisson.mesh.n_faces, fraction
 
 
@@ -152,14 +154,21 @@ def _mesh_25d(tree: ProjectTree, points: np.ndarray, opts: MeshingOptions) -> tu
     spacing = recorded_spacing_m(stats) or 0.0
     if not _dense(tree):
         spacing *= FAST_ORTHOPHOTO_COARSER
-    cell = grid_cell_m(pos, spacing, opts.mesh_size)
+    vertices = max_vertices(opts.mesh_size, len(pos))
+    cell = grid_cell_m(pos, spacing, vertices)
     radii = [max(spacing, recorded_sampling_m(stats) or 0.0, cell)]
     for _ in range(RADIUS_STEPS - 1):
         radii.append(radii[-1] * math.sqrt(2))
     mesh = grid_mesh(height_grid(pos, cell, tuple(radii)))
     if mesh.n_faces == 0:
         raise OdmStageError(f"odm_meshing: the 2.5D grid of {tree.filtered_point_cloud} has no cell to mesh")
-    return decimate(mesh, target_faces(opts.mesh_size), tree.odm_meshing), cell
+    return decimate(mesh, target_faces(vertices), tree.odm_meshing), cell
+
+
+def max_vertices(mesh_size: int, n_points: int) -> int:
+    """The meshes' vertex budget: --mesh-size (ODM: "the maximum vertex count"), and no more than the cloud
+    has points: a finer mesh only interpolates between them, at the texturing's cost."""
+    return max(1, min(mesh_size, n_points))
 
 
 def _dense(tree: ProjectTree) -> bool:
