@@ -13,7 +13,7 @@ import pytest
 
 from odm_core import checkpoint, options, registry
 from odm_core.layout import ProjectTree
-from odm_core.options import DemOptions, OpensfmOptions, PipelineOptions
+from odm_core.options import DemOptions, MeshingOptions, OpensfmOptions, PipelineOptions
 from odm_core.registry import SPECS, STAGE_SPECS, STAGES
 from tests.inprocess import RUNNERS, declared_inputs_only, run_stage
 
@@ -97,7 +97,9 @@ def test_each_stage_runs_on_its_declared_inputs_only(processed: ProjectTree, tmp
     """A read the registry does not declare finds no file here and fails the stage."""
     # The cheapest features that still register every photo: what is checked is what each stage reads.
     run_options = PipelineOptions(
-        opensfm=OpensfmOptions(feature_quality="lowest"), odm_dem=DemOptions(dsm=True, dtm=True)
+        opensfm=OpensfmOptions(feature_quality="lowest"),
+        odm_meshing=MeshingOptions(mesh_size=20_000, mesh_octree_depth=9),
+        odm_dem=DemOptions(dsm=True, dtm=True),
     )
     for stage in STAGES:
         tree = declared_inputs_only(processed, stage, tmp_path / stage)
