@@ -116,6 +116,29 @@ class OptionSpec:
             return f"{words}: {''.join(lower)}x{''.join(upper)}"
         return f"{words}: {self.pattern}" if self.pattern else words
 
+    @property
+    def node_domain(self) -> list[str] | str:
+        """The domain in NodeODM's grammar, which clients (ClusterODM, WebODM) parse: the choices (with the
+        default), "json" for a GeoJSON value, "" for a flag, "integer: a <= x <= b", "float > a", "string"...
+
+        NodeODM's range form has no strict bounds, so a range with one is written inclusive; the node
+        still refuses the bound itself when a task is created.
+        """
+        if self.choices is not None:
+            return [*self.choices, *([] if str(self.default) in self.choices else [str(self.default)])]
+        if self.text == "geojson_file":
+            return "json"
+        words = {"int": "integer", "float": "float", "string": "string", "bool": ""}[self.kind]
+        lower = [(op, v) for op, v in self.bounds if op in ("gt", "ge")]
+        upper = [(op, v) for op, v in self.bounds if op in ("lt", "le")]
+        if lower and upper:
+            return f"{words}: {_number(lower[0][1])} <= x <= {_number(upper[0][1])}"
+        if lower or upper:
+            op, v = (lower or upper)[0]
+            sign = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
+            return f"{words} {sign} {_number(v)}"
+        return words
+
     def convert(self, value: str) -> Any:
         """The field value for a text value: read by the option's reader, else left to pydantic."""
         return TEXT_READERS[self.text](value) if self.text else value
@@ -127,9 +150,14 @@ class OptionSpec:
             "name": self.name,
             "type": self.kind,
             "value": value,
-            "domain": self.domain,
+            "domain": self.node_domain,
             "help": self.help,
         }
+
+
+def _number(value: float) -> str:
+    """A bound as NodeODM's domain grammar writes numbers: digits, sign and point, no exponent."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
 def _without_none(annotation: Any) -> Any:

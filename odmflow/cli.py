@@ -12,6 +12,7 @@ from odm_core.errors import OdmInputError, OdmStageError
 from odm_core.remote.fs import is_remote, parse_remote
 from odmflow import cli_runs
 from odmflow.cli_errors import fail
+from odmflow.cli_node import node
 from odmflow.cli_options import options_from_flags, validation_message, with_option_flags
 from odmflow.cli_server import server_app
 
@@ -85,6 +86,7 @@ def run(
 for _command in (cli_runs.submit, cli_runs.status, cli_runs.logs, cli_runs.cancel, cli_runs.download):
     app.command()(_command)
 app.command("list")(cli_runs.list_)
+app.command()(node)
 app.add_typer(server_app, name="server")
 
 

@@ -62,6 +62,15 @@ def up(
     no_deploy: Annotated[
         bool, typer.Option("--no-deploy", help="Do not register prefect.yaml's deployments.")
     ] = False,
+    no_node: Annotated[bool, typer.Option("--no-node", help="Start no NodeODM-compatible node.")] = False,
+    node_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the NodeODM node.")] = 3000,
+    node_token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ODMFLOW_NODE_TOKEN",
+            help="The node's token (made up when --host listens beyond loopback and none is given).",
+        ),
+    ] = None,
 ) -> None:
     """Start the node in the background and wait until every part answers."""
     cfg = server.NodeConfig(
@@ -75,6 +84,9 @@ def up(
         timeout_s=timeout,
         deploy=not no_deploy,
         bucket=bucket,
+        node=not (no_node or no_worker or no_deploy),
+        node_port=node_port,
+        node_token=node_token,
     )
     try:
         with _interrupt_on_term():
@@ -92,6 +104,9 @@ def up(
     ]
     if state.dask_address:
         lines.append(f"Dask          {state.dask_address}   ({state.dask_workers} worker(s))")
+    if state.node_url:
+        token = f"token {state.node_token}" if state.node_token else "no token: this machine only"
+        lines.append(f"NodeODM node  {state.node_url}   ({token}; add it to WebODM or use it from pyodm)")
     lines += [
         f"state, logs   {state.home}",
         "",
@@ -137,6 +152,10 @@ def status(home: Home = None) -> None:
     )
     if state.dask_address:
         typer.echo(f"Dask          {state.dask_address}")
+    if state.node_url:
+        typer.echo(
+            f"NodeODM node  {state.node_url}" + (f"   (token {state.node_token})" if state.node_token else "")
+        )
     if not state.ready:
         typer.echo("(the node was still starting, or its `up` was killed; `odmflow server down` cleans up)")
     if not (st.healthy and state.ready and all(st.alive.values())):

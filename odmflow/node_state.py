@@ -30,6 +30,8 @@ class NodeState:
     dask_address: str | None = None
     dask_workers: int = 0
     ready: bool = False
+    node_url: str | None = None  # the NodeODM-compatible node, if started
+    node_token: str | None = None
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     processes: list[Proc] = field(default_factory=list)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from odmflow.node_state import HOME_ENV, NodeError, NodeState, NodeStatus, resolve_home, state_path
 from odmflow.procs import Proc, proc_stat, stop_processes
+from odmflow.server_node import node_token, start_node
 
 __all__ = ["HOME_ENV", "NodeConfig", "NodeError", "NodeState", "NodeStatus", "Proc", "down", "status", "up"]
 
@@ -44,6 +45,9 @@ class NodeConfig:
     timeout_s: float = 90.0
     deploy: bool = True
     bucket: str | None = None  # s3://bucket/prefix watched by odm-watch-bucket; None: no watcher
+    node: bool = True  # start the NodeODM-compatible node (`odmflow node`)
+    node_port: int = 3000
+    node_token: str | None = None  # None: none on loopback, a new one beyond
 
 
 def _tail(log: str, lines: int = 25) -> str:
@@ -124,6 +128,10 @@ def _check(cfg: NodeConfig, home: Path) -> None:
     except ValidationError as err:
         raise NodeError(f"invalid work pool name {cfg.pool!r}: {err.errors()[0]['msg']}") from None
     ports = [("Prefect server", cfg.host, cfg.port)]
+    if cfg.node:
+        ports.append(("NodeODM node", cfg.host, cfg.node_port))
+        if cfg.node_port == cfg.port:
+            raise NodeError(f"--node-port and --port are both {cfg.port}; give them different ports")
     if cfg.dask_workers > 0:
         ports.append(("Dask scheduler", "127.0.0.1", cfg.dask_port))
         if cfg.dask_port == cfg.port:
@@ -279,6 +287,8 @@ def up(cfg: NodeConfig, echo: Echo = lambda _: None) -> NodeState:
             if cfg.worker:
                 _start_worker(run, cfg, echo)
                 _recover(run, cfg, echo)
+            if cfg.node:
+                start_node(run, cfg.host, cfg.node_port, node_token(cfg.node_token, cfg.host), echo)
         except BaseException as err:
             stop_processes(state.processes, grace_s=10.0)
             for popen in run.popens:

@@ -1,0 +1,75 @@
+"""The node's settings, NodeODM's constants, and the token check."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from odm_core import __version__
+
+API_VERSION = "2.2.4"  # the NodeODM API level served (pyodm uses chunked uploads from 1.4.0, WebODM 1.5.1)
+ENGINE = "odmflow"
+
+QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
+FINAL = frozenset({FAILED, COMPLETED, CANCELED})
+DEPLOYMENT = "odm-pipeline/odm-process"
+DEFAULT_MAX_UPLOAD = 50 * 1024**3  # bytes of uploads per task
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-7][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
+ANY_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
+BAD_TOKEN = "Invalid authentication token: token does not match."
+
+
+def engine_version() -> str:
+    return __version__
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to listen on is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """What a node serves and where it keeps its tasks.
+
+    `token`: required on every API call when set (`?token=`); a node listening beyond loopback must have
+    one. `max_upload_bytes`: the most a task's uploads may hold. `max_images`: None is unlimited.
+    `max_concurrency`: the cap (and default) of each task's --max-concurrency, as NodeODM's.
+    """
+
+    data_dir: Path
+    api_url: str
+    host: str = "127.0.0.1"
+    port: int = 3000
+    token: str = ""
+    deployment: str = DEPLOYMENT
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD
+    max_images: int | None = None
+    max_concurrency: int = os.cpu_count() or 1
+    poll_s: float = 2.0
+    webhook: str | None = None  # called for every finished task, beside the task's own
+
+    def __post_init__(self) -> None:
+        if not self.token and not is_loopback(self.host):
+            raise ValueError(f"the node listens on {self.host}, beyond this machine: give it a token")
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.port}"
+
+    def token_ok(self, given: str | None) -> bool:
+        """Whether a request's token is the node's (constant-time); any token when the node has none."""
+        if not self.token:
+            return True
+        return hmac.compare_digest((given or "").encode(), self.token.encode())

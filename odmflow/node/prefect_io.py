@@ -1,0 +1,151 @@
+"""The node's calls to the Prefect server: one long-lived async client shared by the API and the monitor."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterType,
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+    LogFilterTimestamp,
+)
+from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.sorting import LogSort
+from prefect.states import Cancelled, Cancelling
+
+LOG_PAGE = 200
+LOG_OVERLAP = timedelta(seconds=60)  # log batches may reach the server late: look back this far, dedupe
+LEVELS = {10: "DEBUG", 20: "INFO", 30: "WARNING", 40: "ERROR", 50: "CRITICAL"}
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """A Prefect log entry as console lines (one per line of its message)."""
+
+    id: str
+    timestamp: datetime
+    lines: list[str]
+
+
+class PrefectBridge:
+    """Flow runs of the odm-process deployment, their state, progress, logs; the work pool's limit."""
+
+    def __init__(self, api_url: str, deployment: str) -> None:
+        self.client = PrefectClient(api_url)
+        self.deployment = deployment
+        self._deployment: tuple[UUID, str | None] | None = None
+
+    async def __aenter__(self) -> PrefectBridge:
+        await self.client.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.__aexit__(*exc)
+
+    async def _deployment_ids(self) -> tuple[UUID, str | None]:
+        if self._deployment is None:
+            dep = await self.client.read_deployment_by_name(self.deployment)
+            self._deployment = (dep.id, dep.work_pool_name)
+        return self._deployment
+
+    async def pool_name(self) -> str | None:
+        return (await self._deployment_ids())[1]
+
+    async def create_run(self, project: str, options: dict[str, Any], uuid: str, name: str) -> str:
+        """A new odm-process flow run on the project; its id."""
+        dep_id, _ = await self._deployment_ids()
+        run = await self.client.create_flow_run_from_deployment(
+            dep_id,
+            parameters={"project": project, "options": options},
+            name=uuid,
+            tags=["nodeodm", f"task:{name}"[:100]],
+        )
+        return str(run.id)
+
+    async def read_runs(self, ids: list[str]) -> dict[str, FlowRun]:
+        if not ids:
+            return {}
+        found = await self.client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(i) for i in ids])), limit=len(ids)
+        )
+        return {str(run.id): run for run in found}
+
+    async def progress(self, ids: list[str]) -> dict[str, float]:
+        """The progress artifact (0-100) of each run that has one."""
+        if not ids:
+            return {}
+        artifacts = await self.client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(i) for i in ids]),
+                type=ArtifactFilterType(any_=["progress"]),
+            )
+        )
+        found = {}
+        for art in artifacts:
+            if art.flow_run_id is not None and isinstance(art.data, int | float | str):
+                try:
+                    found[str(art.flow_run_id)] = float(art.data)
+                except ValueError:
+                    continue
+        return found
+
+    async def new_logs(self, run_id: str, seen: set[str], since: datetime | None) -> list[LogLine]:
+        """The run's log entries not in `seen`, oldest first, from a little before `since` on."""
+        after = LogFilterTimestamp(after_=since - LOG_OVERLAP) if since else None
+        log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[UUID(run_id)]), timestamp=after)
+        out: list[LogLine] = []
+        offset = 0
+        while True:
+            page = await self.client.read_logs(
+                log_filter=log_filter, limit=LOG_PAGE, offset=offset, sort=LogSort.TIMESTAMP_ASC
+            )
+            for entry in page:
+                if str(entry.id) not in seen:
+                    level = LEVELS.get(entry.level, str(entry.level))
+                    lines = [f"[{level}] {line}".rstrip() for line in entry.message.splitlines() or [""]]
+                    out.append(LogLine(str(entry.id), entry.timestamp, lines))
+            if len(page) < LOG_PAGE:
+                return out
+            offset += LOG_PAGE
+
+    async def cancel(self, run_id: str) -> None:
+        """Stop a run: a run not started yet is cancelled at once, a running one through its worker
+        (which ends the run's process group: the flow and its local Dask workers)."""
+        run = await self.client.read_flow_run(UUID(run_id))
+        if run.state is None or run.state.is_final():
+            return
+        if run.state.is_scheduled() or run.state.is_pending() or run.state.is_paused():
+            await self.client.set_flow_run_state(
+                run.id, Cancelled(message="cancelled by NodeODM"), force=True
+            )
+        else:
+            await self.client.set_flow_run_state(
+                run.id, Cancelling(message="cancelled by NodeODM"), force=True
+            )
+
+    async def pool_limit(self) -> int | None:
+        """The work pool's concurrency limit (None: unlimited)."""
+        name = await self.pool_name()
+        if not name:
+            return None
+        return (await self.client.read_work_pool(name)).concurrency_limit
+
+
+def last_timestamp(lines: list[LogLine], current: datetime | None) -> datetime | None:
+    stamps = [line.timestamp for line in lines]
+    if current is not None:
+        stamps.append(current)
+    return max(stamps) if stamps else None
+
+
+logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per Prefect call otherwise
