@@ -314,3 +314,244 @@ def test_tasks_wait_queued_while_the_pool_is_full(tmp_path: Path, photos: list[s
         fake.set(run, StateType.CANCELLED)
         wait_for(lambda: status(second) == 20, what="the second task next")
         assert status(first) == 50
+
+
+# D. Error paths
+
+
+def init(node: dict[str, Any], headers: dict[str, str] | None = None, **fields: str) -> dict[str, Any]:
+    files = {k: (None, v) for k, v in fields.items()}
+    return post(node, "/task/new/init", files=files or {"options": (None, "[]")}, headers=headers).json()
+
+
+def upload(node: dict[str, Any], uuid: str, *files: tuple[str, bytes]) -> dict[str, Any]:
+    parts = [("images", (name, content, "image/jpeg")) for name, content in files]
+    return post(node, f"/task/new/upload/{uuid}", files=parts).json()
+
+
+def test_error_paths_answer_as_nodeodm_does(node: dict[str, Any], photos: list[str]) -> None:
+    n = node["node"]
+    with pytest.raises(NodeResponseError, match="orthophoto-resolution"):
+        n.create_task(photos, {"orthophoto-resolution": "abc"})
+    with pytest.raises(NodeResponseError, match="Cannot convert"):
+        n.create_task(photos, {"dsm": "maybe"})
+    random_uuid = "0b8e3c7e-4b7a-4f43-9a3e-0c6b6c5b2a11"
+    assert upload(node, random_uuid, ("a.jpg", b"x")) == {"error": "Invalid uuid (not found)"}
+    uuid = init(node)["uuid"]
+    empty = post(node, f"/task/new/upload/{uuid}", files={"name": (None, "x")}).json()
+    assert empty["noRetry"] is True and "error" in empty
+    assert "error" in post(node, f"/task/new/commit/{uuid}").json()  # nothing uploaded
+    uuid = init(node)["uuid"]
+    assert upload(node, uuid, ("a.jpg", b"x" * 10)) == {"success": True}
+    assert post(node, f"/task/new/commit/{uuid}").json() == {"uuid": uuid}
+    assert post(node, f"/task/new/commit/{uuid}").json() == {"error": "Invalid uuid (not found)"}
+    assert upload(node, uuid, ("b.jpg", b"x")) == {"error": "Invalid uuid (not found)"}
+    assert get(node, f"/task/{uuid}/download/all.zip").json() == {"error": "Asset not ready"}
+    assert get(node, f"/task/{uuid}/download/foo.zip").json() == {"error": "Invalid asset"}
+    assert get(node, f"/task/{random_uuid}/info").json() == {"error": f"{random_uuid} not found"}
+    assert post(node, "/task/cancel", data={}).json() == {"error": "uuid param missing."}
+    assert "not found" in post(node, "/task/remove", data={"uuid": random_uuid}).json()["error"]
+    file_in_init = post(node, "/task/new/init", files=[("images", ("a.jpg", b"x"))]).json()
+    assert "Unexpected field" in file_in_init["error"]
+
+
+def test_a_failed_run_reports_its_error_output_and_webhook(node: dict[str, Any], photos: list[str]) -> None:
+    fake = node["fake"]
+    with webhook_receiver() as (hook, received):
+        task = node["node"].create_task(photos[:2], webhook=hook)
+        run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+        fake.set(run, StateType.RUNNING)
+        fake.log(run, "dataset: reading 2 photos")
+        fake.set(run, StateType.FAILED, "Flow run encountered an exception: OdmInputError: no GPS")
+        with pytest.raises(TaskFailedError):
+            task.wait_for_completion(interval=0.2)
+        wait_for(lambda: received, what="the webhook")
+    info = task.info()
+    assert info.last_error == "OdmInputError: no GPS" and task.output() == [
+        "[INFO] dataset: reading 2 photos"
+    ]
+    assert info.progress < 100 and len(received) == 1 and received[0]["status"]["code"] == 30
+
+
+# E. Other clients' shapes
+
+
+def test_clusterodm_shaped_creation(node: dict[str, Any]) -> None:
+    """set-uuid and dateCreated kept, several images per upload request, duplicate names both kept."""
+    wanted = "6f1c2b0e-8a3d-4c5e-9f7a-1b2c3d4e5f60"
+    reply = init(node, {"set-uuid": wanted}, name="cluster", dateCreated="1700000000000", options="[]")
+    assert reply == {"uuid": wanted}
+    assert init(node, {"set-uuid": wanted}) == {"error": f"Invalid set-uuid: {wanted}"}
+    assert init(node, {"set-uuid": "not-a-uuid"}) == {"error": "Invalid set-uuid: not-a-uuid"}
+    three = [("a.jpg", b"1" * 10), ("b.jpg", b"2" * 10), ("a.jpg", b"3" * 10)]
+    assert upload(node, wanted, *three) == {"success": True}
+    assert post(node, f"/task/new/commit/{wanted}").json() == {"uuid": wanted}
+    info = node["node"].get_task(wanted).info()
+    assert info.name == "cluster" and get(node, f"/task/{wanted}/info").json()["dateCreated"] == 1700000000000
+    images = node["data"] / wanted / "images"
+    wait_for(lambda: images.is_dir() and len(list(images.iterdir())) == 3, what="the images moved")
+    assert sorted(p.name for p in images.iterdir()) == ["a.jpg", "a_.jpg", "b.jpg"]
+    assert (images / "a_.jpg").read_bytes() == b"3" * 10
+
+
+def test_single_request_creation_pyodms_fallback(node: dict[str, Any], photos: list[str]) -> None:
+    task = node["node"].create_task_fallback(photos, {"dsm": True}, name="single")
+    assert re.fullmatch(UUID_PATTERN, task.uuid)
+    info = task.info()
+    assert info.name == "single" and info.images_count == len(photos)
+    assert post(node, "/task/new", files={"name": (None, "x")}).json()["error"].startswith("Need at least 1")
+
+
+def test_cloudodm_shapes(node: dict[str, Any]) -> None:
+    """An init without a name still gives a name; commit as an empty urlencoded POST; integer fields."""
+    uuid = init(node, skipPostProcessing="true", options='[{"name":"dsm","value":"true"}]')["uuid"]
+    assert upload(node, uuid, ("a.jpg", b"x" * 10)) == {"success": True}
+    commit = requests.post(
+        f"{node['url']}/task/new/commit/{uuid}?token={TOKEN}", data="", timeout=10,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    ).json()  # fmt: skip
+    assert commit == {"uuid": uuid}
+    raw = get(node, f"/task/{uuid}/info").json()
+    assert isinstance(raw["name"], str) and raw["name"] and type(raw["processingTime"]) is int
+    assert type(raw["status"]["code"]) is int
+    assert {o["name"]: o["value"] for o in raw["options"]} == {
+        "dsm": True,
+        "max-concurrency": raw["options"][-1]["value"],
+    }
+    assert all(isinstance(o["value"], str) for o in get(node, "/options").json())
+    assert "cog" not in {o["name"] for o in raw["options"]}  # skipPostProcessing: nothing added
+
+
+# Security and limits
+
+
+@pytest.mark.parametrize(
+    "name", ["../evil.jpg", "../../evil.jpg", "/tmp/evil.jpg", "a/b.jpg", "..", "sub\\evil.jpg", "a\0.jpg"]
+)
+def test_upload_names_that_would_leave_the_task_folder_are_refused(node: dict[str, Any], name: str) -> None:
+    uuid = init(node)["uuid"]
+    reply = upload(node, uuid, ("ok.jpg", b"x" * 10), (name, b"evil"))
+    assert reply["noRetry"] is True and "Invalid file name" in reply["error"]
+    assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"]  # not even the good file of that request
+    assert not list(node["data"].parent.rglob("evil.jpg")) and not Path("/tmp/evil.jpg").exists()
+    assert "error" in upload(node, "..%2F..%2Fx", ("a.jpg", b"x"))  # a path, not a uuid: no route
+    windows = upload(node, uuid, ("C:\\Users\\me\\x.jpg", b"x"))  # the parser keeps its base name
+    assert windows == {"success": True} and (node["data"] / "tmp" / uuid / "x.jpg").is_file()
+    (node["data"] / "tmp" / uuid / "x.jpg").unlink()
+    assert upload(node, "not-a-uuid", ("a.jpg", b"x")) == {"error": "Invalid uuid (not found)"}
+    assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"]
+
+
+def _zip(members: dict[str, bytes], link: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+        if link:
+            info = zipfile.ZipInfo(link)
+            info.external_attr = 0o120777 << 16  # a symbolic link
+            zf.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    "seed",
+    [{"../outside.txt": b"x"}, {"/abs/outside.txt": b"x"}, {"opensfm/../../outside.txt": b"x"}, "link"],
+    ids=["dotdot", "absolute", "nested-dotdot", "symlink"],
+)
+def test_seed_zip_with_members_outside_the_task_is_refused(node: dict[str, Any], seed: Any) -> None:
+    data = _zip({"opensfm/ok.json": b"{}"}, link="opensfm/link") if seed == "link" else _zip(seed)
+    uuid = init(node)["uuid"]
+    assert upload(node, uuid, ("a.jpg", b"x" * 10), ("seed.zip", data)) == {"success": True}
+    reply = post(node, f"/task/new/commit/{uuid}").json()
+    assert "seed.zip" in reply["error"] and "refused" in reply["error"]
+    assert leftovers(node["data"]) == [] and not list(node["data"].parent.rglob("outside.txt"))
+    assert node["fake"].runs == {}
+
+
+def test_oversized_uploads_are_refused_and_deleted(node: dict[str, Any]) -> None:
+    uuid = init(node)["uuid"]  # the node's limit is 64 KiB per task
+    too_big = upload(node, uuid, ("big.jpg", b"x" * 70_000))
+    assert too_big["noRetry"] is True and "too large" in too_big["error"]
+    assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"]
+    assert upload(node, uuid, ("a.jpg", b"x" * 40_000)) == {"success": True}
+    second = upload(node, uuid, ("b.jpg", b"x" * 30_000))  # the limit counts the task's files together
+    assert "too large" in second["error"] and leftovers(node["data"]) == [
+        f"tmp/{uuid}/a.jpg",
+        f"tmp/{uuid}/body.json",
+    ]
+    streamed = requests.post(  # no Content-Length: the limit is counted as the bytes arrive
+        f"{node['url']}/task/new/upload/{uuid}?token={TOKEN}",
+        data=_chunks(uuid),
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
+        timeout=10,
+    ).json()
+    assert "too large" in streamed["error"] and leftovers(node["data"]) == [
+        f"tmp/{uuid}/a.jpg",
+        f"tmp/{uuid}/body.json",
+    ]
+    single = post(node, "/task/new", files=[("images", ("big.jpg", b"x" * 70_000))]).json()
+    assert "too large" in single["error"] and leftovers(node["data"]) == [
+        f"tmp/{uuid}/a.jpg",
+        f"tmp/{uuid}/body.json",
+    ]
+
+
+def _chunks(uuid: str) -> Iterator[bytes]:
+    yield b'--XyZ\r\nContent-Disposition: form-data; name="images"; filename="c.jpg"\r\n\r\n'
+    for _ in range(10):
+        yield b"x" * 8192
+    yield b"\r\n--XyZ--\r\n"
+
+
+def test_a_node_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
+    from odmflow.node.config import NodeSettings
+    from tests.conftest import run_cli
+
+    with pytest.raises(ValueError, match="token"):
+        NodeSettings(data_dir=tmp_path, api_url="http://127.0.0.1:1/api", host="0.0.0.0")
+    NodeSettings(data_dir=tmp_path, api_url="http://127.0.0.1:1/api", host="0.0.0.0", token="x")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PREFECT_API_URL": "http://127.0.0.1:1/api",
+        "PYTHONPATH": str(Path.cwd()),
+    }
+    done = run_cli(["node", "--host", "0.0.0.0", "--port", "1", "--data", str(tmp_path)], env, timeout=60)
+    assert done.returncode == 2 and "--token" in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_gcp_geo_groups_and_seed_are_routed_as_nodeodm_does(
+    node: dict[str, Any], photos: list[str], tmp_path: Path
+) -> None:
+    extra = {
+        "gcp_list.txt": "EPSG:32615\n1 2 3 10 20 IMG_0000.JPG\n",
+        "geo.txt": "EPSG:4326\nIMG_0000.JPG -91 46 200\n",
+        "image_groups.txt": "IMG_0000.JPG A\n",
+        "seed.zip": _zip({"opensfm/camera_models.json": b"{}", "opensfm/exif/IMG_0000.JPG.exif": b"{}"}),
+    }
+    files = list(photos)
+    for name, content in extra.items():
+        (tmp_path / name).write_bytes(content if isinstance(content, bytes) else content.encode())
+        files.append(str(tmp_path / name))
+    task = node["node"].create_task(files, {"dsm": True})
+    project = node["data"] / task.uuid
+    wait_for(lambda: node["fake"].runs, what="the flow run")
+    assert sorted(p.name for p in (project / "images").iterdir()) == [Path(p).name for p in photos]
+    assert (project / "gcp_list.txt").read_text() == extra["gcp_list.txt"]
+    assert (project / "geo.txt").read_text() == extra["geo.txt"]
+    assert (project / "image_groups.txt").is_file() and not (project / "seed.zip").exists()
+    assert (project / "opensfm" / "camera_models.json").read_bytes() == b"{}"
+    assert task.info().images_count == len(photos)
+    assert any("gcp_list.txt" in line for line in task.output())
+
+
+def test_webhook_is_retried_until_it_answers_200() -> None:
+    import asyncio
+
+    from odmflow.node.webhook import post_with_retries
+
+    with webhook_receiver(fail_first=2) as (hook, received):
+        assert asyncio.run(post_with_retries(hook, {"uuid": "u"}, step_s=0.01)) is True
+    assert received == [{"uuid": "u"}]
+    with webhook_receiver(fail_first=99) as (hook, received):
+        assert asyncio.run(post_with_retries(hook, {"uuid": "u"}, step_s=0.01)) is False
