@@ -84,7 +84,7 @@ def up(
         timeout_s=timeout,
         deploy=not no_deploy,
         bucket=bucket,
-        node=not (no_node or no_worker or no_deploy),
+        node=not (no_node or no_deploy),
         node_port=node_port,
         node_token=node_token,
     )
@@ -95,7 +95,12 @@ def up(
         raise fail(str(err)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; stopped what had been started", 130) from None
-    home_opt = "" if home is None else f" --home {state.home}"
+    typer.echo(_ready_lines(state, home is not None))
+
+
+def _ready_lines(state: server.NodeState, custom_home: bool) -> str:
+    """What `up` prints once every part answers: the addresses, and how to use and stop the node."""
+    home_opt = f" --home {state.home}" if custom_home else ""
     lines = [
         "",
         f"Prefect UI    {state.ui_url}",
@@ -113,7 +118,7 @@ def up(
         f"export PREFECT_API_URL={state.api_url}",
         f"stop with:    odmflow server down{home_opt}",
     ]
-    typer.echo("\n".join(lines))
+    return "\n".join(lines)
 
 
 @server_app.command()

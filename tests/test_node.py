@@ -47,7 +47,9 @@ def node(
         "PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS": "5",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
-    cfg = server.NodeConfig(home=home, port=free_port(), bucket=INCOMING, timeout_s=120)
+    cfg = server.NodeConfig(
+        home=home, port=free_port(), bucket=INCOMING, timeout_s=120, node_port=free_port()
+    )
     with pytest.MonkeyPatch.context() as mp:
         for key, value in aws.items():
             mp.setenv(key, value)

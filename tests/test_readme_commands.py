@@ -33,6 +33,7 @@ EXPECTED = {
     ("server", "up"),
     ("server", "status"),
     ("server", "down"),
+    ("node",),
 }
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 _INLINE = re.compile(r"`(odmflow [^`]+)`")

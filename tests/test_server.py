@@ -59,6 +59,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
     """One node for this module: a Prefect server, a worker and 1 Dask worker; stopped whatever happens."""
     home = tmp_path_factory.mktemp("node")
     args = ["server", "up", "--home", str(home), "--port", str(free_port()), "--timeout", "50"]
+    args += ["--node-port", str(free_port()), "--node-token", "secret"]
     try:
         code, output = odmflow(*args, "--dask-workers", "1", "--dask-port", str(free_port()), timeout=300)
         assert code == 0, output
@@ -78,7 +79,12 @@ def test_up_starts_a_ready_node(node: tuple[Path, str]) -> None:
     assert f"export PREFECT_API_URL={state['api_url']}" in output
     assert state["ready"] and state["database"] == f"SQLite {home / 'prefect.db'}"
     names = [p["name"] for p in state["processes"]]
-    assert names == ["server", "dask-scheduler", "dask-worker-1", "worker"]  # Dask first: runs use it
+    assert names == ["server", "dask-scheduler", "dask-worker-1", "worker", "node"]  # Dask first: runs use it
+    assert f"NodeODM node  {state['node_url']}   (token secret;" in output
+    with urllib.request.urlopen(f"{state['node_url']}/info?token=secret", timeout=5) as resp:
+        assert json.loads(resp.read())["engine"] == "odmflow"
+    with urllib.request.urlopen(f"{state['node_url']}/info?token=wrong", timeout=5) as resp:
+        assert json.loads(resp.read())["error"].startswith("Invalid authentication token")
     for proc in recorded(home):
         os.kill(proc.pid, 0)
         assert proc.running() and Path(proc.log) == home / f"{proc.name}.log"
@@ -101,6 +107,7 @@ def test_status_reports_the_node(node: tuple[Path, str]) -> None:
         assert f"running (pid {proc.pid}" in output
     api_url = json.loads((home / "state.json").read_text())["api_url"]
     assert f"API           {api_url}   health: ok" in output
+    assert "NodeODM node  http://127.0.0.1:" in output
 
 
 @pytest.mark.slow  # the node fixture starts a Prefect server, worker and Dask cluster: 30 s
