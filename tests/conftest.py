@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -126,9 +127,39 @@ def processed(
     return tree
 
 
-# Fixtures that run the whole pipeline once per session: the tests that use them (stage tests on the
-# processed survey's outputs, end-to-end runs) form the slow layer; `-m "not slow"` is the core layer.
-PIPELINE_FIXTURES = frozenset({"processed"})
+NODE_TOKEN = "T"
+
+
+@pytest.fixture(scope="session")
+def nodeodm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """`odmflow server up` (Prefect server, worker, NodeODM node with token T) on free 127.0.0.1 ports,
+    through the installed console script; `odmflow server down` afterwards. Its url, token, home and API."""
+    from tests.s3server import free_port
+
+    home = tmp_path_factory.mktemp("nodeodm-home")
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    args = ["server", "up", "--home", str(home), "--port", str(free_port()), "--timeout", "120"]
+    args += ["--node-port", str(free_port()), "--node-token", NODE_TOKEN]
+    try:
+        up = run_cli(args, env, timeout=600)
+        assert up.returncode == 0, up.stdout + up.stderr
+        state = json.loads((home / "state.json").read_text())
+        yield {
+            "url": state["node_url"],
+            "token": NODE_TOKEN,
+            "home": str(home),
+            "api_url": state["api_url"],
+            "up_output": up.stdout,
+        }
+    finally:
+        run_cli(["server", "down", "--home", str(home)], env, timeout=120)
+
+
+# Fixtures that run the whole pipeline once per session, or start a node: the tests that use them (stage
+# tests on the processed survey's outputs, end-to-end runs) form the slow layer; `-m "not slow"` is the
+# core layer.
+PIPELINE_FIXTURES = frozenset({"processed", "nodeodm_server"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

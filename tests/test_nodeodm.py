@@ -555,3 +555,308 @@ def test_webhook_is_retried_until_it_answers_200() -> None:
     assert received == [{"uuid": "u"}]
     with webhook_receiver(fail_first=99) as (hook, received):
         assert asyncio.run(post_with_retries(hook, {"uuid": "u"}, step_s=0.01)) is False
+
+
+# The slow layer: a real node (`odmflow server up`) processes the small synthetic survey. One task is
+# processed and shared by the tests below (then restarted by the last of them that uses it).
+
+CHEAP = {  # orchestration is checked here, not accuracy
+    "fast-orthophoto": True,
+    "dsm": True,
+    "feature-quality": "lowest",
+    "mesh-size": 20000,
+    "mesh-octree-depth": 9,
+    "orthophoto-resolution": 20,
+    "dem-resolution": 20,
+}
+PROCESS_TIMEOUT_S = 900
+POLLERS, LOAD_S = 10, 15.0
+
+
+def _real_node(server: dict[str, str]) -> Node:
+    return Node.from_url(f"{server['url']}/?token={server['token']}")
+
+
+def _load(server: dict[str, str], uuid: str) -> dict[str, list[float]]:
+    """10 pollers for LOAD_S seconds: half on /info, half on the task's info (with its output, as WebODM)."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    def poll(i: int) -> tuple[str, list[float]]:
+        path = "/info" if i % 2 == 0 else f"/task/{uuid}/info"
+        params = {"token": server["token"], **({} if i % 2 == 0 else {"with_output": "0"})}
+        seconds: list[float] = []
+        end = time.monotonic() + LOAD_S
+        with requests.Session() as session:
+            while time.monotonic() < end:
+                start = time.perf_counter()
+                reply = session.get(f"{server['url']}{path}", params=params, timeout=30)
+                seconds.append(time.perf_counter() - start)
+                assert reply.status_code == 200 and "error" not in reply.json()
+                time.sleep(0.1)
+        return path, seconds
+
+    with ThreadPoolExecutor(POLLERS) as pool:
+        results = list(pool.map(poll, range(POLLERS)))
+    return {
+        "info": [s for path, secs in results if path == "/info" for s in secs],
+        "task_info": [s for path, secs in results if path != "/info" for s in secs],
+    }
+
+
+def _watch(task: Any, server: dict[str, str]) -> dict[str, Any]:
+    """Poll the task every second until it ends; the load test runs once the flow run is running."""
+    import time
+
+    samples: list[tuple[float, int, float, int]] = []
+    seen: dict[str, Any] = {}
+    deadline = time.monotonic() + PROCESS_TIMEOUT_S
+    while time.monotonic() < deadline:
+        info = task.info()
+        samples.append((time.monotonic(), info.status.value, info.progress, info.processing_time))
+        if info.status.value == 20 and info.processing_time >= 0 and "load" not in seen:
+            seen["load"] = _load(server, task.uuid)
+        if "running_output" not in seen and info.status.value == 20 and len(task.output()) >= 8:
+            full = task.output()
+            seen["running_output"] = (full, task.output(5), task.output(-3))
+        if info.status.value in (30, 40, 50):
+            break
+        time.sleep(1)
+    return {"samples": samples, **seen}
+
+
+@pytest.fixture(scope="module")
+def shared_task(
+    nodeodm_server: dict[str, str], small_survey: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    """The survey processed through the node with pyodm: what the tests below check."""
+    import time
+
+    n = _real_node(nodeodm_server)
+    photos = sorted(str(p) for p in small_survey.images_dir.iterdir())
+    progress: list[float] = []
+    with webhook_receiver() as (hook, received):
+        start = time.perf_counter()
+        task = n.create_task(
+            photos,
+            {**CHEAP, "not-an-option": 1},
+            name="conf",
+            webhook=hook,
+            progress_callback=progress.append,
+        )
+        created_s = time.perf_counter() - start
+        first = get({"url": nodeodm_server["url"]}, f"/task/{task.uuid}/info").json()
+        watched = _watch(task, nodeodm_server)
+        wait_for(lambda: received, 60, "the webhook")
+        yield {
+            "node": n, "task": task, "photos": photos, "progress_cb": progress, "created_s": created_s,
+            "first": first, "received": received, "tmp": tmp_path_factory.mktemp("shared-task"), **watched,
+        }  # fmt: skip
+
+
+@pytest.mark.slow
+def test_real_creation_answers_at_once_and_the_task_runs(shared_task: dict[str, Any]) -> None:
+    task, first = shared_task["task"], shared_task["first"]
+    assert re.fullmatch(UUID_PATTERN, task.uuid) and shared_task["progress_cb"][-1] == 100.0
+    assert shared_task["created_s"] < 30
+    assert first["status"]["code"] == 20 and first["name"] == "conf"  # RUNNING at once (ODM's LRE reads it)
+    assert first["imagesCount"] == len(shared_task["photos"])
+    options = {o["name"]: o["value"] for o in first["options"]}
+    assert "not-an-option" not in options and options["fast-orthophoto"] is True
+    assert options["orthophoto-resolution"] == 20 and options["feature-quality"] == "lowest"
+
+
+@pytest.mark.slow
+def test_real_status_progress_and_processing_time(shared_task: dict[str, Any]) -> None:
+    import time
+
+    samples = shared_task["samples"]
+    codes = [s[1] for s in samples]
+    assert codes[-1] == 40, f"ended {codes[-1]}: {shared_task['task'].info().last_error}"
+    assert set(codes[:-1]) <= {10, 20} and 20 in codes
+    progress = [s[2] for s in samples]
+    assert progress == sorted(progress) and progress[-1] == 100 and max(progress[:-1]) < 100
+    running = [s[3] for s in samples if s[1] == 20 and s[3] >= 0]
+    assert running and running == sorted(running) and running[-1] > running[0]
+    done = shared_task["task"].info().processing_time
+    time.sleep(1.5)
+    assert shared_task["task"].info().processing_time == done >= running[-1]
+
+
+@pytest.mark.slow
+def test_real_output_offsets(shared_task: dict[str, Any]) -> None:
+    task = shared_task["task"]
+    full, from5, last3 = shared_task["running_output"]  # read while the run was writing its log
+    assert from5[: len(full) - 5] == full[5:] and len(last3) == 3
+    final = task.output()
+    assert final[: len(full)] == full  # lines are only ever appended
+    assert task.output(5) == final[5:] and task.output(-3) == final[-3:] and task.output(10**6) == []
+    assert task.info(with_output=7).output == final[7:]
+    assert all(isinstance(line, str) and "\n" not in line for line in final)
+    assert any("opensfm" in line for line in final)
+
+
+@pytest.mark.slow
+def test_real_all_zip_holds_the_products_in_nodeodms_layout(shared_task: dict[str, Any]) -> None:
+    import rasterio
+
+    task, tmp = shared_task["task"], shared_task["tmp"]
+    path = Path(task.download_zip(str(tmp / "zip")))
+    zf = zipfile.ZipFile(path)
+    names = set(zf.namelist())
+    for wanted in (
+        "odm_orthophoto/odm_orthophoto.tif", "odm_dem/dsm.tif", "odm_report/shots.geojson",
+        "odm_georeferencing/odm_georeferenced_model.laz", "cameras.json", "images.json", "task_output.txt",
+    ):  # fmt: skip
+        assert wanted in names, wanted
+    assert not any(n.startswith(("/", "..", "images/", ".node/", ".odmflow/")) for n in names)
+    shots = json.loads(zf.read("odm_report/shots.geojson"))["features"]
+    assert sorted(f["properties"]["filename"] for f in shots) == sorted(
+        Path(p).name for p in shared_task["photos"]
+    )
+    log = zf.read("task_output.txt").decode().splitlines()
+    assert log == task.output()[: len(log)] and len(log) > 10  # the whole console
+    task.download_assets(str(tmp / "assets"))
+    with rasterio.open(tmp / "assets" / "odm_orthophoto" / "odm_orthophoto.tif") as ortho:
+        assert ortho.crs.to_epsg() and ortho.count == 4
+        assert ortho.colorinterp[-1] == rasterio.enums.ColorInterp.alpha
+    with rasterio.open(tmp / "assets" / "odm_dem" / "dsm.tif") as dsm:
+        assert dsm.crs.to_epsg()
+    url = f"{shared_task['node'].url(f'/task/{task.uuid}/download/all.zip')}"
+    ranged = requests.get(url, headers={"Range": "bytes=0-99"}, timeout=30)
+    assert ranged.status_code == 206 and ranged.content == path.read_bytes()[:100]
+
+
+@pytest.mark.slow
+def test_real_webhook_called_once(shared_task: dict[str, Any]) -> None:
+    import time
+
+    time.sleep(2)  # a second call would have come by now
+    received = shared_task["received"]
+    assert len(received) == 1 and received[0]["uuid"] == shared_task["task"].uuid
+    assert received[0]["status"]["code"] == 40 and len(received[0]["images"]) == len(shared_task["photos"])
+
+
+def _flow_runs(server: dict[str, str], uuid: str) -> list[Any]:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with SyncPrefectClient(server["api_url"]) as client:
+        return client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[uuid])),
+            sort=FlowRunSort.START_TIME_DESC,
+        )
+
+
+@pytest.mark.slow
+def test_real_task_is_an_odm_process_run_with_its_stages(
+    shared_task: dict[str, Any], nodeodm_server: dict[str, str]
+) -> None:
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import FlowRunFilter
+
+    runs = _flow_runs(nodeodm_server, shared_task["task"].uuid)
+    assert len(runs) == 1 and runs[0].state.is_completed() and "nodeodm" in runs[0].tags
+    with SyncPrefectClient(nodeodm_server["api_url"]) as client:
+        assert client.read_deployment(runs[0].deployment_id).name == "odm-process"
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id={"any_": [runs[0].id]}))
+    stages = {t.name.rsplit("-", 1)[0] for t in tasks}
+    assert {"dataset", "opensfm", "odm_dem", "odm_orthophoto", "odm_report"} <= stages
+
+
+@pytest.mark.slow
+def test_real_load_latency_under_ten_pollers(shared_task: dict[str, Any]) -> None:
+    import statistics
+
+    load = shared_task["load"]
+    for name, seconds in load.items():
+        median, worst = statistics.median(seconds), max(seconds)
+        figures = f"median {1000 * median:.1f} ms, max {1000 * worst:.1f} ms"
+        print(f"{name}: {len(seconds)} answers under {POLLERS} pollers, {figures}")
+        assert worst < 5.0, f"{name} took {worst:.2f} s: WebODM allows /info 5 s"
+        assert median < 1.0
+
+
+def _process_gone(run: Any) -> bool:
+    """Whether the flow run's process group (the flow and its local Dask workers) has ended."""
+    import os
+
+    pid = int(str(run.infrastructure_pid).rpartition(":")[2])
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_real_cancel_stops_the_run_and_remove_deletes_the_task(
+    nodeodm_server: dict[str, str], small_survey: Any, tmp_path: Path
+) -> None:
+    n = _real_node(nodeodm_server)
+    task = n.create_task(sorted(str(p) for p in small_survey.images_dir.iterdir()), CHEAP, name="to cancel")
+    wait_for(lambda: task.info().processing_time >= 0 and len(task.output()) >= 3, 300, "the run to start")
+    run = wait_for(
+        lambda: [r for r in _flow_runs(nodeodm_server, task.uuid) if r.infrastructure_pid], 60, "pid"
+    )
+    assert task.cancel() is True
+    wait_for(lambda: task.info().status == TaskStatus.CANCELED, 10, "status 50")
+    wait_for(
+        lambda: _flow_runs(nodeodm_server, task.uuid)[0].state.is_cancelled(), 120, "Prefect's Cancelled"
+    )
+    wait_for(lambda: _process_gone(run[0]), 60, "the run's processes to end")
+    with pytest.raises(TaskFailedError):
+        task.wait_for_completion(interval=1)
+    with pytest.raises(NodeResponseError):
+        task.download_zip(str(tmp_path))
+    assert task.cancel() is True
+    project = Path(nodeodm_server["home"]) / "node" / task.uuid
+    assert (project / "images").is_dir()
+    assert task.remove() is True
+    assert not project.exists() and {"uuid": task.uuid} not in n.get("/task/list")
+    with pytest.raises(NodeResponseError):
+        task.info()
+
+
+@pytest.mark.slow
+def test_real_failing_task_reports_its_error(nodeodm_server: dict[str, str], tmp_path: Path) -> None:
+    n = _real_node(nodeodm_server)
+    for i in range(2):
+        (tmp_path / f"broken_{i}.JPG").write_bytes(b"not a photo" * 100)
+    task = n.create_task([str(p) for p in sorted(tmp_path.glob("*.JPG"))], {"feature-quality": "lowest"})
+    with pytest.raises(TaskFailedError):
+        task.wait_for_completion(interval=1)
+    info = task.info()
+    assert info.status == TaskStatus.FAILED and info.last_error and task.output()
+    print(f"failed task's error: {info.last_error}")
+
+
+@pytest.mark.slow
+def test_real_restart_reruns_from_odm_dem_on_the_checkpoints(
+    shared_task: dict[str, Any], nodeodm_server: dict[str, str]
+) -> None:
+    """Last of the shared task's tests: restarted with --dtm and rerun-from odm_dem."""
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    task = shared_task["task"]
+    before = task.info()
+    assert task.restart({**CHEAP, "dtm": True, "rerun-from": "odm_dem"}) is True
+    info = task.info()
+    assert info.status in (TaskStatus.QUEUED, TaskStatus.RUNNING) and info.progress < 5
+    assert len(task.output()) < 5 and info.date_created > before.date_created
+    task.wait_for_completion(interval=1)
+    assert {o["name"]: o["value"] for o in task.info().options}["dtm"] is True
+    names = zipfile.ZipFile(task.download_zip(str(shared_task["tmp"] / "restarted"))).namelist()
+    assert "odm_dem/dtm.tif" in names and "odm_dem/dsm.tif" in names
+    runs = _flow_runs(nodeodm_server, task.uuid)
+    assert len(runs) == 2 and runs[0].parameters["project"] == runs[1].parameters["project"]
+    with SyncPrefectClient(nodeodm_server["api_url"]) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[runs[0].id]))
+        )
+    table = next(a.data for a in arts if a.key == "odm-stage-timings")
+    rows = {r["stage"]: r["state"] for r in (json.loads(table) if isinstance(table, str) else table)}
+    assert rows["dataset"] == rows["opensfm"] == rows["odm_georeferencing"] == "checkpoint"
+    assert rows["odm_dem"] == rows["odm_orthophoto"] == "ran"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -164,3 +165,29 @@ def test_child_processes_print_prefect_lines_only_with_verbose(
         [sys.executable, "-c", _CONSOLE_LEVELS], capture_output=True, text=True, timeout=60, check=True
     )
     assert child.stdout.strip() == levels, child.stdout + child.stderr
+
+
+def readme_python_blocks() -> list[str]:
+    """The README's ```python blocks."""
+    text = (REPO / "README.md").read_text()
+    return re.findall(r"^```python\n(.*?)^```", text, re.S | re.M)
+
+
+def test_readme_pyodm_script_processes_photos_on_the_node(
+    nodeodm_server: dict[str, str], small_survey: Any, tmp_path: Path
+) -> None:
+    """The README's pyodm script, run as written against a node that `odmflow server up` started."""
+    blocks = [b for b in readme_python_blocks() if "from pyodm import Node" in b]
+    assert len(blocks) == 1, "the README should hold one pyodm script"
+    script = tmp_path / "process.py"
+    script.write_text(blocks[0])
+    url = f"{nodeodm_server['url']}/?token={nodeodm_server['token']}"
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, str(script), url, str(small_survey.images_dir), str(out)],
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "COMPLETED 100%" in done.stdout and "odmflow" in done.stdout
+    for product in ("odm_orthophoto/odm_orthophoto.tif", "odm_dem/dsm.tif", "odm_report/shots.geojson"):
+        assert (out / product).is_file(), product

@@ -67,10 +67,16 @@ def unique_path(folder: Path, name: str) -> Path:
     return target
 
 
-def create_new(path: Path) -> int:
-    """A file descriptor for a new file (never an existing file, never through a link)."""
+def create_new(folder: Path, name: str) -> tuple[Path, int]:
+    """A new file for an upload named `name` in `folder` (NodeODM's renaming while taken) and its open
+    descriptor: never an existing file, never through a link, even when two requests race for a name."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    return os.open(path, flags, 0o644)
+    while True:
+        target = unique_path(folder, name)
+        try:
+            return target, os.open(target, flags, 0o644)
+        except FileExistsError:
+            continue
 
 
 def _member_problem(info: zipfile.ZipInfo) -> str | None:

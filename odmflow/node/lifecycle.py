@@ -129,10 +129,12 @@ async def start_run(rt: Runtime, record: TaskRecord) -> None:
     options = parse_client_options(record.options, rt.settings.max_concurrency)
     project = str(rt.store.paths(record.uuid).root)
     run_id = await rt.bridge.create_run(project, options.pipeline, record.uuid, record.name)
-    record.flow_run_id, record.phase = run_id, "run"
-    rt.store.save(record)
-    if record.canceled:
+    record.flow_run_id = run_id
+    if record.canceled or rt.store.get(record.uuid) is not record:  # cancelled or removed meanwhile
         await rt.bridge.cancel(run_id)
+        return
+    record.phase = "run"
+    rt.store.save(record)
 
 
 def _not_found(uuid: str) -> Reply:

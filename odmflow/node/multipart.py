@@ -15,7 +15,7 @@ from pathlib import Path
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from odmflow.node.files import Budget, UploadError, create_new, safe_name, unique_path
+from odmflow.node.files import Budget, UploadError, create_new, safe_name
 
 MAX_FIELD_BYTES = 1 << 20  # options, outputs and the like
 
@@ -64,8 +64,7 @@ class _Sink:
             return
         if self.folder is None or self.part.name != self.file_field:
             raise UploadError(f"Unexpected field {self.part.name!r}: no file is accepted here")
-        target = unique_path(self.folder, safe_name(filename.decode("utf-8", "replace")))
-        self.part.fd = create_new(target)
+        target, self.part.fd = create_new(self.folder, safe_name(filename.decode("utf-8", "replace")))
         self.out.files.append(target)
 
     def part_data(self, data: bytes, start: int, end: int) -> None:

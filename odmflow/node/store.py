@@ -41,6 +41,8 @@ class TaskStore:
                 continue
             if record.phase == "init":
                 record.end(FAILED, "The node stopped while the task was being initialised; restart it")
+            elif record.phase == "packing":
+                record.phase = "run"  # its completed flow run makes the monitor pack all.zip again
             self._records[record.uuid] = record
             paths = self.paths(record.uuid)
             self._consoles[record.uuid] = _read_lines(paths.console)
