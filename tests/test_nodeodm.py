@@ -12,8 +12,11 @@ from __future__ import annotations
 import io
 import json
 import re
+import statistics
+import time
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -579,8 +582,6 @@ def _real_node(server: dict[str, str]) -> Node:
 
 def _load(server: dict[str, str], uuid: str) -> dict[str, list[float]]:
     """10 pollers for LOAD_S seconds: half on /info, half on the task's info (with its output, as WebODM)."""
-    import time
-    from concurrent.futures import ThreadPoolExecutor
 
     def poll(i: int) -> tuple[str, list[float]]:
         path = "/info" if i % 2 == 0 else f"/task/{uuid}/info"
@@ -606,8 +607,6 @@ def _load(server: dict[str, str], uuid: str) -> dict[str, list[float]]:
 
 def _watch(task: Any, server: dict[str, str]) -> dict[str, Any]:
     """Poll the task every second until it ends; the load test runs once the flow run is running."""
-    import time
-
     samples: list[tuple[float, int, float, int]] = []
     seen: dict[str, Any] = {}
     deadline = time.monotonic() + PROCESS_TIMEOUT_S
@@ -630,8 +629,6 @@ def shared_task(
     nodeodm_server: dict[str, str], small_survey: Any, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     """The survey processed through the node with pyodm: what the tests below check."""
-    import time
-
     n = _real_node(nodeodm_server)
     photos = sorted(str(p) for p in small_survey.images_dir.iterdir())
     progress: list[float] = []
@@ -668,8 +665,6 @@ def test_real_creation_answers_at_once_and_the_task_runs(shared_task: dict[str, 
 
 @pytest.mark.slow
 def test_real_status_progress_and_processing_time(shared_task: dict[str, Any]) -> None:
-    import time
-
     samples = shared_task["samples"]
     codes = [s[1] for s in samples]
     assert codes[-1] == 40, f"ended {codes[-1]}: {shared_task['task'].info().last_error}"
@@ -729,8 +724,6 @@ def test_real_all_zip_holds_the_products_in_nodeodms_layout(shared_task: dict[st
 
 @pytest.mark.slow
 def test_real_webhook_called_once(shared_task: dict[str, Any]) -> None:
-    import time
-
     time.sleep(2)  # a second call would have come by now
     received = shared_task["received"]
     assert len(received) == 1 and received[0]["uuid"] == shared_task["task"].uuid
@@ -767,8 +760,6 @@ def test_real_task_is_an_odm_process_run_with_its_stages(
 
 @pytest.mark.slow
 def test_real_load_latency_under_ten_pollers(shared_task: dict[str, Any]) -> None:
-    import statistics
-
     load = shared_task["load"]
     for name, seconds in load.items():
         median, worst = statistics.median(seconds), max(seconds)
@@ -860,3 +851,103 @@ def test_real_restart_reruns_from_odm_dem_on_the_checkpoints(
     rows = {r["stage"]: r["state"] for r in (json.loads(table) if isinstance(table, str) else table)}
     assert rows["dataset"] == rows["opensfm"] == rows["odm_georeferencing"] == "checkpoint"
     assert rows["odm_dem"] == rows["odm_orthophoto"] == "ran"
+
+
+# More of NodeODM's behaviour, fast
+
+
+def test_outputs_replace_the_zip_list_and_skip_post_processing(
+    node: dict[str, Any], photos: list[str]
+) -> None:
+    """ODM's split-merge client (`--sm-cluster`): only the asked paths come back, as given."""
+    fake, n = node["fake"], node["node"]
+    outputs = ["opensfm/reconstruction.json", "cameras.json", "../../etc/passwd", "missing/file"]
+    task = n.create_task(photos, {"end-with": "opensfm"}, skip_post_processing=True, outputs=outputs)
+    info = task.info()
+    assert info.status == TaskStatus.RUNNING  # RUNNING straight after the commit
+    assert {o["name"] for o in info.options} == {"end-with", "max-concurrency"}  # no cog, gltf
+    run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+    make_outputs(Path(fake.params[run]["project"]))
+    fake.set(run, StateType.RUNNING)
+    fake.set(run, StateType.COMPLETED)
+    task.wait_for_completion(interval=0.2)
+    names = sorted(zipfile.ZipFile(task.download_zip(str(Path(photos[0]).parent / "z"))).namelist())
+    assert names == ["cameras.json", "opensfm/reconstruction.json"]
+
+
+def test_tasks_survive_a_node_restart(tmp_path: Path, photos: list[str]) -> None:
+    fake = FakePrefect()
+    settings = settings_for(tmp_path / "data")
+    with NodeServer(settings, fake):
+        n = Node("127.0.0.1", settings.port, TOKEN)
+        task = n.create_task(photos, {"dsm": True}, name="kept")
+        run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+        fake.set(run, StateType.RUNNING)
+        fake.log(run, "one", "two")
+        make_outputs(Path(fake.params[run]["project"]))
+        fake.set(run, StateType.COMPLETED)
+        task.wait_for_completion(interval=0.2)
+        before, output = task.info(), task.output()
+    with NodeServer(settings_for(tmp_path / "data"), fake) as again:
+        n = Node("127.0.0.1", again.settings.port, TOKEN)
+        task = n.get_task(task.uuid)
+        after = task.info()
+        assert (after.name, after.status, after.progress, after.options) == (
+            before.name, before.status, before.progress, before.options,
+        )  # fmt: skip
+        assert task.output() == output and zipfile.ZipFile(task.download_zip(str(tmp_path / "z"))).namelist()
+
+
+def test_cancel_before_the_run_exists_and_the_image_limit(tmp_path: Path, photos: list[str]) -> None:
+    fake = FakePrefect()
+    settings = settings_for(tmp_path / "data", max_images=3)
+    with NodeServer(settings, fake):
+        n = Node("127.0.0.1", settings.port, TOKEN)
+        assert n.info().max_images == 3
+        task = n.create_task(photos, {})  # 4 photos: refused by the background initialisation
+        with pytest.raises(TaskFailedError):
+            task.wait_for_completion(interval=0.2)
+        assert task.info().last_error == "4 images uploaded, but this node can only process up to 3."
+        single = post(
+            {"url": settings.url}, "/task/new", files=[("images", (Path(p).name, b"x")) for p in photos]
+        ).json()
+        assert single["error"] == "4 images uploaded, but this node can only process up to 3."
+        task = n.create_task(photos[:2], {})
+        assert task.cancel() is True and status(task) == 50  # cancelled while initialising
+        time.sleep(1.0)  # the initialisation has ended by now
+        runs = [run for run, p in fake.params.items() if p["project"].endswith(task.uuid)]
+        assert all(run in fake.cancelled for run in runs)  # a run created meanwhile was cancelled
+        assert status(task) == 50 and task.info().processing_time == -1
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("true", True), ("1", True), (False, False), ("0", False), ("false", False)],
+)
+def test_boolean_options_convert_as_nodeodm_converts(value: Any, expected: bool) -> None:
+    from odmflow.node.options import parse_client_options
+
+    got = parse_client_options([{"name": "dsm", "value": value}], max_concurrency=4)
+    assert got.values == [{"name": "dsm", "value": expected}, {"name": "max-concurrency", "value": 4}]
+    assert got.pipeline["odm_dem"] == ({"dsm": expected})
+
+
+def test_numbers_convert_and_max_concurrency_is_capped() -> None:
+    from odmflow.node.options import OptionsError, parse_client_options
+
+    got = parse_client_options(
+        '[{"name":"mesh-size","value":"50000"},{"name":"max-concurrency","value":64},'
+        '{"name":"crop","value":"0.5"},{"name":"rerun-from","value":"odm_dem"}]',
+        max_concurrency=2,
+    )
+    values = {o["name"]: o["value"] for o in got.values}
+    assert values == {"mesh-size": 50000, "crop": 0.5, "rerun-from": "odm_dem", "max-concurrency": 2}
+    assert got.pipeline["rerun_from"] == "odm_dem" and got.pipeline["max_concurrency"] == 2
+    with pytest.raises(OptionsError) as bad:
+        parse_client_options(
+            [{"name": "mesh-octree-depth", "value": 99}, {"name": "pc-quality", "value": "x"}], 2
+        )
+    assert {e["name"] for e in bad.value.errors} == {"mesh-octree-depth", "pc-quality"}
+    errors = {e["name"]: e["error"] for e in json.loads(str(bad.value))}
+    assert errors["mesh-octree-depth"].startswith("Invalid value 99 (out of range")
+    assert errors["pc-quality"] == "Invalid value x (not in enum)"
