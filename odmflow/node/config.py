@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from odm_core import __version__
+from odmflow.runs import DEPLOYMENT  # the odm-process deployment `odmflow submit` uses too
 
 API_VERSION = "2.2.4"  # the NodeODM API level served (pyodm uses chunked uploads from 1.4.0, WebODM 1.5.1)
 ENGINE = "odmflow"
 
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 FINAL = frozenset({FAILED, COMPLETED, CANCELED})
-DEPLOYMENT = "odm-pipeline/odm-process"
 DEFAULT_MAX_UPLOAD = 50 * 1024**3  # bytes of uploads per task
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-7][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
 ANY_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)

@@ -197,9 +197,29 @@ async def remove(rt: Runtime, uuid: str) -> Reply:
     record = rt.store.get(uuid)
     if record is None:
         return _not_found(uuid)
+    running = record.phase in ("run", "packing") and record.flow_run_id is not None
     if record.status not in (CANCELED, COMPLETED, FAILED):
         await cancel(rt, uuid)
     record.canceled = True
     rt.log_since.pop(uuid, None)
     await asyncio.to_thread(rt.store.forget, uuid)
+    if running and record.flow_run_id:
+        rt.spawn(_purge_after(rt, record.flow_run_id, uuid))
     return {"success": True}
+
+
+async def _purge_after(rt: Runtime, run_id: str, uuid: str, timeout_s: float = 600.0) -> None:
+    """Delete the task's folder again once its cancelled run has ended: a stage that was finishing
+    while the run was being stopped may have written files after the first deletion."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            run = (await rt.bridge.read_runs([run_id])).get(run_id)
+        except Exception:  # the server is busy or away: try again
+            run = None
+        else:
+            if run is None or (run.state is not None and run.state.is_final()):
+                break
+        await asyncio.sleep(rt.settings.poll_s)
+    if rt.store.get(uuid) is None:
+        await asyncio.to_thread(rt.store.forget, uuid)

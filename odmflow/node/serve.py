@@ -19,6 +19,7 @@ def serve(settings: NodeSettings, log_level: str = "info") -> None:
         host=settings.host,
         port=settings.port,
         log_level=log_level,
+        access_log=False,  # WebODM polls every 5 s per task: the node logs its own events instead
         timeout_keep_alive=30,
         proxy_headers=False,
     )
