@@ -106,9 +106,7 @@ def main() -> None:
         finally:
             odmflow("server", "down", "--home", str(home))
         cli = Path(tmp) / "cli"
-        subprocess.run(["cp", "-r", str(args.images), str(cli / "images")], check=False) if (
-            cli.mkdir()
-        ) else None
+        shutil.copytree(args.images, cli / "images")
         flags = [f"--{k}" for k, v in options.items() if v is True] + ["--gltf"]
         flags += [x for k, v in options.items() if v is not True for x in (f"--{k}", str(v))]
         start = time.perf_counter()
