@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import statistics
 import time
@@ -769,13 +770,14 @@ def test_real_load_latency_under_ten_pollers(shared_task: dict[str, Any]) -> Non
         assert median < 1.0
 
 
-def _process_gone(run: Any) -> bool:
-    """Whether the flow run's process group (the flow and its local Dask workers) has ended."""
-    import os
+def _process_group(run: Any) -> int:
+    """The process group of a flow run's process (the flow and its local Dask workers)."""
+    return os.getpgid(int(str(run.infrastructure_pid).rpartition(":")[2]))
 
-    pid = int(str(run.infrastructure_pid).rpartition(":")[2])
+
+def _group_gone(pgid: int) -> bool:
     try:
-        os.killpg(pid, 0)
+        os.killpg(pgid, 0)
     except ProcessLookupError:
         return True
     return False
@@ -791,12 +793,14 @@ def test_real_cancel_stops_the_run_and_remove_deletes_the_task(
     run = wait_for(
         lambda: [r for r in _flow_runs(nodeodm_server, task.uuid) if r.infrastructure_pid], 60, "pid"
     )
+    pgid = _process_group(run[0])
+    assert not _group_gone(pgid)
     assert task.cancel() is True
     wait_for(lambda: task.info().status == TaskStatus.CANCELED, 10, "status 50")
     wait_for(
         lambda: _flow_runs(nodeodm_server, task.uuid)[0].state.is_cancelled(), 120, "Prefect's Cancelled"
     )
-    wait_for(lambda: _process_gone(run[0]), 60, "the run's processes to end")
+    wait_for(lambda: _group_gone(pgid), 60, "the run's processes (flow, Dask workers) to end")
     with pytest.raises(TaskFailedError):
         task.wait_for_completion(interval=1)
     with pytest.raises(NodeResponseError):
