@@ -72,6 +72,11 @@ class FakePrefect:
     async def pool_limit(self) -> int | None:
         return self.limit
 
+    async def pool_load(self) -> tuple[int, int]:
+        kinds = [run.state.type for run in self.runs.values() if run.state]
+        running = sum(k in (StateType.RUNNING, StateType.PENDING, StateType.CANCELLING) for k in kinds)
+        return running, sum(k in (StateType.SCHEDULED, StateType.PAUSED) for k in kinds)
+
     # What the tests do to the runs.
     def set(self, run_id: str, kind: StateType, message: str | None = None) -> None:
         run = self.runs[run_id]

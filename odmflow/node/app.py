@@ -49,7 +49,7 @@ def _info(rt: Runtime) -> dict[str, Any]:
     memory = psutil.virtual_memory()
     return {
         "version": API_VERSION,
-        "taskQueueCount": sum(1 for r in rt.store.records() if r.queued_or_running()),
+        "taskQueueCount": rt.queue_count(),
         "totalMemory": int(memory.total),
         "availableMemory": int(memory.available),
         "cpuCores": os.cpu_count() or 1,

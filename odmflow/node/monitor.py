@@ -47,9 +47,17 @@ class Runtime:
     hooks: Webhooks = field(default_factory=Webhooks)
     pool_limit: int | None = None
     pool_checked: float = 0.0
+    pool_running: int = 0  # the work pool's runs running now, and those due and waiting (any submitter)
+    pool_waiting: int = 0
     log_since: dict[str, datetime] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     budgets: dict[str, Budget] = field(default_factory=dict)  # upload budgets of uncommitted tasks
+
+    def queue_count(self) -> int:
+        """NodeODM's taskQueueCount: the work pool's running and waiting runs, plus this node's tasks
+        that are being initialised or packed (no flow run of theirs is active then)."""
+        between = sum(1 for r in self.store.records() if r.active and r.phase in ("init", "packing"))
+        return self.pool_running + self.pool_waiting + between
 
     def max_parallel(self) -> int:
         """The work pool's concurrency limit; an unlimited pool counts as the CPU count."""
@@ -154,14 +162,14 @@ async def refresh(rt: Runtime) -> None:
     if time.monotonic() - rt.pool_checked > POOL_REFRESH_S:
         rt.pool_limit = await rt.bridge.pool_limit()
         rt.pool_checked = time.monotonic()
+    rt.pool_running, rt.pool_waiting = await rt.bridge.pool_load()
     records = [r for r in rt.store.records() if r.phase == "run" and r.flow_run_id]
     if not records:
         return
     ids = [r.flow_run_id for r in records if r.flow_run_id]
     runs = await rt.bridge.read_runs(ids)
     progress = await rt.bridge.progress(ids)
-    busy = sum(1 for run in runs.values() if run.state and run.state.type == StateType.RUNNING)
-    free = [rt.pool_limit - busy if rt.pool_limit else len(records)]
+    free = [rt.pool_limit - rt.pool_running if rt.pool_limit else len(records)]
     for record in records:
         run_id = record.flow_run_id or ""
         if record.phase != "run" or rt.store.get(record.uuid) is not record:

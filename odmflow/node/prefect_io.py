@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -14,12 +14,17 @@ from prefect.client.schemas.filters import (
     ArtifactFilterFlowRunId,
     ArtifactFilterType,
     FlowRunFilter,
+    FlowRunFilterExpectedStartTime,
     FlowRunFilterId,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
     LogFilter,
     LogFilterFlowRunId,
     LogFilterTimestamp,
+    WorkPoolFilter,
+    WorkPoolFilterName,
 )
-from prefect.client.schemas.objects import FlowRun
+from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import LogSort
 from prefect.states import Cancelled, Cancelling
 
@@ -132,6 +137,22 @@ class PrefectBridge:
             await self.client.set_flow_run_state(
                 run.id, Cancelling(message="cancelled by NodeODM"), force=True
             )
+
+    async def pool_load(self) -> tuple[int, int]:
+        """(runs the work pool is running, runs due and waiting in it): its queue, whoever submitted."""
+        name = await self.pool_name()
+        if not name:
+            return 0, 0
+        pool = WorkPoolFilter(name=WorkPoolFilterName(any_=[name]))
+
+        async def count(kinds: list[StateType], due: bool = False) -> int:
+            state = FlowRunFilterState(type=FlowRunFilterStateType(any_=kinds))
+            start = FlowRunFilterExpectedStartTime(before_=datetime.now(UTC)) if due else None
+            runs = FlowRunFilter(state=state, expected_start_time=start)
+            return await self.client.count_flow_runs(work_pool_filter=pool, flow_run_filter=runs)
+
+        running = await count([StateType.RUNNING, StateType.PENDING, StateType.CANCELLING])
+        return running, await count([StateType.SCHEDULED, StateType.PAUSED], due=True)
 
     async def pool_limit(self) -> int | None:
         """The work pool's concurrency limit (None: unlimited)."""

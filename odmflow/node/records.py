@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from odmflow.node.config import CANCELED, COMPLETED, FAILED, FINAL, QUEUED, RUNNING
+from odmflow.node.config import CANCELED, COMPLETED, FAILED, FINAL, RUNNING
 
 # init: files being moved, the flow run being created; run: the flow run decides; packing: writing
 # all.zip; done: final (status says how it ended).
@@ -92,9 +92,6 @@ class TaskRecord:
     @property
     def active(self) -> bool:
         return self.status not in FINAL
-
-    def queued_or_running(self) -> bool:
-        return self.status in (QUEUED, RUNNING)
 
 
 class TaskPaths:
