@@ -460,8 +460,15 @@ def _zip(members: dict[str, bytes], link: str | None = None) -> bytes:
 
 @pytest.mark.parametrize(
     "seed",
-    [{"../outside.txt": b"x"}, {"/abs/outside.txt": b"x"}, {"opensfm/../../outside.txt": b"x"}, "link"],
-    ids=["dotdot", "absolute", "nested-dotdot", "symlink"],
+    [
+        {"../outside.txt": b"x"},
+        {"/abs/outside.txt": b"x"},
+        {"opensfm/../../outside.txt": b"x"},
+        "link",
+        {".odmflow/results/outside.txt": b"x"},
+        {".node/task.json": b"{}"},
+    ],
+    ids=["dotdot", "absolute", "nested-dotdot", "symlink", "odmflow-state", "node-state"],
 )
 def test_seed_zip_with_members_outside_the_task_is_refused(node: dict[str, Any], seed: Any) -> None:
     data = _zip({"opensfm/ok.json": b"{}"}, link="opensfm/link") if seed == "link" else _zip(seed)

@@ -2,7 +2,8 @@
 
 Nothing a client sends can leave its task's folder: a file keeps its base name only (a name with a folder
 part, `..` or a NUL is refused), files are created new (O_EXCL) without following links, and seed.zip is
-refused when a member is absolute, climbs with `..`, or is a link.
+refused when a member is absolute, climbs with `..`, is a link, or lands in a hidden top folder
+(`.odmflow/`: checkpoints and pickled task results a run would load; `.node/`: the task's record).
 """
 
 from __future__ import annotations
@@ -88,6 +89,8 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
         return "climbs out with '..'"
     if stat.S_ISLNK(info.external_attr >> 16):
         return "is a link"
+    if parts and parts[0].startswith("."):  # .odmflow/ holds pickled Prefect results, .node/ the task
+        return "writes odmflow's or the node's own state"
     return None
 
 
