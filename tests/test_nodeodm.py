@@ -886,6 +886,19 @@ def test_outputs_replace_the_zip_list_and_skip_post_processing(
     assert names == ["cameras.json", "opensfm/reconstruction.json"]
 
 
+def test_uploads_never_committed_are_deleted_after_two_days(tmp_path: Path) -> None:
+    from odmflow.node.store import TaskStore
+
+    store = TaskStore(tmp_path)
+    old, new = tmp_path / "tmp" / "old", tmp_path / "tmp" / "new"
+    for folder in (old, new):
+        folder.mkdir()
+        (folder / "a.jpg").write_bytes(b"x")
+    for path in (old, old / "a.jpg"):
+        os.utime(path, (time.time() - 3 * 86400, time.time() - 3 * 86400))
+    assert store.drop_stale_uploads(2 * 86400) == ["old"] and not old.exists() and new.exists()
+
+
 def test_tasks_survive_a_node_restart(tmp_path: Path, photos: list[str]) -> None:
     fake = FakePrefect()
     settings = settings_for(tmp_path / "data")

@@ -34,6 +34,7 @@ from odmflow.node.webhook import Webhooks, payload
 log = logging.getLogger("odmflow.node")
 WAITING = (StateType.SCHEDULED, StateType.PENDING, StateType.PAUSED)
 POOL_REFRESH_S = 30.0
+STALE_UPLOADS_S = 2880 * 60.0  # NodeODM's cleanup of uploads never committed
 LATE_LOGS_S = 3.0  # a run's last log lines reach the server after its final state
 
 
@@ -162,6 +163,9 @@ async def refresh(rt: Runtime) -> None:
     if time.monotonic() - rt.pool_checked > POOL_REFRESH_S:
         rt.pool_limit = await rt.bridge.pool_limit()
         rt.pool_checked = time.monotonic()
+        for uuid in await asyncio.to_thread(rt.store.drop_stale_uploads, STALE_UPLOADS_S):
+            rt.budgets.pop(uuid, None)
+            log.info("deleted the uploads of %s: never committed", uuid)
     rt.pool_running, rt.pool_waiting = await rt.bridge.pool_load()
     records = [r for r in rt.store.records() if r.phase == "run" and r.flow_run_id]
     if not records:

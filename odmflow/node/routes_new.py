@@ -52,7 +52,7 @@ async def _fields(request: Request) -> dict[str, str]:
 @router.post("/task/new/init")
 async def task_new_init(request: Request) -> Reply:
     rt = runtime(request)
-    set_uuid = request.headers.get("set-uuid")
+    set_uuid = request.headers.get("set-uuid") or None  # empty: none, as NodeODM reads it
     uuid = lifecycle.new_uuid_ok(rt, set_uuid) if set_uuid is not None else _fresh_uuid(rt)
     if uuid is None:
         return {"error": f"Invalid set-uuid: {set_uuid}"}
@@ -113,7 +113,7 @@ async def task_new_commit(uuid: str, request: Request) -> Reply:
 async def task_new(request: Request) -> Reply:
     """The single-request path: fields and every file in one multipart body."""
     rt = runtime(request)
-    set_uuid = request.headers.get("set-uuid")
+    set_uuid = request.headers.get("set-uuid") or None  # empty: none, as NodeODM reads it
     uuid = lifecycle.new_uuid_ok(rt, set_uuid) if set_uuid is not None else _fresh_uuid(rt)
     if uuid is None:
         return {"error": f"Invalid set-uuid: {set_uuid}"}

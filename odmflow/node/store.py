@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -78,6 +79,19 @@ class TaskStore:
         paths = self.paths(uuid)
         for folder in (paths.root, paths.tmp):
             shutil.rmtree(folder, ignore_errors=True)
+
+    def drop_stale_uploads(self, max_age_s: float) -> list[str]:
+        """Delete uploads never committed, untouched for max_age_s (NodeODM: 2880 min); their uuids."""
+        dropped = []
+        for folder in (self.data_dir / "tmp").iterdir():
+            try:
+                age = time.time() - max(p.stat().st_mtime for p in (folder, *folder.iterdir()))
+            except (OSError, ValueError):
+                continue
+            if age > max_age_s and folder.name not in self._records:
+                shutil.rmtree(folder, ignore_errors=True)
+                dropped.append(folder.name)
+        return dropped
 
     def output(self, uuid: str, line: int = 0) -> list[str]:
         """Console lines from `line` on (negative: the last -line lines), as NodeODM's Array.slice."""
