@@ -190,12 +190,20 @@ async def refresh(rt: Runtime) -> None:
 
 
 async def monitor_loop(rt: Runtime) -> None:
-    """refresh() every poll_s until cancelled; an error is logged and the loop goes on."""
+    """refresh() every poll_s until cancelled; an error is logged (once while it repeats) and the loop
+    goes on, so a Prefect server that is away for a while only delays the tasks' updates."""
+    last = ""
     while True:
         try:
             await refresh(rt)
+            if last:
+                log.info("node monitor: the Prefect server answers again")
+            last = ""
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("node monitor: refreshing the tasks failed; trying again")
+        except Exception as err:
+            text = f"{type(err).__name__}: {err}"
+            if text != last:
+                log.warning("node monitor: cannot refresh the tasks from Prefect (%s); retrying", text)
+            last = text
         await asyncio.sleep(rt.settings.poll_s)
