@@ -99,9 +99,15 @@ class NodeServer:
 
     def __init__(self, settings: NodeSettings, bridge: Any = None) -> None:
         self.settings = settings
-        config = uvicorn.Config(
-            create_app(settings, bridge), host=settings.host, port=settings.port, log_level="warning"
-        )
+        self.requests: list[str] = []  # "METHOD /path" of every request the node answered
+        app = create_app(settings, bridge)
+
+        @app.middleware("http")
+        async def record(request: Any, call_next: Any) -> Any:
+            self.requests.append(f"{request.method} {request.url.path}")
+            return await call_next(request)
+
+        config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="node", daemon=True)
 

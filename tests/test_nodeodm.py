@@ -60,8 +60,9 @@ def fake() -> FakePrefect:
 def node(tmp_path: Path, fake: FakePrefect) -> Iterator[dict[str, Any]]:
     """The node's app on a free 127.0.0.1 port, token T, 64 KiB upload limit, fake Prefect."""
     settings = settings_for(tmp_path / "data", max_upload_bytes=64 * 1024)
-    with NodeServer(settings, fake):
+    with NodeServer(settings, fake) as server:
         yield {
+            "server": server,
             "url": settings.url,
             "node": Node("127.0.0.1", settings.port, TOKEN),
             "data": settings.data_dir,
@@ -115,7 +116,9 @@ def test_wrong_or_missing_token_is_refused_with_nodeodms_error(node: dict[str, A
 
 def test_info_has_nodeodms_fields_and_types(node: dict[str, Any]) -> None:
     n = node["node"]
+    start = time.perf_counter()
     info = n.info()
+    assert time.perf_counter() - start < 5  # WebODM's timeout for /info
     assert re.fullmatch(r"\d+\.\d+\.\d+", info.version) and len(info.version) <= 32
     assert n.version_greater_or_equal_than("1.5.1")
     assert isinstance(info.task_queue_count, int) and info.task_queue_count == 0
@@ -183,8 +186,16 @@ def test_chunked_task_runs_completes_downloads_and_calls_its_webhook(
     progress: list[float] = []
     with webhook_receiver() as (hook, received):
         options = {"fast-orthophoto": True, "dsm": True, "orthophoto-resolution": "10", "not-an-option": 1}
+        start = time.perf_counter()
         task = n.create_task(photos, options, name="conf", webhook=hook, progress_callback=progress.append)
-        assert re.fullmatch(UUID_PATTERN, task.uuid) and progress[-1] == 100.0
+        assert time.perf_counter() - start < 30 and re.fullmatch(UUID_PATTERN, task.uuid)
+        assert progress[-1] == 100.0
+        assert node["server"].requests == [  # pyodm's chunked creation, as NodeODM serves it
+            "GET /info",
+            "POST /task/new/init",
+            *[f"POST /task/new/upload/{task.uuid}"] * len(photos),
+            f"POST /task/new/commit/{task.uuid}",
+        ]
         info = task.info()
         assert info.uuid == task.uuid and info.name == "conf" and info.status == TaskStatus.RUNNING
         assert info.processing_time == -1 and info.images_count == len(photos) and info.progress == 0
@@ -231,6 +242,8 @@ def test_chunked_task_runs_completes_downloads_and_calls_its_webhook(
     assert len(received) == 1 and received[0]["uuid"] == task.uuid
     assert received[0]["status"]["code"] == 40 and received[0]["images"] == [{"filename": "IMG_0000.JPG"}]
     _check_downloads(node, task, tmp_path, full)
+    assert task.cancel() is True and status(task) == 50  # NodeODM cancels a completed task too
+    assert len(received) == 1  # and calls no webhook for it
 
 
 def _check_downloads(node: dict[str, Any], task: Any, tmp_path: Path, console: list[str]) -> None:
@@ -529,6 +542,14 @@ def test_a_node_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     }
     done = run_cli(["node", "--host", "0.0.0.0", "--port", "1", "--data", str(tmp_path)], env, timeout=60)
     assert done.returncode == 2 and "--token" in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_server_up_makes_a_token_only_beyond_loopback() -> None:
+    from odmflow.server_node import node_token
+
+    assert node_token(None, "127.0.0.1") == "" and node_token("given", "0.0.0.0") == "given"
+    made = node_token(None, "0.0.0.0")
+    assert len(made) >= 24 and made != node_token(None, "0.0.0.0")
 
 
 def test_gcp_geo_groups_and_seed_are_routed_as_nodeodm_does(
