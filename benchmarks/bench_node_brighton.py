@@ -1,13 +1,14 @@
 """The NodeODM node against `odmflow run` on Brighton Beach: the same photos and options through pyodm
 and through the CLI must give the same orthophoto, DSM, DTM and LAZ.
 
-    .venv/bin/python benchmarks/bench_node_brighton.py [IMAGES_DIR] [--options '{"dsm": true, "dtm": true}']
+    .venv/bin/python benchmarks/bench_node_brighton.py [IMAGES_DIR] [--options JSON]
 
 Starts a node (`odmflow server up` in a temporary home, free ports, a token), processes the photos at full
 resolution with pyodm (`create_task`, `wait_for_completion`, `download_assets`), prints the task's flow
 run and its stage task runs as Prefect records them, then runs `odmflow run` with the same options on a
 copy of the photos (plus `--gltf`, which the node adds as NodeODM adds its post-processing options) and
-compares the products cell by cell and point by point.
+compares the products cell by cell and point by point. The default options add `max-concurrency: 1`:
+the SfM engine's threads make its model vary from run to run otherwise (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -92,7 +93,8 @@ def compare(a: Path, b: Path) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("images", nargs="?", type=Path, default=SHARED / "images")
-    parser.add_argument("--options", default='{"dsm": true, "dtm": true}', help="NodeODM options (JSON)")
+    default = '{"dsm": true, "dtm": true, "max-concurrency": 1}'
+    parser.add_argument("--options", default=default, help="NodeODM options (JSON)")
     args = parser.parse_args()
     options = json.loads(args.options)
     with tempfile.TemporaryDirectory() as tmp:
