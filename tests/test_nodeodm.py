@@ -530,7 +530,7 @@ def _chunks(uuid: str) -> Iterator[bytes]:
 
 def test_a_node_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     from odmflow.node.config import NodeSettings
-    from tests.conftest import run_cli
+    from tests.conftest import REPO, run_cli
 
     with pytest.raises(ValueError, match="token"):
         NodeSettings(data_dir=tmp_path, api_url="http://127.0.0.1:1/api", host="0.0.0.0")
@@ -538,7 +538,7 @@ def test_a_node_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     env = {
         "PATH": "/usr/bin:/bin",
         "PREFECT_API_URL": "http://127.0.0.1:1/api",
-        "PYTHONPATH": str(Path.cwd()),
+        "PYTHONPATH": str(REPO),
     }
     done = run_cli(["node", "--host", "0.0.0.0", "--port", "1", "--data", str(tmp_path)], env, timeout=60)
     assert done.returncode == 2 and "--token" in done.stderr and not any(tmp_path.iterdir())
