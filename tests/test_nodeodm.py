@@ -357,7 +357,8 @@ def test_error_paths_answer_as_nodeodm_does(node: dict[str, Any], photos: list[s
     uuid = init(node)["uuid"]
     empty = post(node, f"/task/new/upload/{uuid}", files={"name": (None, "x")}).json()
     assert empty["noRetry"] is True and "error" in empty
-    assert "error" in post(node, f"/task/new/commit/{uuid}").json()  # nothing uploaded
+    assert post(node, f"/task/new/commit/{uuid}").json() == {"error": "Need at least 1 file."}
+    assert upload(node, uuid, ("late.jpg", b"x" * 10)) == {"success": True}  # still open for uploads
     uuid = init(node)["uuid"]
     assert upload(node, uuid, ("a.jpg", b"x" * 10)) == {"success": True}
     assert post(node, f"/task/new/commit/{uuid}").json() == {"uuid": uuid}

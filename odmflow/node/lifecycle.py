@@ -70,9 +70,9 @@ def commit(rt: Runtime, uuid: str, body: Reply) -> Reply:
     """Turn uploads into a task: checked now, initialised in the background; `{"uuid"}` at once."""
     paths = rt.store.paths(uuid)
     names = _uploaded(rt, uuid)
+    if not names:
+        return {"error": "Need at least 1 file."}  # the client may still upload, then commit
     try:
-        if not names:
-            raise UploadError("Need at least 1 file.")
         if SEED in names:
             check_seed(paths.tmp / SEED, rt.settings.max_upload_bytes * 4)
         options = parse_client_options(
