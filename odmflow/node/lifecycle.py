@@ -135,6 +135,8 @@ async def start_run(rt: Runtime, record: TaskRecord) -> None:
         return
     record.phase = "run"
     rt.store.save(record)
+    ui = rt.settings.api_url.removesuffix("/api")
+    rt.store.append(record.uuid, [f"[INFO] odmflow node: Prefect flow run {ui}/runs/flow-run/{run_id}"])
 
 
 def _not_found(uuid: str) -> Reply:
