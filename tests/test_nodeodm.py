@@ -384,12 +384,13 @@ def test_a_failed_run_reports_its_error_output_and_webhook(node: dict[str, Any],
         run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
         fake.set(run, StateType.RUNNING)
         fake.log(run, "dataset: reading 2 photos")
-        fake.set(run, StateType.FAILED, "Flow run encountered an exception: OdmInputError: no GPS")
+        message = "Flow run encountered an exception: OdmInputError: no GPS in:\n  - a.jpg\n  - b.jpg"
+        fake.set(run, StateType.FAILED, message)
         with pytest.raises(TaskFailedError):
             task.wait_for_completion(interval=0.2)
         wait_for(lambda: received, what="the webhook")
     info = task.info()
-    assert info.last_error == "OdmInputError: no GPS"
+    assert info.last_error == "OdmInputError: no GPS in: - a.jpg - b.jpg"
     assert task.output()[-1] == "[INFO] dataset: reading 2 photos"
     assert info.progress < 100 and len(received) == 1 and received[0]["status"]["code"] == 30
 
@@ -855,7 +856,7 @@ def test_real_failing_task_reports_its_error(nodeodm_server: dict[str, str], tmp
     with pytest.raises(TaskFailedError):
         task.wait_for_completion(interval=1)
     info = task.info()
-    assert info.status == TaskStatus.FAILED and info.last_error and task.output()
+    assert info.status == TaskStatus.FAILED and "broken_0.JPG" in info.last_error and task.output()
     print(f"failed task's error: {info.last_error}")
 
 

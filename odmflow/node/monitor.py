@@ -128,9 +128,11 @@ async def pack(rt: Runtime, record: TaskRecord) -> None:
 
 
 def _error_of(run: FlowRun) -> str:
-    message = (run.state.message if run.state else None) or "Processing failed"
+    """The failed run's message on one line (WebODM shows it as the task's error), at most 1000 chars."""
+    message = (run.state.message if run.state else None) or ""
     message = message.removeprefix("Flow run encountered an exception: ")
-    return message.strip().splitlines()[-1][:500] if message.strip() else "Processing failed"
+    text = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    return text[:1000] or "Processing failed"
 
 
 def apply_run(rt: Runtime, record: TaskRecord, run: FlowRun, progress: float | None, free: list[int]) -> None:
