@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import uvicorn
 from prefect.client.schemas.objects import FlowRun, State, StateType
@@ -178,11 +178,3 @@ def wait_for(check: Callable[[], Any], timeout_s: float = 10.0, what: str = "a c
 def run_uuid(bridge: FakePrefect, task_uuid: str) -> str:
     """The id of the task's newest flow run."""
     return next(i for i, p in reversed(bridge.runs.items()) if p.name == task_uuid)
-
-
-def is_uuid(text: str) -> bool:
-    try:
-        UUID(text)
-    except ValueError:
-        return False
-    return True

@@ -19,7 +19,6 @@ QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 FINAL = frozenset({FAILED, COMPLETED, CANCELED})
 DEFAULT_MAX_UPLOAD = 50 * 1024**3  # bytes of uploads per task
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[1-7][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$", re.I)
-ANY_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.I)
 BAD_TOKEN = "Invalid authentication token: token does not match."
 
 
