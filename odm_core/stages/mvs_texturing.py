@@ -27,7 +27,13 @@ from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.mesh.ply import read_mesh_ply
 from odm_core.options import TexturingOptions
-from odm_core.texturing.atlas import AtlasOptions, AtlasPlan, plan_atlas, write_textured_model
+from odm_core.texturing.atlas import (
+    AtlasOptions,
+    AtlasPlan,
+    plan_atlas,
+    textured_obj_model,
+    write_textured_model,
+)
 from odm_core.texturing.bake import PageResult, bake_page
 from odm_core.texturing.data_term import DataTermUnit, data_term, plan_data_term
 from odm_core.texturing.glb import write_glb
@@ -179,7 +185,8 @@ def finish_model(
     atlas = packed.atlas
     outputs = write_textured_model(atlas, pages, out_dir)
     if job.glb:
-        outputs = (*outputs, write_glb(outputs[0], tree.textured_model(job.model, ".glb"), plan.rtc_offset))
+        model = textured_obj_model(atlas, out_dir)
+        outputs = (*outputs, write_glb(model, tree.textured_model(job.model, ".glb"), plan.rtc_offset))
     shutil.rmtree(job.work, ignore_errors=True)
     figures = ModelFigures(
         model=job.model,
