@@ -1,24 +1,29 @@
-"""Prefect task of the `mvs_texturing` stage: plan here, the per-photo data terms and the per-page bakes
-on Dask (nested flow `mvs-texturing-units`), view selection, atlas and files here."""
+"""Prefect task of the `mvs_texturing` stage: plan here; the per-photo data terms, each model's view
+selection and atlas, the per-page bakes and each model's files on Dask (nested flow
+`mvs-texturing-units`), so the two models' serial steps run side by side."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar, cast
 
 from prefect import flow, task
-from prefect.futures import as_completed, wait
+from prefect.futures import PrefectFuture, as_completed, wait
 
 from odm_core.artifacts import read_plan, write_plan
 from odm_core.layout import ProjectTree
 from odm_core.options import TexturingOptions
 from odm_core.stages.mvs_texturing import (
-    ModelFigures,
+    ModelAtlas,
+    ModelFiles,
+    ModelJob,
     TexturingPlan,
     TexturingResult,
     finish_model,
     plan_mvs_texturing,
     select_and_pack,
+    texturing_result,
 )
 from odm_core.texturing.bake import PageResult, PageUnit, bake_page
 from odm_core.texturing.data_term import DataTermUnit, data_term
@@ -31,7 +36,7 @@ from tasks.dask_cluster import dask_task_runner
 def mvs_texturing(
     project: str, opts: TexturingOptions, dask_address: str | None = None, max_concurrency: int = 1
 ) -> TexturingResult:
-    """The textured 3D and 2.5D models (OBJ/MTL/PNG, and GLB with --gltf), photo and page units on Dask."""
+    """The textured 3D and 2.5D models (OBJ/MTL/PNG, and GLB with --gltf), their units on Dask."""
 
     def work(tree: ProjectTree, report: Callable[[float, str], None], fp: str) -> TexturingResult:
         plan = plan_mvs_texturing(tree, opts, fp)
@@ -48,40 +53,62 @@ def texturing_data_term(unit: DataTermUnit) -> tuple[str, float]:
     return str(data_term(unit)), peak_rss_mb()
 
 
+@task(name="texturing_atlas", task_run_name="atlas-{job.model}")
+def texturing_atlas(plan: TexturingPlan, job: ModelJob, terms: list[tuple[str, float]]) -> ModelAtlas:
+    """One model's view selection and atlas from its data-term files (the page units' files written)."""
+    return select_and_pack(plan, job, [Path(path) for path, _ in terms])
+
+
 @task(name="texturing_bake", task_run_name="bake-page-{unit.page}", retries=1)
 def texturing_bake(unit: PageUnit) -> PageResult:
     """One atlas page baked from the photos; reuses its own checkpoint when the key matches."""
     return bake_page(unit)
 
 
+@task(name="texturing_write", task_run_name="write-{job.model}")
+def texturing_write(
+    project: str, plan: TexturingPlan, job: ModelJob, packed: ModelAtlas, pages: list[PageResult],
+    terms: list[tuple[str, float]],
+) -> ModelFiles:  # fmt: skip
+    """One model's OBJ/MTL/PNG files (and GLB) from its baked pages."""
+    return finish_model(project, plan, job, packed, pages, max(mb for _, mb in terms))
+
+
 @flow(name="mvs-texturing-units", validate_parameters=False)
 def mvs_texturing_units(
     project: str, plan_file: str, progress: Callable[[float, str], None]
 ) -> TexturingResult:
-    """Every model's data-term units at once; per model, selection and atlas here, then its pages on the
-    workers (baking while the next model is selected); then each model's files (the plan in plan_file)."""
-    tree = ProjectTree(Path(project))
+    """Every model's data-term units at once, each model's selection unit as soon as its data terms are
+    done, its pages as soon as its atlas is, then its files (the plan in plan_file)."""
     plan: TexturingPlan = read_plan(plan_file)
+    jobs = {job.model: job for job in plan.jobs}
     terms = {job.model: [texturing_data_term.submit(u) for u in job.units] for job in plan.jobs}
+    atlases = {m: texturing_atlas.submit(plan, jobs[m], _upstream(f)) for m, f in terms.items()}
     every = [f for futures in terms.values() for f in futures]
     for k, _ in enumerate(as_completed(every), 1):
         progress(0.4 * k / len(every), f"faces each photo sees ({k}/{len(every)})")
-    baking = []  # a model's pages bake on the workers while the next model's photos are chosen here
-    for i, job in enumerate(plan.jobs):
-        wait(terms[job.model])
-        done = [f.result() for f in terms[job.model]]
-        progress(0.4 + 0.3 * i / len(plan.jobs), f"choosing a photo per face of the {job.model} mesh")
-        selection, atlas = select_and_pack(plan, job, [Path(path) for path, _ in done])
-        pages = [texturing_bake.submit(u) for u in atlas.units]
-        baking.append((job, selection, atlas, pages, max(mb for _, mb in done)))
-    figures: list[ModelFigures] = []
-    outputs: list[Path] = []
-    for job, selection, atlas, pages, term_peak_mb in baking:
-        wait(pages)
-        progress(0.7 + 0.3 * len(figures) / len(plan.jobs), f"writing the {job.model} model")
-        model, files = finish_model(
-            tree, plan, job, selection, atlas, [p.result() for p in pages], term_peak_mb
+    models = {future.task_run_id: model for model, future in atlases.items()}
+    writing: dict[str, PrefectFuture[ModelFiles]] = {}
+    for k, done in enumerate(as_completed(list(atlases.values()))):
+        model = models[done.task_run_id]
+        progress(
+            0.4 + 0.3 * k / len(atlases), f"photos chosen for the {model} mesh's faces; baking its pages"
         )
-        figures.append(model)
-        outputs += files
-    return TexturingResult(tuple(figures), tuple(outputs))
+        packed: ModelAtlas = done.result()
+        pages = [texturing_bake.submit(u) for u in packed.atlas.units]
+        writing[model] = texturing_write.submit(
+            project, plan, jobs[model], packed, _upstream(pages), _upstream(terms[model])
+        )
+    for k, _ in enumerate(as_completed(list(writing.values())), 1):
+        progress(0.7 + 0.3 * k / len(writing), f"textured models written ({k}/{len(writing)})")
+    wait(list(writing.values()))
+    return texturing_result([writing[job.model].result() for job in plan.jobs])
+
+
+T = TypeVar("T")
+
+
+def _upstream(futures: Sequence[PrefectFuture[T]]) -> list[T]:
+    """Futures passed on as a task's argument: Prefect waits for them and passes their results (on Dask
+    the dependency stays on the cluster)."""
+    return cast(list[T], list(futures))

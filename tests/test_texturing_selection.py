@@ -322,3 +322,40 @@ def test_run_selection_and_clear_errors(tmp_path):
 def test_face_edges_pairs_faces_sharing_an_edge():
     faces = np.array([[0, 1, 2], [2, 1, 3], [1, 2, 4], [5, 6, 7]])  # edge 1-2 shared by three faces
     assert face_edges(faces).tolist() == [[0, 1], [0, 2], [1, 2]]
+
+
+def _texrecon_outliers(colours: np.ndarray) -> np.ndarray:
+    """One face's kept views, as texrecon's photometric_outlier_detection loops (calculate_data_costs.cpp):
+    the reference the vectorised gauss_clamping must match."""
+    inlier = np.ones(len(colours), bool)
+    for _ in range(10):
+        if inlier.sum() < 4:
+            return np.ones(len(colours), bool)
+        cols = colours[inlier]
+        mean = cols.mean(axis=0)
+        cov = np.cov(cols.T, ddof=1)
+        if np.abs(cov).max() < 5e-4:
+            return inlier
+        eig = np.linalg.eigvalsh(cov)
+        if eig[0] <= 1e-12 * max(eig[2], 1e-300):
+            return np.ones(len(colours), bool)
+        diff = colours - mean
+        d2 = np.einsum("wi,ij,wj->w", diff, np.linalg.inv(cov), diff)
+        inlier = np.exp(-0.5 * d2) >= 6e-3
+    return inlier
+
+
+def test_gauss_clamping_matches_texrecons_loop_face_by_face():
+    rng = np.random.default_rng(7)
+    counts = rng.integers(1, 18, 3000)
+    face = np.repeat(np.arange(len(counts)), counts)
+    spread = rng.choice([1e-3, 1e-2, 0.05, 0.2], len(counts))[face][:, None]
+    colour = rng.random((len(counts), 3))[face] + rng.standard_normal((len(face), 3)) * spread
+    odd = rng.random(len(face)) < 0.08
+    colour[odd] += 0.5 * rng.standard_normal((odd.sum(), 3))
+    colour[: len(face) // 2] = np.round(colour[: len(face) // 2], 2)  # ties: settled and singular faces
+    order = rng.permutation(len(face))
+    keep = gauss_clamping(face[order], colour[order])
+    expected = np.concatenate([_texrecon_outliers(colour[face == f]) for f in range(len(counts))])
+    assert (~expected).sum() > 100  # the data has outliers to find
+    assert (keep == expected[order]).all()

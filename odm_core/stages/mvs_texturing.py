@@ -2,12 +2,13 @@
 
 Up to two models: the 3D mesh into odm_texturing/ (unless --skip-3dmodel) and the 2.5D mesh into
 odm_texturing_25d/ in texrecon's nadir mode (unless --use-3dmesh). For each: one unit per photo ray-casts
-the mesh and scores the faces it sees (texturing/data_term.py), the flow process picks a photo per face
+the mesh and scores the faces it sees (texturing/data_term.py), a unit per model picks a photo per face
 (texturing/selection.py: photometric outliers dropped, a Potts MRF for few seams), packs the charts into
 atlas pages and levels colours across seams (texturing/atlas.py), one unit per page bakes the texture
-(texturing/bake.py); then texrecon's OBJ/MTL/PNG files and, with --gltf, ODM's GLB for the primary model
-(the 3D one, or the 2.5D one with --skip-3dmodel). Coordinates are the meshes' (the model frame: UTM minus
-the coords.txt offset, ODM's `_geo` models); the GLB's CESIUM_RTC centre is that offset.
+(texturing/bake.py); then a unit per model writes texrecon's OBJ/MTL/PNG files and, with --gltf, ODM's GLB
+for the primary model (the 3D one, or the 2.5D one with --skip-3dmodel). Coordinates are the meshes' (the
+model frame: UTM minus the coords.txt offset, ODM's `_geo` models); the GLB's CESIUM_RTC centre is that
+offset.
 """
 
 from __future__ import annotations
@@ -26,11 +27,17 @@ from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.mesh.ply import read_mesh_ply
 from odm_core.options import TexturingOptions
-from odm_core.texturing.atlas import AtlasOptions, AtlasPlan, plan_atlas, write_textured_model
+from odm_core.texturing.atlas import (
+    AtlasOptions,
+    AtlasPlan,
+    plan_atlas,
+    textured_obj_model,
+    write_textured_model,
+)
 from odm_core.texturing.bake import PageResult, bake_page
 from odm_core.texturing.data_term import DataTermUnit, data_term, plan_data_term
 from odm_core.texturing.glb import write_glb
-from odm_core.texturing.selection import ViewSelection, select_views
+from odm_core.texturing.selection import select_views
 from odm_core.worker import MapUnits, peak_rss_mb, serial_map
 
 CAST_WIDTH_PX = 1000  # photos are ray cast at this width for visibility and scoring
@@ -128,10 +135,21 @@ def plan_mvs_texturing(tree: ProjectTree, opts: TexturingOptions, key: str) -> T
     return TexturingPlan(views, tuple(jobs), atlas, rtc, key)
 
 
-def select_and_pack(
-    plan: TexturingPlan, job: ModelJob, data_terms: Sequence[Path]
-) -> tuple[ViewSelection, AtlasPlan]:
-    """A photo per face of the job's mesh from its data-term files, then the atlas plan (page units)."""
+@dataclass(frozen=True)
+class ModelAtlas:
+    """A model's view selection and atlas, as a unit hands them back: the selection's summary lines and
+    the atlas plan (its arrays in files under the job's work folder), and the unit's peak memory."""
+
+    selection: tuple[str, ...]
+    atlas: AtlasPlan
+    peak_mb: float
+
+
+def select_and_pack(plan: TexturingPlan, job: ModelJob, data_terms: Sequence[Path]) -> ModelAtlas:
+    """A photo per face of the job's mesh from its data-term files, then the atlas plan (page units); one
+    unit per model (the two models' selections run side by side on the workers).
+
+    Raises OdmStageError when no photo sees any face and unseen faces are not kept."""
     mesh = read_mesh_ply(Path(job.mesh))
     selection = select_views(mesh, plan.views, data_terms)
     if selection.seen == 0 and not plan.atlas.keep_unseen_faces:
@@ -142,35 +160,46 @@ def select_and_pack(
     atlas = plan_atlas(
         mesh, plan.views, selection.labeling, plan.atlas, Path(job.work), f"{plan.key}|{job.model}"
     )
-    return selection, atlas
+    return ModelAtlas(tuple(selection.summary()), atlas, peak_rss_mb())
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A textured model's figures and files, as the writing unit hands them back."""
+
+    figures: ModelFigures
+    outputs: tuple[Path, ...]
 
 
 def finish_model(
-    tree: ProjectTree, plan: TexturingPlan, job: ModelJob, selection: ViewSelection, atlas: AtlasPlan,
-    pages: Sequence[PageResult], data_term_peak_mb: float,
-) -> tuple[ModelFigures, tuple[Path, ...]]:  # fmt: skip
-    """Write the job's textured model (and GLB) from its baked pages; its work folder is removed.
-    data_term_peak_mb: the data-term units' workers' peak memory (MiB)."""
+    project: str, plan: TexturingPlan, job: ModelJob, packed: ModelAtlas, pages: Sequence[PageResult],
+    data_term_peak_mb: float,
+) -> ModelFiles:  # fmt: skip
+    """Write the job's textured model (and GLB) from its baked pages into the project; its work folder is
+    removed. One unit per model. data_term_peak_mb: the data-term units' workers' peak memory (MiB)."""
+    tree = ProjectTree(Path(project))
     out_dir = tree.texturing(job.model)
     for stale in out_dir.glob("*"):
         if stale.is_file():
             stale.unlink()  # a page or GLB of an earlier run must not outlive it
+    atlas = packed.atlas
     outputs = write_textured_model(atlas, pages, out_dir)
     if job.glb:
-        outputs = (*outputs, write_glb(outputs[0], tree.textured_model(job.model, ".glb"), plan.rtc_offset))
+        model = textured_obj_model(atlas, out_dir)
+        outputs = (*outputs, write_glb(model, tree.textured_model(job.model, ".glb"), plan.rtc_offset))
     shutil.rmtree(job.work, ignore_errors=True)
     figures = ModelFigures(
         model=job.model,
-        selection=tuple(selection.summary()),
+        selection=packed.selection,
         faces=atlas.faces,
         unseen_faces=atlas.unseen_faces,
         pages=atlas.n_pages,
         page_size=(atlas.width, atlas.height),
         seam_before=atlas.seam_before,
         seam_after=atlas.seam_after,
-        peak_mb=max([data_term_peak_mb, *(p.peak_rss_mb for p in pages)]),
+        peak_mb=max([data_term_peak_mb, packed.peak_mb, peak_rss_mb(), *(p.peak_rss_mb for p in pages)]),
     )
-    return figures, outputs
+    return ModelFiles(figures, outputs)
 
 
 def run(
@@ -179,13 +208,15 @@ def run(
     """The stage in one process (what tests, benchmarks and scripts call): plan, the data-term units
     through `map_units`, selection and atlas, the page units, the files."""
     plan = plan_mvs_texturing(tree, opts, key)
-    figures: list[ModelFigures] = []
-    outputs: list[Path] = []
+    files = []
     for job in plan.jobs:
         terms = [Path(p) for p in map_units(data_term, list(job.units))]
-        selection, atlas = select_and_pack(plan, job, terms)
-        pages = map_units(bake_page, list(atlas.units))
-        model, files = finish_model(tree, plan, job, selection, atlas, pages, peak_rss_mb())
-        figures.append(model)
-        outputs += files
-    return TexturingResult(tuple(figures), tuple(outputs))
+        packed = select_and_pack(plan, job, terms)
+        pages = map_units(bake_page, list(packed.atlas.units))
+        files.append(finish_model(str(tree.root), plan, job, packed, pages, peak_rss_mb()))
+    return texturing_result(files)
+
+
+def texturing_result(files: Sequence[ModelFiles]) -> TexturingResult:
+    """The stage's result from its models' files, in the plan's order."""
+    return TexturingResult(tuple(f.figures for f in files), tuple(p for f in files for p in f.outputs))

@@ -13,6 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,22 +89,26 @@ def odm_meshing(
     sampling = recorded_sampling_m(stats) or recorded_spacing_m(stats) or 0.0
     threads = num_threads if num_threads > 0 else 1
     outputs: list[Path] = []
-    mesh3d = poisson_faces = trimmed = None
+    mesh3d = surface = poisson_faces = trimmed = None
     if not opts.skip_3dmodel:
         progress(
             0.05, f"Poisson reconstruction of {len(points):,} points (octree depth {opts.mesh_octree_depth})"
         )
-        mesh3d, poisson_faces, trimmed = _mesh_3d(tree, points, sampling, opts, threads, progress)
-        outputs.append(write_mesh_ply(tree.odm_mesh, mesh3d))
+        surface, poisson_faces, trimmed = _trimmed_3d(tree, points, sampling, opts, threads, progress)
     else:
         tree.odm_mesh.unlink(missing_ok=True)
-    mesh25 = cell = None
-    if not opts.use_3dmesh:
-        progress(0.8, "2.5D mesh")
-        mesh25, cell = _mesh_25d(tree, points, opts)
-        outputs.append(write_mesh_ply(tree.odm_25dmesh, mesh25))
-    else:
+    if opts.use_3dmesh:
         tree.odm_25dmesh.unlink(missing_ok=True)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # the 2.5D mesh beside the 3D decimation (one core)
+        making_25d = None if opts.use_3dmesh else pool.submit(_mesh_25d, tree, points, opts)
+        if surface is not None:
+            faces = target_faces(max_vertices(opts.mesh_size, len(points)))
+            progress(0.65, f"decimating {surface.n_faces:,} faces to {faces:,}; the 2.5D mesh")
+            mesh3d = decimate(surface, faces, tree.odm_meshing)
+            outputs.append(write_mesh_ply(tree.odm_mesh, mesh3d))
+        mesh25, cell = making_25d.result() if making_25d is not None else (None, None)
+    if mesh25 is not None:
+        outputs.append(write_mesh_ply(tree.odm_25dmesh, mesh25))
     return MeshingResult(
         faces_3d=mesh3d.n_faces if mesh3d else None,
         vertices_3d=mesh3d.n_vertices if mesh3d else None,
@@ -116,7 +121,7 @@ def odm_meshing(
     )
 
 
-def _mesh_3d(
+def _trimmed_3d(
     tree: ProjectTree,
     points: np.ndarray,
     sampling_m: float,
@@ -124,7 +129,7 @@ def _mesh_3d(
     threads: int,
     progress: Progress,
 ) -> tuple[TriangleMesh, int, float]:
-    """(the trimmed, decimated Poisson mesh, Poisson's face count, the fraction of faces trimmed)."""
+    """(the trimmed Poisson mesh, Poisson's face count, the fraction of faces trimmed)."""
     pos = xyz(points)
     normals = np.column_stack([points[f"n{a}"] for a in "xyz"])
     try:
@@ -139,11 +144,7 @@ def _mesh_3d(
             f"odm_meshing: no face of the Poisson surface lies within {distance:.2f} m of the cloud "
             f"{tree.filtered_point_cloud}; check the dense cloud (odm_filterpoints)"
         )
-    fraction = 1.0 - trimmed.n_faces / poisson.mesh.n_faces
-    faces = target_faces(max_vertices(opts.mesh_size, len(pos)))
-    progress(0.65, f"decimating {trimmed.n_faces:,} faces to {faces:,}")
-    mesh = decimate(trimmed, faces, tree.odm_meshing)
-    return mesh, poisson.mesh.n_faces, fraction
+    return trimmed, poisson.mesh.n_faces, 1.0 - trimmed.n_faces / poisson.mesh.n_faces
 
 
 def _mesh_25d(tree: ProjectTree, points: np.ndarray, opts: MeshingOptions) -> tuple[TriangleMesh, float]:

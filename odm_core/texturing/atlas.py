@@ -24,7 +24,15 @@ from odm_core.texturing.charts import Charts, build_charts, source_resolution, v
 from odm_core.texturing.glb import write_glb
 from odm_core.texturing.labeling import Labeling
 from odm_core.texturing.levelling import level_seams
-from odm_core.texturing.objfile import MODEL_NAME, copy_file, texture_name, write_mtl, write_obj
+from odm_core.texturing.objfile import (
+    MODEL_NAME,
+    ObjModel,
+    copy_file,
+    material_name,
+    texture_name,
+    write_mtl,
+    write_obj,
+)
 from odm_core.texturing.packing import PADDING, Packing, pack_charts
 from odm_core.worker import MapUnits, load_arrays, serial_map
 
@@ -185,6 +193,22 @@ def write_textured_model(plan: AtlasPlan, pages: Sequence[PageResult], out_dir: 
     return (obj, *write_mtl(out_dir, plan.n_pages), *textures)
 
 
+def textured_obj_model(plan: AtlasPlan, out_dir: Path) -> ObjModel:
+    """The model write_textured_model wrote into out_dir, from the arrays it wrote it from (what
+    objfile.read_obj gives back, at full precision): for the GLB without parsing the OBJ again."""
+    model = load_arrays(plan.model)
+    corners = np.asarray(model["faces"]).transpose(0, 2, 1)  # (M, 3, 2) [corner, (vertex, vt)]
+    vt = np.column_stack([model["vt"][:, 0], 1.0 - model["vt"][:, 1]])  # as the OBJ: V up the image
+    pages = np.asarray(model["pages"])
+    names = {p: material_name(p) for p in np.unique(pages).tolist()}
+    return ObjModel(
+        vertices=np.asarray(model["vertices"], np.float64),
+        vt=vt,
+        groups={names[p]: corners[pages == p] for p in names},
+        textures={names[p]: out_dir / texture_name(p) for p in names},
+    )
+
+
 def texture_model(
     mesh: TriangleMesh,
     views: Sequence[ViewCamera],
@@ -204,7 +228,8 @@ def texture_model(
     t1 = time.perf_counter()
     outputs = write_textured_model(plan, baked, out_dir)
     if gltf:
-        outputs = (*outputs, write_glb(outputs[0], out_dir / f"{MODEL_NAME}.glb", rtc_offset))
+        glb = write_glb(textured_obj_model(plan, out_dir), out_dir / f"{MODEL_NAME}.glb", rtc_offset)
+        outputs = (*outputs, glb)
     seconds = {"charts": plan.charts_s, "levelling": plan.levelling_s, "bake": t1 - t0,
                "write": time.perf_counter() - t1}  # fmt: skip
     return AtlasResult(

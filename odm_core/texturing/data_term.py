@@ -18,12 +18,14 @@ exactly as ODM's fork of texrecon does.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import open3d as o3d
+import pycolmap
 
 from odm_core.artifacts import unit_checkpoint_valid
 from odm_core.camera.view import REDUCED_DECODE, ViewCamera
@@ -190,10 +192,7 @@ def _cast_pixels(
 ) -> np.ndarray:
     """(H*W,) int64: the face each usable cast pixel sees first, -1 for none (or an unusable pixel)."""
     h, w = shape[:2]
-    u, v = np.meshgrid((np.arange(w) + 0.5) * view.width / w, (np.arange(h) + 0.5) * view.height / h)
-    xy = view.lens().cam_from_img(np.column_stack([u.ravel(), v.ravel()]))
-    if xy is None:
-        raise ValueError(f"the {view.model} lens of {view.name} cannot unproject its pixels")
+    xy = _pixel_rays(view, w, h)
     finite = np.isfinite(xy).all(axis=1) & usable.ravel()
     cam = np.column_stack([xy, np.ones(len(xy))])[finite]
     rays = np.empty((len(cam), 6), np.float32)
@@ -203,6 +202,27 @@ def _cast_pixels(
     hit = np.full(h * w, -1, np.int64)
     hit[finite] = np.where(ids == o3d.t.geometry.RaycastingScene.INVALID_ID, -1, ids)
     return hit
+
+
+def _pixel_rays(view: ViewCamera, w: int, h: int) -> np.ndarray:
+    """(h*w, 2) normalised camera coordinates of the centres of a w x h grid over the photo; the same for
+    every photo of one camera, so a worker computes it once (_lens_grid's cache)."""
+    xy = _lens_grid(view.model, view.params, view.width, view.height, w, h)
+    if xy is None:
+        raise ValueError(f"the {view.model} lens of {view.name} cannot unproject its pixels")
+    return xy
+
+
+@functools.lru_cache(maxsize=4)
+def _lens_grid(
+    model: str, params: tuple[float, ...], width: int, height: int, w: int, h: int
+) -> np.ndarray | None:
+    u, v = np.meshgrid((np.arange(w) + 0.5) * width / w, (np.arange(h) + 0.5) * height / h)
+    lens = pycolmap.Camera(model=model, width=width, height=height, params=list(params))
+    xy = lens.cam_from_img(np.column_stack([u.ravel(), v.ravel()]))
+    if xy is not None:
+        xy.flags.writeable = False  # shared between calls
+    return xy
 
 
 def _triangle_area(uv: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import pygltflib
 
 from odm_core.artifacts import atomic_path
 from odm_core.photos.decode import read_image
-from odm_core.texturing.objfile import read_obj
+from odm_core.texturing.objfile import ObjModel
 
 JPEG_QUALITY = 90
 UNLIT = "KHR_materials_unlit"
@@ -86,9 +86,9 @@ def _primitive(
     )
 
 
-def write_glb(obj_path: Path, glb_path: Path, rtc_offset: tuple[float, float] | None) -> Path:
-    """Convert the textured OBJ (and its MTL and textures) to a GLB; rtc_offset (E0, N0) gives CESIUM_RTC."""
-    obj = read_obj(obj_path)
+def write_glb(obj: ObjModel, glb_path: Path, rtc_offset: tuple[float, float] | None) -> Path:
+    """The textured model (as its OBJ holds it: objfile.read_obj, or atlas.textured_obj_model from the
+    arrays the OBJ was written from) as a GLB; rtc_offset (E0, N0) gives CESIUM_RTC."""
     b = _Builder()
     primitives: list[pygltflib.Primitive] = []
     materials: list[pygltflib.Material] = []

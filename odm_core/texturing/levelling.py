@@ -66,13 +66,14 @@ def seam_colours(charts: Charts, photos: tuple[str, ...], ends: np.ndarray) -> t
     acc = np.zeros((len(charts.wedge_vertex), 3))
     weight = np.zeros(len(charts.wedge_vertex))
     label = charts.wedge_label
-    for side in (0, 1):
-        w0, w1 = ends[:, 0, side], ends[:, 1, side]
-        for view in np.unique(label[w0]):
+    sides = [(ends[:, 0, side], ends[:, 1, side]) for side in (0, 1)]
+    for view in np.unique(np.concatenate([label[w0] for w0, _ in sides])):
+        photo = read_photo(photos[view])  # decoded once for both sides of its seams
+        for w0, w1 in sides:
             sel = label[w0] == view
             uv0, uv1 = charts.wedge_uv[w0[sel]], charts.wedge_uv[w1[sel]]
             xy = uv0[:, None] + (uv1 - uv0)[:, None] * t[None, :, None].astype(np.float32)
-            colour = sample_bilinear(read_photo(photos[view]), xy.reshape(-1, 2)).reshape(-1, len(t), 3)
+            colour = sample_bilinear(photo, xy.reshape(-1, 2)).reshape(-1, len(t), 3)
             for wedges, wt in ((w0[sel], 1 - t), (w1[sel], t)):
                 np.add.at(acc, wedges, (colour * wt[None, :, None]).sum(axis=1))
                 np.add.at(weight, wedges, wt.sum())

@@ -51,16 +51,22 @@ def write_obj(
     order = np.argsort(pages, kind="stable")
     buf = io.StringIO()
     buf.write(f"mtllib {path.stem}.mtl\n")
-    np.savetxt(buf, vertices, fmt="v %.6f %.6f %.6f")
-    np.savetxt(buf, np.column_stack([vt[:, 0], 1.0 - vt[:, 1]]), fmt="vt %.6f %.6f")
-    np.savetxt(buf, normals, fmt="vn %.6f %.6f %.6f")
+    buf.write(_rows("v %.6f %.6f %.6f\n", vertices))
+    buf.write(_rows("vt %.6f %.6f\n", np.column_stack([vt[:, 0], 1.0 - vt[:, 1]])))
+    buf.write(_rows("vn %.6f %.6f %.6f\n", normals))
     for page in np.unique(pages):
         sel = order[pages[order] == page]
         v, t = faces[sel, 0] + 1, faces[sel, 1] + 1
         rows = np.stack([v, t, v], axis=2).reshape(-1, 9)
         buf.write(f"usemtl {material_name(int(page))}\n")
-        np.savetxt(buf, rows, fmt="f %d/%d/%d %d/%d/%d %d/%d/%d")
+        buf.write(_rows("f %d/%d/%d %d/%d/%d %d/%d/%d\n", rows))
     return write_text(path, buf.getvalue())
+
+
+def _rows(fmt: str, array: np.ndarray) -> str:
+    """`fmt` (one row's format, ending in a newline) applied to every row of the 2D array: the text
+    numpy.savetxt writes, in one formatting call instead of one per row."""
+    return (fmt * len(array)) % tuple(array.ravel().tolist())
 
 
 def write_mtl(out_dir: Path, n_materials: int) -> tuple[Path, Path]:

@@ -4,7 +4,8 @@ Per face, over the views that see it (their mean colours in YCbCr, 0-1): up to 1
 mean and covariance (n - 1), then every view whose unnormalised Gaussian exp(-d^2/2) (d: Mahalanobis
 distance) is below 6e-3 becomes an outlier. A face stops, keeping every view, when fewer than 4 inliers
 remain or the covariance cannot be inverted; it stops, dropping its outliers, when every covariance term
-is under 5e-4; after 10 rounds the outliers of the last round are dropped. Read from
+is under 5e-4; after 10 rounds the outliers of the last round are dropped (here a face whose inliers
+did not change in a round ends at once: every later round would repeat it). Read from
 `calculate_data_costs.cpp` (`photometric_outlier_detection`); vectorised over faces here.
 
 A consequence of the method (also texrecon's): a view inside the estimate is at most (n-1)/sqrt(n) from
@@ -71,6 +72,11 @@ def _clamp_block(colours: np.ndarray, valid: np.ndarray) -> np.ndarray:
         inv = np.linalg.inv(cov[go])
         diff = colours[idx[go]] - mean[go][:, None, :]
         d2 = np.einsum("fwi,fij,fwj->fw", diff, inv, diff)
-        inlier[idx[go]] = valid[idx[go]] & (np.exp(-0.5 * d2) >= GAUSS_THRESHOLD)
+        now = valid[idx[go]] & (np.exp(-0.5 * d2) >= GAUSS_THRESHOLD)
+        same = (now == inlier[idx[go]]).all(axis=1)
+        inlier[idx[go]] = now
+        fixed = idx[go][same]  # the same inliers give the same rounds to the last: their outliers go now
+        drop[fixed] = True
+        active[fixed] = False
     drop |= active  # ran all rounds: the last round's outliers go
     return drop[:, None] & valid & ~inlier

@@ -4,7 +4,7 @@ their shapes the photos' pixels).
 xatlas traps (docs: shared reference mesh-texturing.md 2.3): with `use_input_mesh_uvs` it still rescales
 each chart to its 3D area x `texels_per_unit`, so that is given in texels per metre; it may rotate or mirror
 a chart (baking goes through barycentrics, so that is harmless); with `resolution` set every page has
-that exact size, so one page sized to fit is tried first (resolution 0).
+that exact size and charts that do not fit go to more pages, so the page is sized from the charts' area.
 """
 
 from __future__ import annotations
@@ -20,6 +20,10 @@ from odm_core.texturing.charts import Charts
 UNSEEN_CHART_TEXELS = 4  # side of the chart unseen faces share (texrecon: a 3 x 3 black patch)
 PADDING = 2  # texels between charts (bilinear footprint added by xatlas)
 FIT_ATTEMPTS = 8  # single-material scale-downs tried before giving up
+FIRST_PAGE_UTILIZATION = 0.55  # the charts' 3D area x density over a first page's texels (one xatlas
+# run fits Brighton's models; xatlas packed 0.63-0.74 of a page, its padding adding 6-10% to the area)
+REFIT_UTILIZATION = 0.6  # an overflowed page's next size: the texels xatlas placed over this
+PAGE_STEP = 64  # page sides are multiples of this
 
 
 @dataclass(frozen=True)
@@ -74,21 +78,31 @@ def _run_xatlas(
 def _generate(
     mesh: TriangleMesh, charts: Charts, seen: np.ndarray, tpu: float, max_size: int, single: bool
 ) -> tuple[xatlas.Atlas, float]:
-    """One page sized to fit when it fits in max_size; else pages of max_size (several), or for a single
-    material the density scaled down until one page fits. Returns the atlas and the density used."""
+    """One square page sized from the charts' area (FIRST_PAGE_UTILIZATION), grown until they fit one page,
+    up to max_size; past that, pages of max_size (several), or for a single material the density scaled
+    down until one page fits. Returns the atlas and the density used.
+
+    (xatlas's own sizing, resolution 0, can return a strip: 20706 x 2237 texels for Brighton's 2.5D
+    model, whose charts fit one 6784 px square page.)"""
     p = np.asarray(mesh.vertices, np.float64)[charts.faces[seen]]
     area_m2 = 0.5 * np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1).sum()
-    if not single and area_m2 * tpu**2 > max_size**2:  # cannot fit one page: skip the trial packing
-        return _run_xatlas(mesh, charts, seen, tpu, max_size), tpu
     for _ in range(FIT_ATTEMPTS):
-        atlas = _run_xatlas(mesh, charts, seen, tpu, 0)
-        biggest = max(atlas.width, atlas.height)
-        if biggest <= max_size:
+        side = _page_side(area_m2 * tpu**2 / FIRST_PAGE_UTILIZATION, max_size)
+        atlas = _run_xatlas(mesh, charts, seen, tpu, side)
+        while atlas.atlas_count > 1 and side < max_size:  # the texels xatlas placed, at a lower utilization
+            placed = side * side * sum(atlas.get_utilization(i) for i in range(atlas.atlas_count))
+            side = _page_side(max(placed / REFIT_UTILIZATION, (side + PAGE_STEP) ** 2), max_size)
+            atlas = _run_xatlas(mesh, charts, seen, tpu, side)
+        if atlas.atlas_count <= 1 or not single:
             return atlas, tpu
-        if not single:
-            return _run_xatlas(mesh, charts, seen, tpu, max_size), tpu
-        tpu *= 0.98 * max_size / biggest
+        tpu *= 0.98 / np.sqrt(atlas.atlas_count)
     raise ValueError(f"the atlas does not fit one {max_size} px page after {FIT_ATTEMPTS} scale-downs")
+
+
+def _page_side(texels: float, max_size: int) -> int:
+    """The side of a square page of at least `texels` texels: a multiple of PAGE_STEP, at most max_size."""
+    side = PAGE_STEP * int(np.ceil(np.sqrt(texels) / PAGE_STEP))
+    return int(min(max(side, PAGE_STEP), max_size))
 
 
 def _place_dropped(charts: Charts, dropped: np.ndarray, vt_index: np.ndarray, pages: np.ndarray) -> None:
