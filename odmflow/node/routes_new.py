@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from typing import Any
 
 from fastapi import APIRouter, Request
 
@@ -16,7 +15,7 @@ from odmflow.node.multipart import Received, receive
 from odmflow.node.options import OptionsError
 
 router = APIRouter()
-Reply = dict[str, Any]
+Reply = lifecycle.Reply
 NOT_FOUND = {"error": "Invalid uuid (not found)"}
 MULTIPART_OVERHEAD = 1 << 20  # bytes of a request beyond its files' own (headers, fields)
 
@@ -52,10 +51,9 @@ async def _fields(request: Request) -> dict[str, str]:
 @router.post("/task/new/init")
 async def task_new_init(request: Request) -> Reply:
     rt = runtime(request)
-    set_uuid = request.headers.get("set-uuid") or None  # empty: none, as NodeODM reads it
-    uuid = lifecycle.new_uuid_ok(rt, set_uuid) if set_uuid is not None else _fresh_uuid(rt)
-    if uuid is None:
-        return {"error": f"Invalid set-uuid: {set_uuid}"}
+    uuid = _task_uuid(rt, request)
+    if isinstance(uuid, dict):
+        return uuid
     try:
         body = lifecycle.read_body(rt, await _fields(request))
     except (UploadError, OptionsError, ValueError) as err:
@@ -64,6 +62,14 @@ async def task_new_init(request: Request) -> Reply:
     paths.tmp.mkdir(parents=True)
     paths.body.write_text(json.dumps(body))
     return {"uuid": uuid}
+
+
+def _task_uuid(rt: Runtime, request: Request) -> str | Reply:
+    """The new task's uuid: the client's `set-uuid` header (ClusterODM) when valid and free, else a fresh
+    one; NodeODM's error reply for a bad or taken set-uuid."""
+    set_uuid = request.headers.get("set-uuid") or None  # empty: none, as NodeODM reads it
+    uuid = lifecycle.new_uuid_ok(rt, set_uuid) if set_uuid is not None else _fresh_uuid(rt)
+    return uuid if uuid is not None else {"error": f"Invalid set-uuid: {set_uuid}"}
 
 
 def _fresh_uuid(rt: Runtime) -> str:
@@ -113,10 +119,9 @@ async def task_new_commit(uuid: str, request: Request) -> Reply:
 async def task_new(request: Request) -> Reply:
     """The single-request path: fields and every file in one multipart body."""
     rt = runtime(request)
-    set_uuid = request.headers.get("set-uuid") or None  # empty: none, as NodeODM reads it
-    uuid = lifecycle.new_uuid_ok(rt, set_uuid) if set_uuid is not None else _fresh_uuid(rt)
-    if uuid is None:
-        return {"error": f"Invalid set-uuid: {set_uuid}"}
+    uuid = _task_uuid(rt, request)
+    if isinstance(uuid, dict):
+        return uuid
     paths = rt.store.paths(uuid)
     budget = Budget(rt.settings.max_upload_bytes)
     if _too_long(request, budget):

@@ -14,7 +14,7 @@ from odmflow.node.config import COMPLETED
 from odmflow.node.routes_new import runtime
 
 router = APIRouter()
-Reply = dict[str, Any]
+Reply = lifecycle.Reply
 
 # Named assets besides all.zip (WebODM's names), each one file of the project.
 ASSETS = {
