@@ -120,7 +120,11 @@ class MeshingOptions(StageOptions):
     """Options of the `odm_meshing` stage (the 3D and 2.5D meshes)."""
 
     mesh_octree_depth: int = Field(
-        11, ge=1, le=14, description="Octree depth of the Poisson reconstruction (8-12 usual; +1 = 4x faces)."
+        11,
+        ge=1,
+        le=14,
+        description="Octree depth of the Poisson reconstruction (8-12 usual; +1 = 4x faces); at most as fine "
+        "as the cloud's sampling.",
     )
     mesh_size: int = Field(
         200000, ge=100, le=100_000_000, description="The meshes' maximum vertex count (2x as many faces)."

@@ -5,6 +5,7 @@ selection and atlas, the per-page bakes and each model's files on Dask (nested f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from itertools import zip_longest
 from pathlib import Path
 from typing import TypeVar, cast
 
@@ -82,7 +83,9 @@ def mvs_texturing_units(
     done, its pages as soon as its atlas is, then its files (the plan in plan_file)."""
     plan: TexturingPlan = read_plan(plan_file)
     jobs = {job.model: job for job in plan.jobs}
-    terms = {job.model: [texturing_data_term.submit(u) for u in job.units] for job in plan.jobs}
+    terms: dict[str, list[PrefectFuture[tuple[str, float]]]] = {job.model: [] for job in plan.jobs}
+    for model, unit in _interleaved(plan.jobs):  # the models' data terms end together, so do their atlases
+        terms[model].append(texturing_data_term.submit(unit))
     atlases = {m: texturing_atlas.submit(plan, jobs[m], _upstream(f)) for m, f in terms.items()}
     every = [f for futures in terms.values() for f in futures]
     for k, _ in enumerate(as_completed(every), 1):
@@ -106,6 +109,12 @@ def mvs_texturing_units(
 
 
 T = TypeVar("T")
+
+
+def _interleaved(jobs: Sequence[ModelJob]) -> list[tuple[str, DataTermUnit]]:
+    """(model, unit) of every job's data-term units, taking one of each model's in turn."""
+    rounds = zip_longest(*[[(job.model, unit) for unit in job.units] for job in jobs])
+    return [pair for batch in rounds for pair in batch if pair is not None]
 
 
 def _upstream(futures: Sequence[PrefectFuture[T]]) -> list[T]:

@@ -15,7 +15,7 @@ from odm_core.layout import ProjectTree
 from odm_core.mesh.decimate import decimate
 from odm_core.mesh.height_field import HeightGrid, grid_mesh, height_grid
 from odm_core.mesh.ply import TriangleMesh, read_mesh_ply, write_mesh_ply
-from odm_core.mesh.poisson import screened_poisson, trim_to_cloud
+from odm_core.mesh.poisson import SCALE, poisson_depth, screened_poisson, trim_to_cloud
 from odm_core.options import MeshingOptions, PipelineOptions
 from odm_core.synthetic import SyntheticTruth
 from tests.conftest import SYNTHETIC
@@ -64,6 +64,25 @@ def test_poisson_trimmed_to_the_cloud_has_no_skirt(tmp_path: Path) -> None:
     assert trimmed.n_faces > 0.5 * poisson.mesh.n_faces
     assert cKDTree(pts).query(trimmed.vertices)[0].max() <= 0.3
     assert cKDTree(pts).query(trimmed.face_centres())[0].max() <= 0.4
+
+
+@pytest.mark.parametrize(
+    ("requested", "extent_m", "spacing_m", "expected"),
+    [
+        (11, 128.8, 0.129, 10),
+        (11, 128.8, 0.05, 11),
+        (11, 128.8, 0.0, 11),
+        (8, 128.8, 0.129, 8),
+        (12, 100, 1.0, 6),
+    ],
+)
+def test_poisson_depth_is_capped_at_the_clouds_sampling(
+    requested: int, extent_m: float, spacing_m: float, expected: int
+) -> None:
+    depth = poisson_depth(requested, extent_m, spacing_m)
+    assert depth == expected
+    if depth < requested:  # the deepest level whose cell is no finer than the sampling
+        assert SCALE * extent_m / 2**depth >= spacing_m > SCALE * extent_m / 2 ** (depth + 1)
 
 
 def test_mesh_ply_round_trip_and_decimation(tmp_path: Path) -> None:
@@ -126,5 +145,6 @@ def test_skip_3dmodel_and_use_3dmesh_choose_the_meshes(processed: ProjectTree, t
     result = run_stage(tree, "odm_meshing", MeshingOptions(use_3dmesh=True, mesh_octree_depth=8))
     assert tree.odm_mesh.is_file() and not tree.odm_25dmesh.exists()
     assert result.faces_25d is None and "3D mesh" in result.summary()[0]
+    assert result.poisson_depth == 8 and "Poisson depth 8:" in result.summary()[0]  # the user's, coarser
     manifest = json.loads(tree.manifest("odm_meshing").read_text())
     assert any(o.endswith("odm_mesh.ply") for o in manifest["outputs"])

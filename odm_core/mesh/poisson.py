@@ -34,6 +34,19 @@ class PoissonMesh:
     cell_m: float
 
 
+def poisson_depth(requested: int, extent_m: float, spacing_m: float) -> int:
+    """The octree depth to run: ODM's --mesh-octree-depth (`requested`), capped at the deepest level whose
+    finest cell (SCALE x extent_m / 2^depth, metres) is no finer than the cloud's point spacing (metres;
+    0 or less: no cap). A cell finer than the samples holds no detail they have: it only interpolates
+    between them, and each level deeper costs about 3x the time (Brighton, 282k points 12.9 cm apart:
+    depth 11 took 30.3 s and 1.8M faces to decimate, depth 10 10.4 s and 0.66M, the same surface to within
+    1 mm median of the cloud)."""
+    depth = requested
+    while spacing_m > 0 and depth > 1 and SCALE * extent_m / 2**depth < spacing_m:
+        depth -= 1
+    return depth
+
+
 def screened_poisson(xyz: np.ndarray, normals: np.ndarray, depth: int, threads: int) -> PoissonMesh:
     """Screened Poisson surface of points (N x 3, metres) with unit normals (N x 3) facing the cameras
     (zero normals, as a sparse cloud's: estimated from neighbours and turned up).

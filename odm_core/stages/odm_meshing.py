@@ -26,7 +26,7 @@ from odm_core.layout import ProjectTree
 from odm_core.mesh.decimate import decimate, target_faces
 from odm_core.mesh.height_field import grid_cell_m, grid_mesh, height_grid
 from odm_core.mesh.ply import TriangleMesh, write_mesh_ply
-from odm_core.mesh.poisson import screened_poisson, trim_to_cloud
+from odm_core.mesh.poisson import poisson_depth, screened_poisson, trim_to_cloud
 from odm_core.options import MeshingOptions
 from odm_core.worker import MapUnits, serial_map
 
@@ -46,6 +46,7 @@ class MeshingResult:
     faces_3d: int | None
     vertices_3d: int | None
     poisson_faces: int | None
+    poisson_depth: int | None
     trimmed_fraction: float | None
     faces_25d: int | None
     vertices_25d: int | None
@@ -58,8 +59,8 @@ class MeshingResult:
         if self.faces_3d is not None:
             lines.append(
                 f"odm_meshing: 3D mesh {self.faces_3d:,} faces, {self.vertices_3d:,} vertices (Poisson "
-                f"{self.poisson_faces:,} faces, {100 * (self.trimmed_fraction or 0):.1f}% trimmed where "
-                "no point supports it)"
+                f"depth {self.poisson_depth}: {self.poisson_faces:,} faces, "
+                f"{100 * (self.trimmed_fraction or 0):.1f}% trimmed where no point supports it)"
             )
         if self.faces_25d is not None:
             lines.append(
@@ -89,21 +90,24 @@ def odm_meshing(
     sampling = recorded_sampling_m(stats) or recorded_spacing_m(stats) or 0.0
     threads = num_threads if num_threads > 0 else 1
     outputs: list[Path] = []
-    mesh3d = surface = poisson_faces = trimmed = None
-    if not opts.skip_3dmodel:
-        progress(
-            0.05, f"Poisson reconstruction of {len(points):,} points (octree depth {opts.mesh_octree_depth})"
-        )
-        surface, poisson_faces, trimmed = _trimmed_3d(tree, points, sampling, opts, threads, progress)
-    else:
+    mesh3d = surface = poisson_faces = trimmed = depth = None
+    if opts.skip_3dmodel:
         tree.odm_mesh.unlink(missing_ok=True)
     if opts.use_3dmesh:
         tree.odm_25dmesh.unlink(missing_ok=True)
-    with ThreadPoolExecutor(max_workers=1) as pool:  # the 2.5D mesh beside the 3D decimation (one core)
+    with ThreadPoolExecutor(
+        max_workers=1
+    ) as pool:  # the 2.5D mesh beside Poisson, whose 2 threads scale poorly
         making_25d = None if opts.use_3dmesh else pool.submit(_mesh_25d, tree, points, opts)
-        if surface is not None:
+        if not opts.skip_3dmodel:
+            depth = _depth(opts, xyz(points), sampling)
+            progress(
+                0.05,
+                f"Poisson reconstruction of {len(points):,} points (octree depth {depth}); the 2.5D mesh",
+            )
+            surface, poisson_faces, trimmed = _trimmed_3d(tree, points, sampling, depth, threads, progress)
             faces = target_faces(max_vertices(opts.mesh_size, len(points)))
-            progress(0.65, f"decimating {surface.n_faces:,} faces to {faces:,}; the 2.5D mesh")
+            progress(0.65, f"decimating {surface.n_faces:,} faces to {faces:,}")
             mesh3d = decimate(surface, faces, tree.odm_meshing)
             outputs.append(write_mesh_ply(tree.odm_mesh, mesh3d))
         mesh25, cell = making_25d.result() if making_25d is not None else (None, None)
@@ -113,6 +117,7 @@ def odm_meshing(
         faces_3d=mesh3d.n_faces if mesh3d else None,
         vertices_3d=mesh3d.n_vertices if mesh3d else None,
         poisson_faces=poisson_faces,
+        poisson_depth=depth,
         trimmed_fraction=trimmed,
         faces_25d=mesh25.n_faces if mesh25 else None,
         vertices_25d=mesh25.n_vertices if mesh25 else None,
@@ -121,11 +126,23 @@ def odm_meshing(
     )
 
 
+def _depth(opts: MeshingOptions, pos: np.ndarray, sampling_m: float) -> int:
+    """--mesh-octree-depth, capped where a cell would be finer than the cloud's sampling (said in the log)."""
+    depth = poisson_depth(opts.mesh_octree_depth, float(np.max(np.ptp(pos, axis=0))), sampling_m)
+    if depth < opts.mesh_octree_depth:
+        log.info(
+            "odm_meshing: Poisson octree depth %d, not --mesh-octree-depth %d: a deeper cell would be finer "
+            "than the cloud's %.1f cm sampling (raise --pc-quality for a denser cloud and a finer mesh)",
+            depth, opts.mesh_octree_depth, 100 * sampling_m,
+        )  # fmt: skip
+    return depth
+
+
 def _trimmed_3d(
     tree: ProjectTree,
     points: np.ndarray,
     sampling_m: float,
-    opts: MeshingOptions,
+    depth: int,
     threads: int,
     progress: Progress,
 ) -> tuple[TriangleMesh, int, float]:
@@ -133,7 +150,7 @@ def _trimmed_3d(
     pos = xyz(points)
     normals = np.column_stack([points[f"n{a}"] for a in "xyz"])
     try:
-        poisson = screened_poisson(pos, normals, opts.mesh_octree_depth, threads)
+        poisson = screened_poisson(pos, normals, depth, threads)
     except ValueError as err:
         raise OdmStageError(f"odm_meshing: {err} (from {tree.filtered_point_cloud})") from None
     distance = max(TRIM_SAMPLINGS * sampling_m, TRIM_CELLS * poisson.cell_m)

@@ -16,7 +16,7 @@ from odm_core.texturing.raster import bbox_texels, rasterise, read_photo, sample
 from odm_core.worker import load_arrays, peak_rss_mb, prepare_unit
 
 CHUNK_TEXELS = 4_000_000  # texel bounding boxes rasterised at once (~100 MB of per-texel arrays)
-PNG_COMPRESSION = 3
+PNG_COMPRESSION = 1  # zlib level: 6912 px page 3.6 -> 2.7 s for 2% more bytes
 GUTTER_BAND_ROWS = 1024  # rows of a page grown at once
 
 

