@@ -62,6 +62,11 @@ class ProjectTree:
         return self.opensfm / "colmap" / "database.db"
 
     @property
+    def sfm_features(self) -> Path:
+        """The feature units' files, `<photo>.features.npz` (OpenSfM's features/ folder), kept across runs."""
+        return self.opensfm / "features"
+
+    @property
     def colmap_model(self) -> Path:
         """COLMAP's binary model of the largest reconstruction, in UTM-offset coordinates."""
         return self.opensfm / "colmap" / "sparse"
@@ -290,11 +295,3 @@ class ProjectTree:
     @property
     def digest_cache(self) -> Path:
         return self.state / "digests.json"
-
-    @property
-    def log_json(self) -> Path:
-        return self.root / "log.json"
-
-    @property
-    def options_json(self) -> Path:
-        return self.root / "options.json"

@@ -24,6 +24,7 @@ MEMORY_FRACTION = 0.8  # of this machine's RAM, shared by the local workers
 # What the stages' units import, loaded by a run's shared workers while the run's earlier stages work.
 WORKER_MODULES = (
     "prefect.task_engine",
+    "odm_core.sfm.extract",
     "odm_core.dense.units",
     "odm_core.dense.score",
     "odm_core.dense.fusion",

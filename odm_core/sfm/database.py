@@ -1,8 +1,7 @@
-"""The COLMAP database that structure from motion works from: photos, SIFT features, focal and GPS priors."""
+"""The COLMAP database that structure from motion works from: photos, cameras, focal and GPS priors."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -19,8 +18,6 @@ from odm_core.photos.photo import Photo
 from odm_core.sfm.features import feature_process_size
 from odm_core.sfm.gps import gps_local_m
 
-Progress = Callable[[float, str], None]
-
 COLMAP_MODEL: dict[str, str] = {
     "auto": "RADIAL",
     "perspective": "RADIAL",
@@ -30,37 +27,23 @@ COLMAP_MODEL: dict[str, str] = {
 }
 
 
-def extract_features(
-    tree: ProjectTree, photos: list[Photo], opts: OpensfmOptions, num_threads: int, progress: Progress
-) -> None:
-    """SIFT features for every photo, in chunks so progress can be reported."""
-    ext = pycolmap.FeatureExtractionOptions()
-    ext.max_image_size = max(feature_process_size(p.width, p.height, opts.feature_quality) for p in photos)
-    ext.sift.max_num_features = opts.min_num_features
-    ext.num_threads = num_threads
+def import_photos(
+    tree: ProjectTree, photos: list[Photo], opts: OpensfmOptions
+) -> tuple[dict[str, int], Path | None]:
+    """The photos and their cameras into a new COLMAP database (CameraMode.AUTO: one camera per model
+    and size), each started from its EXIF focal; returns (photo name -> feature process size in px, the
+    folder of COLMAP masks or None)."""
     reader = pycolmap.ImageReaderOptions()
     reader.camera_model = COLMAP_MODEL[opts.camera_lens]
     names = [p.filename for p in photos]
-    if write_masks(tree.images, names, tree.colmap_database.parent / "masks"):
-        reader.mask_path = str(tree.colmap_database.parent / "masks")
-    # Images and cameras first, in one call, so CameraMode.AUTO shares a camera across all chunks.
+    masks = tree.colmap_database.parent / "masks"
     pycolmap.Database.open(tree.colmap_database).close()
     pycolmap.import_images(
         tree.colmap_database, tree.images, pycolmap.CameraMode.AUTO, image_names=names, options=reader
     )
-    chunk = max(4, 2 * max(num_threads, 1))
-    for start in range(0, len(names), chunk):
-        progress(0.4 * start / len(names), f"extracting features ({start}/{len(names)} photos)")
-        pycolmap.extract_features(
-            tree.colmap_database,
-            tree.images,
-            image_names=names[start : start + chunk],
-            camera_mode=pycolmap.CameraMode.AUTO,
-            reader_options=reader,
-            extraction_options=ext,
-            device=pycolmap.Device.cpu,
-        )
     set_prior_focals(tree.colmap_database, photos)
+    sizes = {p.filename: feature_process_size(p.width, p.height, opts.feature_quality) for p in photos}
+    return sizes, masks if write_masks(tree.images, names, masks) else None
 
 
 def write_masks(images: Path, names: list[str], out: Path) -> int:

@@ -163,3 +163,14 @@ def write_ply(path: Path, xyz: np.ndarray, rgb: np.ndarray) -> Path:
 def write_laz(path: Path, xyz_utm: np.ndarray, rgb: np.ndarray, georef: GeoReference) -> Path:
     """LAZ (LAS 1.4, point format 7 with RGB) in full UTM coordinates with the CRS as WKT."""
     return write_las(path, las_points(xyz_utm, rgb, georef.crs), compress=True)
+
+
+def write_reference_lla(tree: ProjectTree, georef: GeoReference | None) -> list[Path]:
+    """OpenSfM's reference_lla.json (the model's origin in WGS84) when georeferenced; removed otherwise,
+    so later stages never take a local model for a georeferenced one."""
+    if georef is None:
+        tree.reference_lla_json.unlink(missing_ok=True)
+        return []
+    lon, lat, alt = utm_to_lla(georef.epsg, georef.offset)[0]
+    reference = {"latitude": float(lat), "longitude": float(lon), "altitude": float(alt)}
+    return [write_json(tree.reference_lla_json, reference)]

@@ -13,24 +13,26 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from uuid import uuid4
 
 import numpy as np
 import pycolmap
 
 from odm_core.artifacts import write_json
-from odm_core.errors import OdmStageError
-from odm_core.geo.georef import GeoReference, utm_to_lla
+from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
 from odm_core.sfm import export as sfm_export
 from odm_core.sfm import gcp_stats
 from odm_core.sfm.align import Alignment, align
-from odm_core.sfm.database import extract_features, write_pose_priors
+from odm_core.sfm.database import import_photos, write_pose_priors
+from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_features
 from odm_core.sfm.figures import report_figures
 from odm_core.sfm.focal import settle_focal
 from odm_core.sfm.gcp_adjust import GcpAdjustment, adjust_to_gcps
 from odm_core.sfm.gps import finite_or_none, gps_errors, gps_local_m, gps_residuals_m
+from odm_core.sfm.mapping import incremental_mapping
 from odm_core.sfm.matching import match_features
 from odm_core.worker import MapUnits, serial_map
 
@@ -87,29 +89,65 @@ def _noop(fraction: float, message: str) -> None:
     return None
 
 
-def opensfm(
-    tree: ProjectTree, opts: OpensfmOptions, num_threads: int = -1, progress: Progress = _noop
-) -> OpensfmResult:
-    """Run SfM on the photos of images.json and write the model in ODM's and COLMAP's formats."""
+def plan_opensfm(tree: ProjectTree, opts: OpensfmOptions, key: str) -> list[FeatureUnit]:
+    """A new COLMAP database with the photos and cameras of images.json, and one feature unit per photo
+    (their files in opensfm/features/, reused where the checkpoint `key` + the unit's own match; the files
+    of photos no longer in the project removed)."""
     photos = load_photos(tree.images_json)
-    georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
     work = tree.colmap_database.parent
     shutil.rmtree(work, ignore_errors=True)  # never resume from a half-written database
     work.mkdir(parents=True)
-    db = tree.colmap_database
+    sizes, masks = import_photos(tree, photos, opts)
+    units = plan_features(tree.images, sizes, opts.min_num_features, masks, tree.sfm_features, key)
+    wanted = {Path(u.out).name for u in units}
+    for stale in tree.sfm_features.glob("*.features.npz*"):
+        if stale.name.removesuffix(".json") not in wanted:
+            stale.unlink()
+    return units
 
-    extract_features(tree, photos, opts, num_threads, progress)
+
+def opensfm(
+    tree: ProjectTree,
+    opts: OpensfmOptions,
+    num_threads: int = -1,
+    progress: Progress = _noop,
+    key: str = "",
+    map_units: MapUnits = serial_map,
+) -> OpensfmResult:
+    """Run SfM on the photos of images.json and write the model in ODM's and COLMAP's formats; the feature
+    units through map_units, their checkpoints reused only under the same non-empty `key`."""
+    units = plan_opensfm(tree, opts, key or f"unkeyed-{uuid4().hex}")
+    progress(0.0, f"extracting features ({len(units)} photos)")
+    files = map_units(extract_features, units)
+    return finish_opensfm(
+        tree, opts, {u.name: Path(f) for u, f in zip(units, files, strict=True)}, num_threads, progress
+    )
+
+
+def finish_opensfm(
+    tree: ProjectTree,
+    opts: OpensfmOptions,
+    features: dict[str, Path],
+    num_threads: int = -1,
+    progress: Progress = _noop,
+) -> OpensfmResult:
+    """From the photos' feature files (photo name -> unit file): matching, incremental mapping, alignment
+    to GPS and GCPs, and the model files."""
+    photos = load_photos(tree.images_json)
+    georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
+    work = tree.colmap_database.parent
+    db = tree.colmap_database
+    write_features(db, features)
     gps_photos = write_pose_priors(db, photos, georef)
     georeferenced = georef is not None and gps_photos >= MIN_GPS_PHOTOS
     progress(0.45, "matching features")
     match_features(db, photos, georef if georeferenced else None, opts, num_threads, work)
     progress(0.7, "incremental mapping")
-    rec = _map(db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress)
+    rec = incremental_mapping(
+        db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress
+    )
 
-    registered = {im.name for im in rec.images.values() if im.has_pose}
-    unregistered = tuple(sorted(p.filename for p in photos if p.filename not in registered))
-    if unregistered:
-        log.warning("%d photo(s) did not register: %s", len(unregistered), ", ".join(unregistered))
+    registered, unregistered = _registration(rec, photos)
     rec, focal_note = settle_focal(rec, db)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
     alignment, adjustment = _ground_control(
@@ -122,7 +160,7 @@ def opensfm(
     progress(0.95, "writing the reconstruction")
     residuals = gps_residuals_m(rec, photos, model_georef) if model_georef else {}
     outputs = sfm_export.write_all(tree, rec, photos, model_georef, opts.camera_lens)
-    outputs += _write_reference(tree, rec, model_georef)
+    outputs += sfm_export.write_reference_lla(tree, model_georef)
     stats = _stats(rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment)
     stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
     stats.update(report_figures(tree.colmap_database, rec))
@@ -221,35 +259,13 @@ def _adjust_to_gcps(
     )
 
 
-def _map(
-    db: Path,
-    images: Path,
-    out: Path,
-    use_priors: bool,
-    num_threads: int,
-    n_photos: int,
-    progress: Progress,
-) -> pycolmap.Reconstruction:
-    """Incremental mapping with bundle adjustment; the largest model is kept."""
-    opts = pycolmap.IncrementalPipelineOptions()
-    opts.num_threads = num_threads
-    opts.use_prior_position = use_priors
-    opts.use_robust_loss_on_prior_position = use_priors
-    opts.min_model_size = min(opts.min_model_size, max(2, n_photos // 2))
-    out.mkdir(parents=True, exist_ok=True)
-    registered = [0]
-
-    def on_next_image() -> None:
-        registered[0] += 1
-        progress(0.7 + 0.25 * min(registered[0] / n_photos, 1.0), f"registered {registered[0]} photos")
-
-    models = pycolmap.incremental_mapping(db, images, out, opts, next_image_callback=on_next_image)
-    if not models:
-        raise OdmStageError(
-            "structure from motion found no model: the photos share too few matching features "
-            "(check overlap, or raise --min-num-features / --feature-quality)"
-        )
-    return max(models.values(), key=lambda r: r.num_reg_images())
+def _registration(rec: pycolmap.Reconstruction, photos: list[Photo]) -> tuple[set[str], tuple[str, ...]]:
+    """(the registered photos' names, the others' sorted), the others logged."""
+    registered = {im.name for im in rec.images.values() if im.has_pose}
+    unregistered = tuple(sorted(p.filename for p in photos if p.filename not in registered))
+    if unregistered:
+        log.warning("%d photo(s) did not register: %s", len(unregistered), ", ".join(unregistered))
+    return registered, unregistered
 
 
 def _stats(
@@ -273,22 +289,9 @@ def _stats(
     }
 
 
-def _write_reference(
-    tree: ProjectTree, rec: pycolmap.Reconstruction, georef: GeoReference | None
-) -> list[Path]:
-    """OpenSfM's reference_lla.json (the model's origin in WGS84) when georeferenced; removed otherwise,
-    so later stages never take a local model for a georeferenced one."""
-    if georef is None:
-        tree.reference_lla_json.unlink(missing_ok=True)
-        return []
-    lon, lat, alt = utm_to_lla(georef.epsg, georef.offset)[0]
-    reference = {"latitude": float(lat), "longitude": float(lon), "altitude": float(alt)}
-    return [write_json(tree.reference_lla_json, reference)]
-
-
 def run(
     tree: ProjectTree, opts: OpensfmOptions, key: str = "", map_units: MapUnits = serial_map
 ) -> OpensfmResult:
-    """The stage in one process (what tests, benchmarks and scripts call; `key` and `map_units` serve
-    the stages that fan out units, this one has none)."""
-    return opensfm(tree, opts)
+    """The stage in one process (what tests, benchmarks and scripts call): its feature units through
+    map_units, reused under the same `key`."""
+    return opensfm(tree, opts, key=key, map_units=map_units)

@@ -1,0 +1,43 @@
+"""Incremental mapping: COLMAP's incremental pipeline with bundle adjustment, GPS positions as priors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pycolmap
+
+from odm_core.errors import OdmStageError
+
+Progress = Callable[[float, str], None]
+
+
+def incremental_mapping(
+    db: Path,
+    images: Path,
+    out: Path,
+    use_priors: bool,
+    num_threads: int,
+    n_photos: int,
+    progress: Progress,
+) -> pycolmap.Reconstruction:
+    """Incremental mapping with bundle adjustment; the largest model is kept."""
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.num_threads = num_threads
+    opts.use_prior_position = use_priors
+    opts.use_robust_loss_on_prior_position = use_priors
+    opts.min_model_size = min(opts.min_model_size, max(2, n_photos // 2))
+    out.mkdir(parents=True, exist_ok=True)
+    registered = [0]
+
+    def on_next_image() -> None:
+        registered[0] += 1
+        progress(0.7 + 0.25 * min(registered[0] / n_photos, 1.0), f"registered {registered[0]} photos")
+
+    models = pycolmap.incremental_mapping(db, images, out, opts, next_image_callback=on_next_image)
+    if not models:
+        raise OdmStageError(
+            "structure from motion found no model: the photos share too few matching features "
+            "(check overlap, or raise --min-num-features / --feature-quality)"
+        )
+    return max(models.values(), key=lambda r: r.num_reg_images())
