@@ -1001,3 +1001,65 @@ def test_numbers_convert_and_max_concurrency_is_capped() -> None:
     errors = {e["name"]: e["error"] for e in json.loads(str(bad.value))}
     assert errors["mesh-octree-depth"].startswith("Invalid value 99 (out of range")
     assert errors["pc-quality"] == "Invalid value x (not in enum)"
+
+
+# Cancel and remove while the run is being submitted (Pending): Prefect lets it leave Cancelled
+
+
+def _pending_task(server: NodeServer, fake: FakePrefect, photos: list[str]) -> tuple[Any, str]:
+    """A task whose flow run its worker is submitting (Pending), as the node sees it."""
+    task = Node("127.0.0.1", server.settings.port, TOKEN).create_task(photos, {})
+    run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+    fake.set(run, StateType.PENDING)
+    wait_for(lambda: server.rt.store.get(task.uuid).phase == "run", what="the task's run")
+    return task, run
+
+
+def test_a_run_cancelled_while_pending_stays_cancelled_when_its_worker_starts_it(
+    tmp_path: Path, photos: list[str]
+) -> None:
+    fake = FakePrefect()
+    with NodeServer(settings_for(tmp_path / "data", settle_s=3.0), fake) as server:
+        task, run = _pending_task(server, fake, photos)
+        assert task.cancel() is True and fake.runs[run].state.is_cancelled()
+        fake.set(run, StateType.RUNNING)  # its worker starts it anyway: Prefect allows Cancelled -> Running
+        wait_for(lambda: fake.cancelled.count(run) == 2, what="the run cancelled again")
+        assert fake.runs[run].state.is_cancelled()
+        info = task.info()
+        assert info.status == TaskStatus.CANCELED
+        wait_for(lambda: not server.rt.guards, what="the run to settle")  # settled: no longer watched
+        assert status(task) == 50 and fake.cancelled.count(run) == 2
+
+
+def test_remove_while_pending_deletes_what_the_run_wrote_after_the_removal(
+    tmp_path: Path, photos: list[str]
+) -> None:
+    fake = FakePrefect()
+    with NodeServer(settings_for(tmp_path / "data", settle_s=3.0), fake) as server:
+        task, run = _pending_task(server, fake, photos)
+        project = Path(fake.params[run]["project"])
+        assert task.remove() is True and not project.exists()
+        late = project / ".odmflow" / "results" / "dataset"  # the run, started anyway, writes its results
+        late.parent.mkdir(parents=True)
+        late.write_bytes(b"x")
+        fake.set(run, StateType.RUNNING)
+        reply = post({"url": server.settings.url}, "/task/new/init", headers={"set-uuid": task.uuid}).json()
+        assert reply == {"error": f"Invalid set-uuid: {task.uuid}"}  # the uuid stays taken meanwhile
+        wait_for(lambda: fake.cancelled.count(run) == 2, what="the run cancelled again")
+        wait_for(lambda: not project.exists(), what="the late files deleted once the run settled")
+        assert not server.rt.guards and server.rt.store.get(task.uuid) is None
+
+
+def test_orphan_task_folders_are_deleted_when_the_node_starts(tmp_path: Path, photos: list[str]) -> None:
+    data = tmp_path / "data"
+    fake = FakePrefect()
+    with NodeServer(settings_for(data), fake) as server:
+        kept = Node("127.0.0.1", server.settings.port, TOKEN).create_task(photos, {})
+        wait_for(lambda: (data / kept.uuid / "images").is_dir(), what="the task's images")
+    orphan = data / "0b8e3c7e-4b7a-4f43-9a3e-0c6b6c5b2a11"
+    (orphan / ".odmflow" / "results").mkdir(parents=True)
+    (orphan / ".odmflow" / "results" / "dataset").write_bytes(b"x")
+    (data / "notes").mkdir()  # not a task folder: left alone
+    with NodeServer(settings_for(data), fake) as server:
+        assert not orphan.exists() and (data / "notes").is_dir()
+        assert (data / kept.uuid / "images").is_dir() and server.rt.store.get(kept.uuid) is not None

@@ -43,6 +43,7 @@ class NodeSettings:
     `token`: required on every API call when set (`?token=`); a node listening beyond loopback must have
     one. `max_upload_bytes`: the most a task's uploads may hold. `max_images`: None is unlimited.
     `max_concurrency`: the cap (and default) of each task's --max-concurrency, as NodeODM's.
+    `settle_s`: how long a cancelled flow run must stay final before the node stops cancelling it again.
     """
 
     data_dir: Path
@@ -55,6 +56,7 @@ class NodeSettings:
     max_images: int | None = None
     max_concurrency: int = os.cpu_count() or 1
     poll_s: float = 2.0
+    settle_s: float = 120.0  # a cancelled run is watched until it has stayed final this long
     webhook: str | None = None  # called for every finished task, beside the task's own
 
     def __post_init__(self) -> None:
