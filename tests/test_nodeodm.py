@@ -1063,3 +1063,37 @@ def test_orphan_task_folders_are_deleted_when_the_node_starts(tmp_path: Path, ph
     with NodeServer(settings_for(data), fake) as server:
         assert not orphan.exists() and (data / "notes").is_dir()
         assert (data / kept.uuid / "images").is_dir() and server.rt.store.get(kept.uuid) is not None
+
+
+# Uploads cut short
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    """Files under `folder` this process (the node runs in a thread of it) holds open."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+def test_an_upload_cut_before_its_closing_boundary_is_refused_deleted_and_closed(
+    node: dict[str, Any],
+) -> None:
+    cut = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="images"; filename="cut.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + b"\xff\xd8\xff" + b"x" * 59_997
+    )  # a part's header and 60000 bytes of a JPEG, then nothing: no closing boundary
+    headers = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+    uuid = init(node)["uuid"]
+    reply = post(node, f"/task/new/upload/{uuid}", data=cut, headers=headers).json()
+    assert reply == {"error": "Unexpected end of form"}  # busboy's words; pyodm may send it again
+    assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"] and not _open_files_under(node["data"])
+    single = post(node, "/task/new", data=cut, headers=headers).json()
+    assert single == {"error": "Unexpected end of form"}
+    assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"] and not _open_files_under(node["data"])
+    assert get(node, "/task/list").json() == [] and node["fake"].runs == {}
