@@ -1097,3 +1097,15 @@ def test_an_upload_cut_before_its_closing_boundary_is_refused_deleted_and_closed
     assert single == {"error": "Unexpected end of form"}
     assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"] and not _open_files_under(node["data"])
     assert get(node, "/task/list").json() == [] and node["fake"].runs == {}
+
+
+def test_seed_zip_size_limit_holds_whatever_the_case_of_its_name(node: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("opensfm/big.bin", b"\0" * 300_000)  # the node's limit: 64 KiB x 4 unpacked
+    assert len(buf.getvalue()) < 10_000
+    uuid = init(node)["uuid"]
+    assert upload(node, uuid, ("a.jpg", b"x" * 10), ("SEED.ZIP", buf.getvalue())) == {"success": True}
+    reply = post(node, f"/task/new/commit/{uuid}").json()
+    assert "seed.zip" in reply["error"] and "upload limit" in reply["error"]
+    assert leftovers(node["data"]) == [] and node["fake"].runs == {}

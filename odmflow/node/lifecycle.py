@@ -12,7 +12,7 @@ from typing import Any
 
 from odmflow.node import guard
 from odmflow.node.config import CANCELED, COMPLETED, FAILED, FINAL, RUNNING, UUID_RE
-from odmflow.node.files import SEED, UploadError, check_seed, route_inputs
+from odmflow.node.files import UploadError, check_seeds, route_inputs
 from odmflow.node.monitor import Runtime, finished
 from odmflow.node.options import OptionsError, parse_client_options
 from odmflow.node.packing import safe_outputs
@@ -74,8 +74,7 @@ def commit(rt: Runtime, uuid: str, body: Reply) -> Reply:
     if not names:
         return {"error": "Need at least 1 file."}  # the client may still upload, then commit
     try:
-        if SEED in names:
-            check_seed(paths.tmp / SEED, rt.settings.max_upload_bytes * 4)
+        check_seeds(paths.tmp, names, rt.settings.max_upload_bytes * 4)
         options = parse_client_options(
             body["options"], rt.settings.max_concurrency, post_processing=not body["skipPostProcessing"]
         )
