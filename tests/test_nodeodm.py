@@ -1109,3 +1109,36 @@ def test_seed_zip_size_limit_holds_whatever_the_case_of_its_name(node: dict[str,
     reply = post(node, f"/task/new/commit/{uuid}").json()
     assert "seed.zip" in reply["error"] and "upload limit" in reply["error"]
     assert leftovers(node["data"]) == [] and node["fake"].runs == {}
+
+
+# /options' domains agree with what the node accepts
+
+
+def _nodeodm_accepts(domain: str, value: float) -> bool:
+    """NodeODM's (and ClusterODM's) check of a number against a string domain (libs/odmInfo.js)."""
+    if m := re.fullmatch(r"(float|integer): ([\-\+\.\d]+) <= x <= ([\-\+\.\d]+)", domain):
+        return float(m[2]) <= value <= float(m[3])
+    if m := re.fullmatch(r"(float|integer) (>=|>|<|<=) ([\-\+\.\d]+)", domain):
+        n = float(m[3])
+        return {">=": value >= n, ">": value > n, "<": value < n, "<=": value <= n}[m[2]]
+    return True
+
+
+@pytest.mark.parametrize("spec", [s for s in NODE_OPTIONS if s.bounds], ids=lambda s: s.name)
+def test_option_domains_refuse_what_the_node_refuses(spec: Any) -> None:
+    from pydantic import ValidationError
+
+    from odm_core.option_specs import pipeline_options
+
+    for op, bound in spec.bounds:
+        if op in ("lt", "le") and "<" not in spec.node_domain:
+            continue  # a float range with a strict bound shows that bound only; the node checks this one
+        step = 1 if spec.kind == "int" else 0.001
+        for value in (bound, bound - step if op in ("gt", "ge") else bound + step):
+            value = int(value) if spec.kind == "int" else value
+            try:
+                pipeline_options({spec.name: value})
+                node_ok = True
+            except ValidationError:
+                node_ok = False
+            assert _nodeodm_accepts(spec.node_domain, value) == node_ok, (spec.node_domain, value)
