@@ -10,7 +10,7 @@ import typer
 
 from odmflow.cli_errors import fail
 
-TOKEN_ENV = "ODMFLOW_NODE_TOKEN"
+TOKEN_ENV = "ODMFLOW_NODE_TOKEN"  # also how `server up` gives the node its token (not on its command line)
 
 
 def node(
@@ -21,7 +21,11 @@ def node(
         int, typer.Option(min=1, max=65535, help="Port to listen on (NodeODM's is 3000).")
     ] = 3000,
     token: Annotated[
-        str, typer.Option(envvar=TOKEN_ENV, help="Token clients pass as ?token= (WebODM's node token).")
+        str,
+        typer.Option(
+            envvar=TOKEN_ENV,
+            help=f"Token clients pass as ?token= (WebODM's node token); ${TOKEN_ENV} keeps it out of `ps`.",
+        ),
     ] = "",
     data: Annotated[
         Path | None,
