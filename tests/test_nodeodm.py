@@ -392,7 +392,7 @@ def test_a_failed_run_reports_its_error_output_and_webhook(node: dict[str, Any],
     info = task.info()
     assert info.last_error == "OdmInputError: no GPS in: - a.jpg - b.jpg"
     assert task.output()[-1] == "[INFO] dataset: reading 2 photos"
-    assert info.progress < 100 and len(received) == 1 and received[0]["status"]["code"] == 30
+    assert info.progress == 100 and len(received) == 1 and received[0]["status"]["code"] == 30
 
 
 # E. Other clients' shapes
@@ -547,6 +547,21 @@ def test_a_node_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     }
     done = run_cli(["node", "--host", "0.0.0.0", "--port", "1", "--data", str(tmp_path)], env, timeout=60)
     assert done.returncode == 2 and "--token" in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_node_on_a_busy_port_says_so_before_announcing_itself(tmp_path: Path) -> None:
+    import socket
+
+    from tests.conftest import REPO, run_cli
+
+    env = {"PATH": "/usr/bin:/bin", "PREFECT_API_URL": "http://127.0.0.1:1/api", "PYTHONPATH": str(REPO)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(["node", "--port", str(port), "--data", str(tmp_path / "d")], env, timeout=60)
+    assert done.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "another --port" in done.stderr and "NodeODM API at" not in done.stderr
 
 
 def test_server_up_makes_a_token_only_beyond_loopback() -> None:
@@ -1026,7 +1041,7 @@ def test_a_run_cancelled_while_pending_stays_cancelled_when_its_worker_starts_it
         wait_for(lambda: fake.cancelled.count(run) == 2, what="the run cancelled again")
         assert fake.runs[run].state.is_cancelled()
         info = task.info()
-        assert info.status == TaskStatus.CANCELED
+        assert info.status == TaskStatus.CANCELED and info.progress == 100  # NodeODM's 100 once ended
         wait_for(lambda: not server.rt.guards, what="the run to settle")  # settled: no longer watched
         assert status(task) == 50 and fake.cancelled.count(run) == 2
 
@@ -1063,6 +1078,19 @@ def test_orphan_task_folders_are_deleted_when_the_node_starts(tmp_path: Path, ph
     with NodeServer(settings_for(data), fake) as server:
         assert not orphan.exists() and (data / "notes").is_dir()
         assert (data / kept.uuid / "images").is_dir() and server.rt.store.get(kept.uuid) is not None
+
+
+def test_a_failed_tasks_error_shows_no_path_of_the_server(node: dict[str, Any], photos: list[str]) -> None:
+    fake = node["fake"]
+    task = node["node"].create_task(photos[:2])
+    run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+    project = fake.params[run]["project"]
+    fake.set(run, StateType.RUNNING)
+    message = f"OdmInputError: No images folder {project}/images (nor in {node['data']}/other)"
+    fake.set(run, StateType.FAILED, message)
+    with pytest.raises(TaskFailedError):
+        task.wait_for_completion(interval=0.2)
+    assert task.info().last_error == "OdmInputError: No images folder images (nor in <node data>/other)"
 
 
 # Uploads cut short

@@ -120,7 +120,7 @@ async def initialise(rt: Runtime, record: TaskRecord) -> None:
         shutil.rmtree(paths.tmp, ignore_errors=True)
         shutil.rmtree(paths.images, ignore_errors=True)
         if rt.store.get(record.uuid) is record:
-            record.end(FAILED, str(err) or type(err).__name__)
+            record.end(FAILED, rt.store.relative(record.uuid, str(err)) or type(err).__name__)
             finished(rt, record)
         elif not any(g.uuid == record.uuid for g in rt.guards.values()):
             rt.store.purge(record.uuid)  # removed meanwhile, and no run of it to wait for
@@ -171,7 +171,7 @@ async def restart(rt: Runtime, uuid: str, raw_options: str | None) -> Reply:
     try:
         await start_run(rt, record)
     except Exception as err:
-        record.end(FAILED, f"Could not start the run: {err}")
+        record.end(FAILED, rt.store.relative(uuid, f"Could not start the run: {err}"))
         finished(rt, record)
         return {"success": False, "error": f"Could not restart: {err}"}
     return {"success": True}

@@ -118,7 +118,7 @@ async def pack(rt: Runtime, record: TaskRecord) -> None:
     except InterruptedError:
         return
     except OSError as err:
-        record.end(FAILED, f"Could not write all.zip: {err}")
+        record.end(FAILED, rt.store.relative(record.uuid, f"Could not write all.zip: {err}"))
         finished(rt, record)
         return
     if record.canceled or rt.store.get(record.uuid) is not record:
@@ -153,7 +153,7 @@ def apply_run(rt: Runtime, record: TaskRecord, run: FlowRun, progress: float | N
         record.raise_progress(93.0)
         rt.spawn(pack(rt, record))
     elif kind in (StateType.FAILED, StateType.CRASHED):
-        record.end(FAILED, _error_of(run))
+        record.end(FAILED, rt.store.relative(record.uuid, _error_of(run)))
         rt.spawn(_late_logs(rt, record))
     elif kind in (StateType.CANCELLING, StateType.CANCELLED):
         record.canceled = True

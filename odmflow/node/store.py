@@ -102,6 +102,19 @@ class TaskStore:
             shutil.rmtree(folder, ignore_errors=True)
         self._removed.discard(uuid)
 
+    def relative(self, uuid: str, text: str) -> str:
+        """A message for remote clients: paths in the task's folder made relative to it, the node's
+        other paths hidden (a client has no business knowing where the node keeps its data)."""
+        paths = self.paths(uuid)
+        for prefix, short in (
+            (f"{paths.tmp}/", ""),
+            (f"{paths.root}/", ""),
+            (str(paths.root), "."),
+            (str(self.data_dir), "<node data>"),
+        ):
+            text = text.replace(prefix, short)
+        return text
+
     def drop_stale_uploads(self, max_age_s: float) -> list[str]:
         """Delete uploads never committed, untouched for max_age_s (NodeODM: 2880 min); their uuids."""
         dropped = []
