@@ -9,6 +9,7 @@ added by adding a Field to its stage's model and nothing else.
 
 from __future__ import annotations
 
+import math
 import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -118,23 +119,28 @@ class OptionSpec:
 
     @property
     def node_domain(self) -> list[str] | str:
-        """The domain in NodeODM's grammar, which clients (ClusterODM, WebODM) parse: the choices (with the
-        default), "json" for a GeoJSON value, "" for a flag, "integer: a <= x <= b", "float > a", "string"...
+        """The domain in NodeODM's grammar, which clients (ClusterODM, WebODM) check values against: the
+        choices (with the default), "json" for a GeoJSON value, "" for a flag, "integer: a <= x <= b",
+        "float > a", "string"...
 
-        NodeODM's range form has no strict bounds, so a range with one is written inclusive; the node
-        still refuses the bound itself when a task is created.
+        It comes from the same bounds as the model's check, strict or not, so a client refuses what the
+        node refuses. NodeODM's range form is inclusive only: an integer's strict bound becomes the next
+        integer, and a float range with a strict bound is written as that bound alone ("float > 0", as
+        ODM's own help says); the node still checks the other bound when a task is created.
         """
         if self.choices is not None:
             return [*self.choices, *([] if str(self.default) in self.choices else [str(self.default)])]
         if self.text == "geojson_file":
             return "json"
         words = {"int": "integer", "float": "float", "string": "string", "bool": ""}[self.kind]
-        lower = [(op, v) for op, v in self.bounds if op in ("gt", "ge")]
-        upper = [(op, v) for op, v in self.bounds if op in ("lt", "le")]
-        if lower and upper:
+        bounds = [_inclusive(op, v) if self.kind == "int" else (op, v) for op, v in self.bounds]
+        lower = [(op, v) for op, v in bounds if op in ("gt", "ge")]
+        upper = [(op, v) for op, v in bounds if op in ("lt", "le")]
+        strict = [(op, v) for op, v in bounds if op in ("gt", "lt")]
+        if lower and upper and not strict:
             return f"{words}: {_number(lower[0][1])} <= x <= {_number(upper[0][1])}"
-        if lower or upper:
-            op, v = (lower or upper)[0]
+        if strict or lower or upper:
+            op, v = (strict or lower or upper)[0]
             sign = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}[op]
             return f"{words} {sign} {_number(v)}"
         return words
@@ -153,6 +159,15 @@ class OptionSpec:
             "domain": self.node_domain,
             "help": self.help,
         }
+
+
+def _inclusive(op: str, value: float) -> tuple[str, float]:
+    """An integer bound made inclusive: x > 0 is x >= 1, x < 10 is x <= 9."""
+    if op == "gt":
+        return "ge", float(math.floor(value) + 1)
+    if op == "lt":
+        return "le", float(math.ceil(value) - 1)
+    return op, value
 
 
 def _number(value: float) -> str:

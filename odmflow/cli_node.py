@@ -10,7 +10,7 @@ import typer
 
 from odmflow.cli_errors import fail
 
-TOKEN_ENV = "ODMFLOW_NODE_TOKEN"
+TOKEN_ENV = "ODMFLOW_NODE_TOKEN"  # also how `server up` gives the node its token (not on its command line)
 
 
 def node(
@@ -21,7 +21,11 @@ def node(
         int, typer.Option(min=1, max=65535, help="Port to listen on (NodeODM's is 3000).")
     ] = 3000,
     token: Annotated[
-        str, typer.Option(envvar=TOKEN_ENV, help="Token clients pass as ?token= (WebODM's node token).")
+        str,
+        typer.Option(
+            envvar=TOKEN_ENV,
+            help=f"Token clients pass as ?token= (WebODM's node token); ${TOKEN_ENV} keeps it out of `ps`.",
+        ),
     ] = "",
     data: Annotated[
         Path | None,
@@ -47,12 +51,14 @@ def node(
     webhook: Annotated[str | None, typer.Option(help="URL called (POST) whenever any task finishes.")] = None,
 ) -> None:
     """Serve NodeODM's API (2.x); every task becomes an odm-process run on the Prefect server."""
-    from odmflow.node.config import NodeSettings, is_loopback
+    from odmflow.node.config import NodeSettings, is_loopback, port_problem
 
     if not api_url:
         raise fail("no Prefect server: start one with `odmflow server up` or give --api-url/PREFECT_API_URL")
     if not token and not is_loopback(host):
         raise fail(f"--host {host} listens beyond this machine: give a --token (or ${TOKEN_ENV})")
+    if problem := port_problem(host, port):
+        raise fail(problem)
     settings = NodeSettings(
         data_dir=(data or Path("~/.odmflow/node")).expanduser().resolve(),
         api_url=api_url.rstrip("/"),

@@ -45,7 +45,21 @@ def _interrupt_on_term() -> Iterator[None]:
 def up(
     home: Home = None,
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect API and UI.")] = 4200,
-    host: Annotated[str, typer.Option(help="Address the Prefect server listens on.")] = "127.0.0.1",
+    host: Annotated[
+        str,
+        typer.Option(
+            help="Address the Prefect API and UI listen on. They have no login: beyond 127.0.0.1 this"
+            " needs --expose-prefect-api."
+        ),
+    ] = "127.0.0.1",
+    expose_prefect_api: Annotated[
+        bool,
+        typer.Option(
+            "--expose-prefect-api",
+            help="Let --host be an address other machines reach (remote workers): the API and UI are open"
+            " to all of them, without a login; allow the port only from trusted machines.",
+        ),
+    ] = False,
     pool: Annotated[str, typer.Option(help="Process work pool to create and serve.")] = "odmflow-process",
     dask_workers: Annotated[
         int, typer.Option(min=0, help="Dask worker processes (1 thread each); 0 = no Dask cluster.")
@@ -60,22 +74,47 @@ def up(
         ),
     ] = None,
     no_deploy: Annotated[
-        bool, typer.Option("--no-deploy", help="Do not register prefect.yaml's deployments.")
+        bool,
+        typer.Option(
+            "--no-deploy",
+            help="Do not register prefect.yaml's deployments; then no NodeODM node is started either (its"
+            " tasks are odm-process runs).",
+        ),
     ] = False,
     no_node: Annotated[bool, typer.Option("--no-node", help="Start no NodeODM-compatible node.")] = False,
+    node_host: Annotated[
+        str,
+        typer.Option(
+            help="Address the NodeODM node listens on (0.0.0.0: all; beyond 127.0.0.1 it has a token)."
+        ),
+    ] = "127.0.0.1",
     node_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the NodeODM node.")] = 3000,
     node_token: Annotated[
         str | None,
         typer.Option(
             envvar="ODMFLOW_NODE_TOKEN",
-            help="The node's token (made up when --host listens beyond loopback and none is given).",
+            help="The node's token (made up when --node-host listens beyond loopback and none is given).",
         ),
+    ] = None,
+    node_max_upload_mb: Annotated[
+        float | None, typer.Option(min=0.001, help="Most MiB of files one node task may upload.")
+    ] = None,
+    node_max_images: Annotated[
+        int | None, typer.Option(min=1, help="Most photos per node task (default: no limit).")
+    ] = None,
+    node_max_concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Cap and default of each node task's --max-concurrency.")
+    ] = None,
+    node_webhook: Annotated[
+        str | None, typer.Option(help="URL the node calls (POST) whenever any of its tasks finishes.")
     ] = None,
 ) -> None:
     """Start the node in the background and wait until every part answers."""
+    limits = server.NodeLimits(node_max_upload_mb, node_max_images, node_max_concurrency, node_webhook)
     cfg = server.NodeConfig(
         home=server.resolve_home(home),
         host=host,
+        expose_api=expose_prefect_api,
         port=port,
         pool=pool,
         worker=not no_worker,
@@ -87,7 +126,11 @@ def up(
         node=not (no_node or no_deploy),
         node_port=node_port,
         node_token=node_token,
+        node_host=node_host,
+        node_limits=limits,
     )
+    if no_deploy and not no_node:
+        typer.echo("--no-deploy: no NodeODM node is started (its tasks need the odm-process deployment)")
     try:
         with _interrupt_on_term():
             state = server.up(cfg, echo=typer.echo)
@@ -95,11 +138,13 @@ def up(
         raise fail(str(err)) from None
     except KeyboardInterrupt:
         raise fail("interrupted; stopped what had been started", 130) from None
-    typer.echo(_ready_lines(state, home is not None))
+    typer.echo(_ready_lines(state, home is not None, cfg.host))
 
 
-def _ready_lines(state: server.NodeState, custom_home: bool) -> str:
+def _ready_lines(state: server.NodeState, custom_home: bool, host: str = "127.0.0.1") -> str:
     """What `up` prints once every part answers: the addresses, and how to use and stop the node."""
+    from odmflow.node.config import is_loopback
+
     home_opt = f" --home {state.home}" if custom_home else ""
     lines = [
         "",
@@ -109,9 +154,17 @@ def _ready_lines(state: server.NodeState, custom_home: bool) -> str:
     ]
     if state.dask_address:
         lines.append(f"Dask          {state.dask_address}   ({state.dask_workers} worker(s))")
+    if not is_loopback(host):
+        port = state.ui_url.rsplit(":", 1)[-1]
+        lines.append(
+            f"WARNING       Prefect listens on {host} without a login: open port {port} to trusted hosts only"
+        )
     if state.node_url:
         token = f"token {state.node_token}" if state.node_token else "no token: this machine only"
-        lines.append(f"NodeODM node  {state.node_url}   ({token}; add it to WebODM or use it from pyodm)")
+        url = state.node_public_url or state.node_url
+        lines.append(f"NodeODM node  {url}   ({token}; add it to WebODM or use it from pyodm)")
+        if state.node_public_url:
+            lines.append(f"              listens on all interfaces; {state.node_url} from this machine")
     lines += [
         f"state, logs   {state.home}",
         "",

@@ -32,13 +32,18 @@ class NodeState:
     ready: bool = False
     node_url: str | None = None  # the NodeODM-compatible node, if started
     node_token: str | None = None
+    node_public_url: str | None = None  # the node's address for other machines, when it listens on all
     started_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     processes: list[Proc] = field(default_factory=list)
 
     def save(self) -> None:
+        """Write state.json, readable by its owner only: it holds the node's token."""
         path = state_path(Path(self.home))
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a .tmp left by an older version keeps its mode otherwise
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(asdict(self), indent=2))
         tmp.replace(path)
 
     @classmethod

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from odmflow.node_state import HOME_ENV, NodeError, NodeState, NodeStatus, resolve_home, state_path
 from odmflow.procs import Proc, proc_stat, stop_processes
-from odmflow.server_node import node_token, start_node
+from odmflow.server_node import TOKEN_ENV, NodeLimits, node_token, start_node
 
 __all__ = ["HOME_ENV", "NodeConfig", "NodeError", "NodeState", "NodeStatus", "Proc", "down", "status", "up"]
 
@@ -33,10 +33,13 @@ Echo = Callable[[str], object]
 
 @dataclass(frozen=True)
 class NodeConfig:
-    """What `up` starts. `timeout_s` bounds each wait for readiness."""
+    """What `up` starts. `timeout_s` bounds each wait for readiness. The Prefect API and UI (`host`) have
+    no login: they listen beyond loopback only with `expose_api`; the NodeODM node (`node_host`) has its
+    token."""
 
     home: Path
     host: str = "127.0.0.1"
+    expose_api: bool = False
     port: int = 4200
     pool: str = "odmflow-process"
     worker: bool = True
@@ -48,6 +51,8 @@ class NodeConfig:
     node: bool = True  # start the NodeODM-compatible node (`odmflow node`)
     node_port: int = 3000
     node_token: str | None = None  # None: none on loopback, a new one beyond
+    node_host: str = "127.0.0.1"
+    node_limits: NodeLimits = field(default_factory=NodeLimits)
 
 
 def _tail(log: str, lines: int = 25) -> str:
@@ -67,12 +72,17 @@ class _Launch:
     timeout_s: float
     popens: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def spawn(self, name: str, *args: str) -> None:
-        """Start a process in its own session, its output to HOME/NAME.log."""
+    def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        """Start a process in its own session, its output to HOME/NAME.log; `env` adds to the node's."""
         log = Path(self.state.home) / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env, start_new_session=True
+                args,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env={**self.env, **(env or {})},
+                start_new_session=True,
             )
         self.popens.append(popen)
         stat = proc_stat(popen.pid)
@@ -113,7 +123,19 @@ def _port_free(host: str, port: int) -> bool:
 
 
 def _check(cfg: NodeConfig, home: Path) -> None:
-    """Refuse before starting anything: a live node in this home, a bad pool name, a taken port."""
+    """Refuse before starting anything: an open Prefect API not asked for, a live node in this home,
+    a bad pool name, a taken port."""
+    from odmflow.node.config import is_loopback
+
+    if not is_loopback(cfg.host) and not cfg.expose_api:
+        raise NodeError(
+            f"--host {cfg.host} would open the Prefect API and UI (port {cfg.port}) to every machine that"
+            " reaches it, without any login: anyone could submit, cancel or delete runs and read their"
+            " parameters. To serve WebODM, pyodm or ClusterODM elsewhere, leave --host and give"
+            " --node-host 0.0.0.0 (the NodeODM node requires its token); to let workers on other machines"
+            " reach Prefect, add --expose-prefect-api and allow that port only from trusted machines"
+            " (firewall, VPN or SSH tunnel)"
+        )
     old = NodeState.load(home)
     if old and (live := [p.name for p in old.processes if p.running()]):
         raise NodeError(
@@ -129,7 +151,7 @@ def _check(cfg: NodeConfig, home: Path) -> None:
         raise NodeError(f"invalid work pool name {cfg.pool!r}: {err.errors()[0]['msg']}") from None
     ports = [("Prefect server", cfg.host, cfg.port)]
     if cfg.node:
-        ports.append(("NodeODM node", cfg.host, cfg.node_port))
+        ports.append(("NodeODM node", cfg.node_host, cfg.node_port))
         if cfg.node_port == cfg.port:
             raise NodeError(f"--node-port and --port are both {cfg.port}; give them different ports")
     if cfg.dask_workers > 0:
@@ -153,7 +175,7 @@ def _database(env: dict[str, str], home: Path) -> str:
 
 def _env(home: Path, cfg: NodeConfig, api_url: str) -> dict[str, str]:
     """The caller's environment (a database URL passes through), pointed at this node."""
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}  # the node's only, not its runs'
     env.update(
         PREFECT_HOME=str(home),
         PREFECT_API_URL=api_url,
@@ -288,7 +310,8 @@ def up(cfg: NodeConfig, echo: Echo = lambda _: None) -> NodeState:
                 _start_worker(run, cfg, echo)
                 _recover(run, cfg, echo)
             if cfg.node:
-                start_node(run, cfg.host, cfg.node_port, node_token(cfg.node_token, cfg.host), echo)
+                token = node_token(cfg.node_token, cfg.node_host)
+                start_node(run, cfg.node_host, cfg.node_port, token, echo, cfg.node_limits)
         except BaseException as err:
             stop_processes(state.processes, grace_s=10.0)
             for popen in run.popens:

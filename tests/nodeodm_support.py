@@ -100,7 +100,7 @@ class NodeServer:
     def __init__(self, settings: NodeSettings, bridge: Any = None) -> None:
         self.settings = settings
         self.requests: list[str] = []  # "METHOD /path" of every request the node answered
-        app = create_app(settings, bridge)
+        app = self.app = create_app(settings, bridge)
 
         @app.middleware("http")
         async def record(request: Any, call_next: Any) -> Any:
@@ -123,6 +123,11 @@ class NodeServer:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(30)
+
+    @property
+    def rt(self) -> Any:
+        """The node's Runtime (its records, its watched runs)."""
+        return self.app.state.rt
 
 
 def settings_for(data: Path, token: str = "T", **kw: Any) -> NodeSettings:

@@ -392,7 +392,7 @@ def test_a_failed_run_reports_its_error_output_and_webhook(node: dict[str, Any],
     info = task.info()
     assert info.last_error == "OdmInputError: no GPS in: - a.jpg - b.jpg"
     assert task.output()[-1] == "[INFO] dataset: reading 2 photos"
-    assert info.progress < 100 and len(received) == 1 and received[0]["status"]["code"] == 30
+    assert info.progress == 100 and len(received) == 1 and received[0]["status"]["code"] == 30
 
 
 # E. Other clients' shapes
@@ -547,6 +547,21 @@ def test_a_node_beyond_loopback_needs_a_token(tmp_path: Path) -> None:
     }
     done = run_cli(["node", "--host", "0.0.0.0", "--port", "1", "--data", str(tmp_path)], env, timeout=60)
     assert done.returncode == 2 and "--token" in done.stderr and not any(tmp_path.iterdir())
+
+
+def test_node_on_a_busy_port_says_so_before_announcing_itself(tmp_path: Path) -> None:
+    import socket
+
+    from tests.conftest import REPO, run_cli
+
+    env = {"PATH": "/usr/bin:/bin", "PREFECT_API_URL": "http://127.0.0.1:1/api", "PYTHONPATH": str(REPO)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_cli(["node", "--port", str(port), "--data", str(tmp_path / "d")], env, timeout=60)
+    assert done.returncode == 2 and f"port {port} on 127.0.0.1 is already in use" in done.stderr
+    assert "another --port" in done.stderr and "NodeODM API at" not in done.stderr
 
 
 def test_server_up_makes_a_token_only_beyond_loopback() -> None:
@@ -1001,3 +1016,157 @@ def test_numbers_convert_and_max_concurrency_is_capped() -> None:
     errors = {e["name"]: e["error"] for e in json.loads(str(bad.value))}
     assert errors["mesh-octree-depth"].startswith("Invalid value 99 (out of range")
     assert errors["pc-quality"] == "Invalid value x (not in enum)"
+
+
+# Cancel and remove while the run is being submitted (Pending): Prefect lets it leave Cancelled
+
+
+def _pending_task(server: NodeServer, fake: FakePrefect, photos: list[str]) -> tuple[Any, str]:
+    """A task whose flow run its worker is submitting (Pending), as the node sees it."""
+    task = Node("127.0.0.1", server.settings.port, TOKEN).create_task(photos, {})
+    run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+    fake.set(run, StateType.PENDING)
+    wait_for(lambda: server.rt.store.get(task.uuid).phase == "run", what="the task's run")
+    return task, run
+
+
+def test_a_run_cancelled_while_pending_stays_cancelled_when_its_worker_starts_it(
+    tmp_path: Path, photos: list[str]
+) -> None:
+    fake = FakePrefect()
+    with NodeServer(settings_for(tmp_path / "data", settle_s=3.0), fake) as server:
+        task, run = _pending_task(server, fake, photos)
+        assert task.cancel() is True and fake.runs[run].state.is_cancelled()
+        fake.set(run, StateType.RUNNING)  # its worker starts it anyway: Prefect allows Cancelled -> Running
+        wait_for(lambda: fake.cancelled.count(run) == 2, what="the run cancelled again")
+        assert fake.runs[run].state.is_cancelled()
+        info = task.info()
+        assert info.status == TaskStatus.CANCELED and info.progress == 100  # NodeODM's 100 once ended
+        wait_for(lambda: not server.rt.guards, what="the run to settle")  # settled: no longer watched
+        assert status(task) == 50 and fake.cancelled.count(run) == 2
+
+
+def test_remove_while_pending_deletes_what_the_run_wrote_after_the_removal(
+    tmp_path: Path, photos: list[str]
+) -> None:
+    fake = FakePrefect()
+    with NodeServer(settings_for(tmp_path / "data", settle_s=3.0), fake) as server:
+        task, run = _pending_task(server, fake, photos)
+        project = Path(fake.params[run]["project"])
+        assert task.remove() is True and not project.exists()
+        late = project / ".odmflow" / "results" / "dataset"  # the run, started anyway, writes its results
+        late.parent.mkdir(parents=True)
+        late.write_bytes(b"x")
+        fake.set(run, StateType.RUNNING)
+        reply = post({"url": server.settings.url}, "/task/new/init", headers={"set-uuid": task.uuid}).json()
+        assert reply == {"error": f"Invalid set-uuid: {task.uuid}"}  # the uuid stays taken meanwhile
+        wait_for(lambda: fake.cancelled.count(run) == 2, what="the run cancelled again")
+        wait_for(lambda: not project.exists(), what="the late files deleted once the run settled")
+        assert not server.rt.guards and server.rt.store.get(task.uuid) is None
+
+
+def test_orphan_task_folders_are_deleted_when_the_node_starts(tmp_path: Path, photos: list[str]) -> None:
+    data = tmp_path / "data"
+    fake = FakePrefect()
+    with NodeServer(settings_for(data), fake) as server:
+        kept = Node("127.0.0.1", server.settings.port, TOKEN).create_task(photos, {})
+        wait_for(lambda: (data / kept.uuid / "images").is_dir(), what="the task's images")
+    orphan = data / "0b8e3c7e-4b7a-4f43-9a3e-0c6b6c5b2a11"
+    (orphan / ".odmflow" / "results").mkdir(parents=True)
+    (orphan / ".odmflow" / "results" / "dataset").write_bytes(b"x")
+    (data / "notes").mkdir()  # not a task folder: left alone
+    with NodeServer(settings_for(data), fake) as server:
+        assert not orphan.exists() and (data / "notes").is_dir()
+        assert (data / kept.uuid / "images").is_dir() and server.rt.store.get(kept.uuid) is not None
+
+
+def test_a_failed_tasks_error_shows_no_path_of_the_server(node: dict[str, Any], photos: list[str]) -> None:
+    fake = node["fake"]
+    task = node["node"].create_task(photos[:2])
+    run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+    project = fake.params[run]["project"]
+    fake.set(run, StateType.RUNNING)
+    message = f"OdmInputError: No images folder {project}/images (nor in {node['data']}/other)"
+    fake.set(run, StateType.FAILED, message)
+    with pytest.raises(TaskFailedError):
+        task.wait_for_completion(interval=0.2)
+    assert task.info().last_error == "OdmInputError: No images folder images (nor in <node data>/other)"
+
+
+# Uploads cut short
+
+
+def _open_files_under(folder: Path) -> list[str]:
+    """Files under `folder` this process (the node runs in a thread of it) holds open."""
+    found = []
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith(str(folder)):
+            found.append(target)
+    return found
+
+
+def test_an_upload_cut_before_its_closing_boundary_is_refused_deleted_and_closed(
+    node: dict[str, Any],
+) -> None:
+    cut = (
+        b'--XyZ\r\nContent-Disposition: form-data; name="images"; filename="cut.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n" + b"\xff\xd8\xff" + b"x" * 59_997
+    )  # a part's header and 60000 bytes of a JPEG, then nothing: no closing boundary
+    headers = {"Content-Type": "multipart/form-data; boundary=XyZ"}
+    uuid = init(node)["uuid"]
+    reply = post(node, f"/task/new/upload/{uuid}", data=cut, headers=headers).json()
+    assert reply == {"error": "Unexpected end of form"}  # busboy's words; pyodm may send it again
+    assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"] and not _open_files_under(node["data"])
+    single = post(node, "/task/new", data=cut, headers=headers).json()
+    assert single == {"error": "Unexpected end of form"}
+    assert leftovers(node["data"]) == [f"tmp/{uuid}/body.json"] and not _open_files_under(node["data"])
+    assert get(node, "/task/list").json() == [] and node["fake"].runs == {}
+
+
+def test_seed_zip_size_limit_holds_whatever_the_case_of_its_name(node: dict[str, Any]) -> None:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("opensfm/big.bin", b"\0" * 300_000)  # the node's limit: 64 KiB x 4 unpacked
+    assert len(buf.getvalue()) < 10_000
+    uuid = init(node)["uuid"]
+    assert upload(node, uuid, ("a.jpg", b"x" * 10), ("SEED.ZIP", buf.getvalue())) == {"success": True}
+    reply = post(node, f"/task/new/commit/{uuid}").json()
+    assert "seed.zip" in reply["error"] and "upload limit" in reply["error"]
+    assert leftovers(node["data"]) == [] and node["fake"].runs == {}
+
+
+# /options' domains agree with what the node accepts
+
+
+def _nodeodm_accepts(domain: str, value: float) -> bool:
+    """NodeODM's (and ClusterODM's) check of a number against a string domain (libs/odmInfo.js)."""
+    if m := re.fullmatch(r"(float|integer): ([\-\+\.\d]+) <= x <= ([\-\+\.\d]+)", domain):
+        return float(m[2]) <= value <= float(m[3])
+    if m := re.fullmatch(r"(float|integer) (>=|>|<|<=) ([\-\+\.\d]+)", domain):
+        n = float(m[3])
+        return {">=": value >= n, ">": value > n, "<": value < n, "<=": value <= n}[m[2]]
+    return True
+
+
+@pytest.mark.parametrize("spec", [s for s in NODE_OPTIONS if s.bounds], ids=lambda s: s.name)
+def test_option_domains_refuse_what_the_node_refuses(spec: Any) -> None:
+    from pydantic import ValidationError
+
+    from odm_core.option_specs import pipeline_options
+
+    for op, bound in spec.bounds:
+        if op in ("lt", "le") and "<" not in spec.node_domain:
+            continue  # a float range with a strict bound shows that bound only; the node checks this one
+        step = 1 if spec.kind == "int" else 0.001
+        for value in (bound, bound - step if op in ("gt", "ge") else bound + step):
+            value = int(value) if spec.kind == "int" else value
+            try:
+                pipeline_options({spec.name: value})
+                node_ok = True
+            except ValidationError:
+                node_ok = False
+            assert _nodeodm_accepts(spec.node_domain, value) == node_ok, (spec.node_domain, value)

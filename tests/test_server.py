@@ -151,8 +151,8 @@ def test_failure_half_way_stops_what_was_started(tmp_path: Path, monkeypatch: py
     started: list[server.Proc] = []
     spawn = server._Launch.spawn
 
-    def spy(self: server._Launch, name: str, *args: str) -> None:
-        spawn(self, name, *args)
+    def spy(self: server._Launch, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+        spawn(self, name, *args, env=env)
         started.append(self.state.processes[-1])
 
     monkeypatch.setattr(server._Launch, "spawn", spy)
@@ -172,3 +172,66 @@ def test_failure_half_way_stops_what_was_started(tmp_path: Path, monkeypatch: py
         assert not (tmp_path / "state.json").exists()
     finally:
         server.stop_processes(started, grace_s=5)
+
+
+def test_up_keeps_prefect_on_loopback_unless_asked(tmp_path: Path) -> None:
+    """Prefect's API has no login: --host beyond loopback is refused, naming the options that serve
+    other machines safely, before anything starts."""
+    args = ["server", "up", "--home", str(tmp_path), "--host", "0.0.0.0", "--port", str(free_port())]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "without any login" in text and "--node-host 0.0.0.0" in text and "--expose-prefect-api" in text
+    assert not (tmp_path / "state.json").exists() and not (tmp_path / "server.log").exists()
+
+
+def test_up_passes_the_node_options_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from odmflow import cli_server
+
+    got: list[server.NodeConfig] = []
+
+    def fake_up(cfg: server.NodeConfig, echo: object) -> server.NodeState:
+        got.append(cfg)
+        state = server.NodeState(str(tmp_path), "http://127.0.0.1:1/api", "http://127.0.0.1:1", "p", "db")
+        state.node_url, state.node_token = "http://127.0.0.1:3000", "tok"
+        state.node_public_url = "http://192.0.2.7:3000"
+        return state
+
+    monkeypatch.setattr(cli_server.server, "up", fake_up)
+    node = ["--node-max-upload-mb", "10", "--node-max-images", "5", "--node-max-concurrency", "2"]
+    node += ["--node-webhook", "http://hooks/x", "--node-host", "0.0.0.0", "--home", str(tmp_path)]
+    result = runner.invoke(app, ["server", "up", *node])
+    assert result.exit_code == 0, result.output
+    assert got[0].node_limits == server.NodeLimits(10.0, 5, 2, "http://hooks/x")
+    assert got[0].node_host == "0.0.0.0" and got[0].host == "127.0.0.1" and got[0].node
+    assert "NodeODM node  http://192.0.2.7:3000   (token tok;" in result.output  # other machines' address
+    assert "listens on all interfaces; http://127.0.0.1:3000 from this machine" in result.output
+    result = runner.invoke(app, ["server", "up", "--no-deploy", "--home", str(tmp_path)])
+    assert "--no-deploy: no NodeODM node is started" in result.output and not got[-1].node
+
+
+def test_the_node_gets_its_limits_and_its_token_not_on_its_command_line(tmp_path: Path) -> None:
+    from odmflow.server_node import TOKEN_ENV, NodeLimits, start_node
+
+    class Launch:
+        def __init__(self) -> None:
+            self.state = server.NodeState(str(tmp_path), "http://127.0.0.1:1/api", "u", "p", "db")
+            self.spawned: list[tuple[tuple[str, ...], dict[str, str] | None]] = []
+
+        def spawn(self, name: str, *args: str, env: dict[str, str] | None = None) -> None:
+            self.spawned.append((args, env))
+
+        def wait(self, what: str, ready: object) -> None:
+            return None
+
+    launch = Launch()
+    start_node(launch, "0.0.0.0", 3999, "s3cret", lambda _: None, NodeLimits(10.0, 5, 2, "http://h/x"))
+    args, env = launch.spawned[0]
+    assert "s3cret" not in " ".join(args) and env == {TOKEN_ENV: "s3cret"}
+    joined = " ".join(args)
+    assert "--max-upload-mb 10.0" in joined and "--max-images 5" in joined and "--max-concurrency 2" in joined
+    assert "--webhook http://h/x" in joined and "--host 0.0.0.0" in joined
+    assert launch.state.node_url == "http://127.0.0.1:3999" and launch.state.node_public_url
+    assert "0.0.0.0" not in launch.state.node_public_url and launch.state.node_public_url.endswith(":3999")
+    launch.state.save()
+    assert (tmp_path / "state.json").stat().st_mode & 0o777 == 0o600  # it holds the token

@@ -11,6 +11,7 @@ the same task shows in Prefect's UI with its stages. Modules, in import order:
 - `files`, `multipart`: uploads streamed to disk under safe names, seed.zip, GCP/geo routing;
 - `prefect_io`: the Prefect calls (create, read, cancel flow runs; logs, progress, work pool);
 - `packing`, `webhook`: all.zip in NodeODM's layout; the finished-task webhook with retries;
+- `guard`: cancelled flow runs kept cancelled until they settle (and removed tasks' folders purged then);
 - `monitor`: the background loop that maps flow runs onto NodeODM's status, progress and output;
 - `lifecycle`: commit, initialisation, restart, cancel, remove;
 - `routes_new`, `routes_task`, `app`: the HTTP API; `serve`: uvicorn.

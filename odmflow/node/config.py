@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +38,22 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def port_problem(host: str, port: int) -> str | None:
+    """Why the node cannot listen on host:port, naming the option to change; None when it can."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind((host, port))
+        except socket.gaierror as err:
+            return f"--host {host}: {err.strerror}; give an address of this machine"
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is already in use: stop what uses it or give another --port"
+            return f"cannot listen on {host}:{port} ({err.strerror}): give another --host or --port"
+    return None
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     """What a node serves and where it keeps its tasks.
@@ -43,6 +61,7 @@ class NodeSettings:
     `token`: required on every API call when set (`?token=`); a node listening beyond loopback must have
     one. `max_upload_bytes`: the most a task's uploads may hold. `max_images`: None is unlimited.
     `max_concurrency`: the cap (and default) of each task's --max-concurrency, as NodeODM's.
+    `settle_s`: how long a cancelled flow run must stay final before the node stops cancelling it again.
     """
 
     data_dir: Path
@@ -55,6 +74,7 @@ class NodeSettings:
     max_images: int | None = None
     max_concurrency: int = os.cpu_count() or 1
     poll_s: float = 2.0
+    settle_s: float = 120.0  # a cancelled run is watched until it has stayed final this long
     webhook: str | None = None  # called for every finished task, beside the task's own
 
     def __post_init__(self) -> None:

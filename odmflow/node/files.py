@@ -94,6 +94,26 @@ def _member_problem(info: zipfile.ZipInfo) -> str | None:
     return None
 
 
+def is_seed(name: str) -> bool:
+    """Whether an uploaded file is a seed.zip, as route_inputs() extracts it (any case: SEED.ZIP too)."""
+    return name.lower() == SEED
+
+
+def check_seeds(folder: Path, names: list[str], max_bytes: int) -> None:
+    """check_seed() on every seed among the uploads of `folder`; together they must fit max_bytes too."""
+    seeds = [folder / name for name in names if is_seed(name)]
+    for path in seeds:
+        check_seed(path, max_bytes)
+    if sum(seed_bytes(path) for path in seeds) > max_bytes:
+        raise UploadError(f"{SEED} files hold more than this node's upload limit of {max_bytes} bytes")
+
+
+def seed_bytes(path: Path) -> int:
+    """The unpacked size of a checked seed.zip."""
+    with zipfile.ZipFile(path) as zf:
+        return sum(i.file_size for i in zf.infolist())
+
+
 def check_seed(path: Path, max_bytes: int) -> None:
     """Refuse a seed.zip that is not a zip, would write outside the task folder, or is too large."""
     try:
@@ -155,7 +175,7 @@ def route_inputs(tmp: Path, root: Path) -> list[str]:
             (root / "gcp").mkdir(exist_ok=True)
             os.replace(f, root / "gcp" / f.name)
             lines.append(f"{f.name}: kept in gcp/, not used")
-        elif lower == SEED:
+        elif is_seed(f.name):
             count = extract_seed(f, root)
             f.unlink()
             lines.append(f"{SEED}: {count} files extracted into the project")

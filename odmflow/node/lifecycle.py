@@ -10,8 +10,9 @@ import shutil
 from datetime import UTC, datetime
 from typing import Any
 
+from odmflow.node import guard
 from odmflow.node.config import CANCELED, COMPLETED, FAILED, FINAL, RUNNING, UUID_RE
-from odmflow.node.files import SEED, UploadError, check_seed, route_inputs
+from odmflow.node.files import UploadError, check_seeds, route_inputs
 from odmflow.node.monitor import Runtime, finished
 from odmflow.node.options import OptionsError, parse_client_options
 from odmflow.node.packing import safe_outputs
@@ -73,8 +74,7 @@ def commit(rt: Runtime, uuid: str, body: Reply) -> Reply:
     if not names:
         return {"error": "Need at least 1 file."}  # the client may still upload, then commit
     try:
-        if SEED in names:
-            check_seed(paths.tmp / SEED, rt.settings.max_upload_bytes * 4)
+        check_seeds(paths.tmp, names, rt.settings.max_upload_bytes * 4)
         options = parse_client_options(
             body["options"], rt.settings.max_concurrency, post_processing=not body["skipPostProcessing"]
         )
@@ -109,7 +109,7 @@ async def initialise(rt: Runtime, record: TaskRecord) -> None:
             raise UploadError(f"{count} images uploaded, but this node can only process up to {limit}.")
         record.images_count = count
         if rt.store.get(record.uuid) is not record:  # removed meanwhile: its files go too
-            shutil.rmtree(paths.root, ignore_errors=True)
+            rt.store.purge(record.uuid)
             return
         if record.canceled:
             return
@@ -120,8 +120,10 @@ async def initialise(rt: Runtime, record: TaskRecord) -> None:
         shutil.rmtree(paths.tmp, ignore_errors=True)
         shutil.rmtree(paths.images, ignore_errors=True)
         if rt.store.get(record.uuid) is record:
-            record.end(FAILED, str(err) or type(err).__name__)
+            record.end(FAILED, rt.store.relative(record.uuid, str(err)) or type(err).__name__)
             finished(rt, record)
+        elif not any(g.uuid == record.uuid for g in rt.guards.values()):
+            rt.store.purge(record.uuid)  # removed meanwhile, and no run of it to wait for
 
 
 async def start_run(rt: Runtime, record: TaskRecord) -> None:
@@ -130,7 +132,9 @@ async def start_run(rt: Runtime, record: TaskRecord) -> None:
     project = str(rt.store.paths(record.uuid).root)
     run_id = await rt.bridge.create_run(project, options.pipeline, record.uuid, record.name)
     record.flow_run_id = run_id
-    if record.canceled or rt.store.get(record.uuid) is not record:  # cancelled or removed meanwhile
+    removed = rt.store.get(record.uuid) is not record
+    if record.canceled or removed:  # cancelled or removed meanwhile
+        guard.watch(rt, run_id, record.uuid, purge=removed)
         await rt.bridge.cancel(run_id)
         return
     record.phase = "run"
@@ -167,7 +171,7 @@ async def restart(rt: Runtime, uuid: str, raw_options: str | None) -> Reply:
     try:
         await start_run(rt, record)
     except Exception as err:
-        record.end(FAILED, f"Could not start the run: {err}")
+        record.end(FAILED, rt.store.relative(uuid, f"Could not start the run: {err}"))
         finished(rt, record)
         return {"success": False, "error": f"Could not restart: {err}"}
     return {"success": True}
@@ -182,6 +186,7 @@ async def cancel(rt: Runtime, uuid: str) -> Reply:
         return {"success": True}
     record.canceled = True
     if record.phase == "run" and record.flow_run_id:
+        guard.watch(rt, record.flow_run_id, uuid)  # until it stays cancelled (it may not, if Pending)
         try:
             await rt.bridge.cancel(record.flow_run_id)
         except Exception as err:
@@ -195,33 +200,17 @@ async def cancel(rt: Runtime, uuid: str) -> Reply:
 
 
 async def remove(rt: Runtime, uuid: str) -> Reply:
-    """Cancel the task, then delete its files and forget it."""
+    """Cancel the task, then delete its files and forget it. A cancelled run may still write into the
+    folder while it is being stopped: the folder is deleted again once the run has settled (the uuid
+    stays taken until then)."""
     record = rt.store.get(uuid)
     if record is None:
         return _not_found(uuid)
-    running = record.phase in ("run", "packing") and record.flow_run_id is not None
+    initialising = record.phase == "init"  # initialise() or its run's guard purges the folder later
     if record.status not in (CANCELED, COMPLETED, FAILED):
         await cancel(rt, uuid)
     record.canceled = True
     rt.log_since.pop(uuid, None)
-    await asyncio.to_thread(rt.store.forget, uuid)
-    if running and record.flow_run_id:
-        rt.spawn(_purge_after(rt, record.flow_run_id, uuid))
+    watched = guard.purge_when_settled(rt, uuid)
+    await asyncio.to_thread(rt.store.forget, uuid, watched or initialising)
     return {"success": True}
-
-
-async def _purge_after(rt: Runtime, run_id: str, uuid: str, timeout_s: float = 600.0) -> None:
-    """Delete the task's folder again once its cancelled run has ended: a stage that was finishing
-    while the run was being stopped may have written files after the first deletion."""
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while asyncio.get_running_loop().time() < deadline:
-        try:
-            run = (await rt.bridge.read_runs([run_id])).get(run_id)
-        except Exception:  # the server is busy or away: try again
-            run = None
-        else:
-            if run is None or (run.state is not None and run.state.is_final()):
-                break
-        await asyncio.sleep(rt.settings.poll_s)
-    if rt.store.get(uuid) is None:
-        await asyncio.to_thread(rt.store.forget, uuid)

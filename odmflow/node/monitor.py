@@ -23,6 +23,7 @@ from typing import Any
 
 from prefect.client.schemas.objects import FlowRun, StateType
 
+from odmflow.node import guard
 from odmflow.node.config import CANCELED, COMPLETED, FAILED, QUEUED, RUNNING, NodeSettings
 from odmflow.node.files import Budget
 from odmflow.node.packing import build_zip
@@ -53,6 +54,7 @@ class Runtime:
     log_since: dict[str, datetime] = field(default_factory=dict)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     budgets: dict[str, Budget] = field(default_factory=dict)  # upload budgets of uncommitted tasks
+    guards: dict[str, guard.Guard] = field(default_factory=dict)  # cancelled runs, by id, until settled
 
     def queue_count(self) -> int:
         """NodeODM's taskQueueCount: the work pool's running and waiting runs, plus this node's tasks
@@ -116,7 +118,7 @@ async def pack(rt: Runtime, record: TaskRecord) -> None:
     except InterruptedError:
         return
     except OSError as err:
-        record.end(FAILED, f"Could not write all.zip: {err}")
+        record.end(FAILED, rt.store.relative(record.uuid, f"Could not write all.zip: {err}"))
         finished(rt, record)
         return
     if record.canceled or rt.store.get(record.uuid) is not record:
@@ -151,7 +153,7 @@ def apply_run(rt: Runtime, record: TaskRecord, run: FlowRun, progress: float | N
         record.raise_progress(93.0)
         rt.spawn(pack(rt, record))
     elif kind in (StateType.FAILED, StateType.CRASHED):
-        record.end(FAILED, _error_of(run))
+        record.end(FAILED, rt.store.relative(record.uuid, _error_of(run)))
         rt.spawn(_late_logs(rt, record))
     elif kind in (StateType.CANCELLING, StateType.CANCELLED):
         record.canceled = True
@@ -170,10 +172,13 @@ async def refresh(rt: Runtime) -> None:
             log.info("deleted the uploads of %s: never committed", uuid)
     rt.pool_running, rt.pool_waiting = await rt.bridge.pool_load()
     records = [r for r in rt.store.records() if r.phase == "run" and r.flow_run_id]
+    ids = [r.flow_run_id for r in records if r.flow_run_id]
+    if not ids and not rt.guards:
+        return
+    runs = await rt.bridge.read_runs([*ids, *(i for i in rt.guards if i not in ids)])
+    await guard.check(rt, runs)
     if not records:
         return
-    ids = [r.flow_run_id for r in records if r.flow_run_id]
-    runs = await rt.bridge.read_runs(ids)
     progress = await rt.bridge.progress(ids)
     free = [rt.pool_limit - rt.pool_running if rt.pool_limit else len(records)]
     for record in records:

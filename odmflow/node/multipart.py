@@ -2,7 +2,9 @@
 
 Nothing is held in memory but a chunk and the (small) form fields; the size limit counts bytes as they
 arrive, so an oversized upload stops at the limit, and every file the request wrote is deleted when the
-request is refused.
+request is refused. A body that ends before its closing boundary (a dropped connection, a client that
+died) is refused as busboy refuses it for NodeODM, "Unexpected end of form", and no descriptor stays open
+whatever happens.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class _Sink:
         self.folder, self.budget, self.file_field = folder, budget, file_field
         self.out = Received()
         self.part = _Part()
+        self.ended = False  # the closing boundary arrived
         self._header: list[bytes] = [b"", b""]
 
     def header_field(self, data: bytes, start: int, end: int) -> None:
@@ -82,16 +85,23 @@ class _Sink:
 
     def part_end(self) -> None:
         if self.part.fd is not None:
-            os.close(self.part.fd)
+            self.close()
         else:
             self.out.fields[self.part.name] = self.part.data.decode("utf-8", "replace")
         self.part = _Part()
 
+    def end(self) -> None:
+        self.ended = True
+
+    def close(self) -> None:
+        """Close the file being written, if any."""
+        if self.part.fd is not None:
+            fd, self.part.fd = self.part.fd, None
+            os.close(fd)
+
     def abort(self) -> None:
         """Close and delete every file this request wrote."""
-        if self.part.fd is not None:
-            os.close(self.part.fd)
-            self.part.fd = None
+        self.close()
         for path in self.out.files:
             path.unlink(missing_ok=True)
         self.budget.give(self.out.bytes_written)
@@ -114,8 +124,8 @@ async def receive(
     """Read a multipart body; file parts named `file_field` go to new files in `folder`.
 
     `folder=None` accepts no file (NodeODM's init). Raises UploadError, having deleted what it wrote,
-    when a file name is not a base name, a file part comes where none is accepted, or the files exceed
-    what `budget` has left.
+    when a file name is not a base name, a file part comes where none is accepted, the files exceed
+    what `budget` has left, or the body ends before its closing boundary.
     """
     sink = _Sink(folder, budget, file_field)
     callbacks = {
@@ -125,16 +135,21 @@ async def receive(
         "on_headers_finished": sink.headers_finished,
         "on_part_data": sink.part_data,
         "on_part_end": sink.part_end,
+        "on_end": sink.end,
     }
     parser = MultipartParser(boundary_of(content_type), callbacks)  # type: ignore[arg-type]
     try:
         async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()
+        if not sink.ended:  # python-multipart's finalize() does not check it
+            raise UploadError("Unexpected end of form", no_retry=False)
     except MultipartParseError as err:
         sink.abort()
         raise UploadError(f"Malformed multipart body ({err})") from None
     except BaseException:
         sink.abort()
         raise
+    finally:
+        sink.close()
     return sink.out

@@ -124,19 +124,16 @@ class PrefectBridge:
             offset += LOG_PAGE
 
     async def cancel(self, run_id: str) -> None:
-        """Stop a run: a run not started yet is cancelled at once, a running one through its worker
-        (which ends the run's process group: the flow and its local Dask workers)."""
+        """Stop a run. One no worker has taken yet (Scheduled, Paused, without a process) is Cancelled at
+        once; any other goes to Cancelling, which its worker acts on: a run it is still submitting
+        (Pending) is not started, or its process group is ended (the flow and its local Dask workers).
+        A run forced straight to Cancelled while Pending would still be started by its worker."""
         run = await self.client.read_flow_run(UUID(run_id))
         if run.state is None or run.state.is_final():
             return
-        if run.state.is_scheduled() or run.state.is_pending() or run.state.is_paused():
-            await self.client.set_flow_run_state(
-                run.id, Cancelled(message="cancelled by NodeODM"), force=True
-            )
-        else:
-            await self.client.set_flow_run_state(
-                run.id, Cancelling(message="cancelled by NodeODM"), force=True
-            )
+        waiting = run.state.is_scheduled() or run.state.is_paused()
+        kind = Cancelled if waiting and not run.infrastructure_pid else Cancelling
+        await self.client.set_flow_run_state(run.id, kind(message="cancelled by NodeODM"), force=True)
 
     async def pool_load(self) -> tuple[int, int]:
         """(runs the work pool is running, runs due and waiting in it): its queue, whoever submitted."""

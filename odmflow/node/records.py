@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from odmflow.node.config import CANCELED, COMPLETED, FAILED, FINAL, RUNNING
+from odmflow.node.config import CANCELED, FAILED, FINAL, RUNNING
 
 # init: files being moved, the flow run being created; run: the flow run decides; packing: writing
 # all.zip; done: final (status says how it ended).
@@ -74,8 +74,8 @@ class TaskRecord:
         return info
 
     def raise_progress(self, value: float) -> None:
-        """Progress only rises; 100 is reserved for a completed task whose all.zip can be streamed."""
-        cap = 100.0 if self.status == COMPLETED else 99.0
+        """Progress only rises; 100 is reserved for a task that ended (completed: all.zip can be streamed)."""
+        cap = 100.0 if self.status in FINAL else 99.0
         self.progress = max(self.progress, min(cap, value))
 
     def end(self, status: int, error: str | None = None) -> None:
@@ -84,8 +84,7 @@ class TaskRecord:
             return
         self.phase, self.status, self.error_message = "done", status, error
         self.ended_at = time.time() if self.started_at is not None else self.ended_at
-        if status == COMPLETED:
-            self.progress = 100.0
+        self.progress = 100.0  # NodeODM shows 100 once a task has ended, however it ended
         self.webhook_due = status != CANCELED or self.started_at is not None
         # NodeODM calls no webhook for a task cancelled before it ran
 

@@ -27,6 +27,7 @@ class TaskStore:
         self._records: dict[str, TaskRecord] = {}
         self._consoles: dict[str, list[str]] = {}
         self._log_ids: dict[str, set[str]] = {}
+        self._removed: set[str] = set()  # removed tasks whose cancelled runs may still write: uuid kept
         self._lock = threading.Lock()
         (data_dir / "tmp").mkdir(parents=True, exist_ok=True)
 
@@ -34,7 +35,10 @@ class TaskStore:
         return TaskPaths(self.data_dir, uuid)
 
     def load(self) -> None:
-        """Tasks recorded on disk by an earlier run of the node; one that was initialising has failed."""
+        """Tasks recorded on disk by an earlier run of the node; one that was initialising has failed.
+        Task folders without a record (a removed task's run wrote into its folder after the node deleted
+        it, then the node stopped) are deleted, as NodeODM deletes orphans at start-up; a folder whose
+        record is unreadable is kept."""
         for record_file in sorted(self.data_dir.glob("*/.node/task.json")):
             record = load_record(record_file)
             if record is None or not UUID_RE.match(record.uuid):
@@ -48,6 +52,11 @@ class TaskStore:
             paths = self.paths(record.uuid)
             self._consoles[record.uuid] = _read_lines(paths.console)
             self._log_ids[record.uuid] = set(_read_lines(paths.log_ids))
+        for folder in self.data_dir.iterdir():
+            orphan = UUID_RE.match(folder.name) and not self.paths(folder.name).record.exists()
+            if orphan and folder.is_dir() and not folder.is_symlink():
+                log.info("deleting %s: no task of this node refers to it", folder)
+                shutil.rmtree(folder, ignore_errors=True)
 
     def add(self, record: TaskRecord) -> None:
         with self._lock:
@@ -61,7 +70,8 @@ class TaskStore:
 
     def exists(self, uuid: str) -> bool:
         """Whether the uuid is taken: a task, or uploads waiting for their commit."""
-        return uuid in self._records or self.paths(uuid).tmp.exists() or self.paths(uuid).root.exists()
+        paths = self.paths(uuid)
+        return uuid in self._records or uuid in self._removed or paths.tmp.exists() or paths.root.exists()
 
     def records(self) -> list[TaskRecord]:
         return sorted(self._records.values(), key=lambda r: r.date_created)
@@ -70,15 +80,40 @@ class TaskStore:
         if record.uuid in self._records:
             save_record(record, self.paths(record.uuid))
 
-    def forget(self, uuid: str) -> None:
-        """Drop a task and delete its files (its folder and any uploads still waiting)."""
+    def forget(self, uuid: str, reserve: bool = False) -> None:
+        """Drop a task and delete its files (its folder and any uploads still waiting); `reserve` keeps
+        the uuid taken until purge(), for a run that may still write into the folder."""
         with self._lock:
+            if reserve:
+                self._removed.add(uuid)
             self._records.pop(uuid, None)
             self._consoles.pop(uuid, None)
             self._log_ids.pop(uuid, None)
         paths = self.paths(uuid)
         for folder in (paths.root, paths.tmp):
             shutil.rmtree(folder, ignore_errors=True)
+
+    def purge(self, uuid: str) -> None:
+        """Delete a removed task's folder again (what its run wrote since) and free its uuid."""
+        if uuid in self._records:
+            return
+        paths = self.paths(uuid)
+        for folder in (paths.root, paths.tmp):
+            shutil.rmtree(folder, ignore_errors=True)
+        self._removed.discard(uuid)
+
+    def relative(self, uuid: str, text: str) -> str:
+        """A message for remote clients: paths in the task's folder made relative to it, the node's
+        other paths hidden (a client has no business knowing where the node keeps its data)."""
+        paths = self.paths(uuid)
+        for prefix, short in (
+            (f"{paths.tmp}/", ""),
+            (f"{paths.root}/", ""),
+            (str(paths.root), "."),
+            (str(self.data_dir), "<node data>"),
+        ):
+            text = text.replace(prefix, short)
+        return text
 
     def drop_stale_uploads(self, max_age_s: float) -> list[str]:
         """Delete uploads never committed, untouched for max_age_s (NodeODM: 2880 min); their uuids."""
