@@ -13,6 +13,15 @@ from odmflow.cli_errors import fail
 TOKEN_ENV = "ODMFLOW_NODE_TOKEN"  # also how `server up` gives the node its token (not on its command line)
 
 
+_Token = Annotated[
+    str,
+    typer.Option(
+        envvar=TOKEN_ENV,
+        help=f"Token clients pass as ?token= (WebODM's node token); ${TOKEN_ENV} keeps it out of `ps`.",
+    ),
+]
+
+
 def node(
     host: Annotated[
         str, typer.Option(help="Address to listen on (beyond 127.0.0.1 a --token is required).")
@@ -20,13 +29,7 @@ def node(
     port: Annotated[
         int, typer.Option(min=1, max=65535, help="Port to listen on (NodeODM's is 3000).")
     ] = 3000,
-    token: Annotated[
-        str,
-        typer.Option(
-            envvar=TOKEN_ENV,
-            help=f"Token clients pass as ?token= (WebODM's node token); ${TOKEN_ENV} keeps it out of `ps`.",
-        ),
-    ] = "",
+    token: _Token = "",
     data: Annotated[
         Path | None,
         typer.Option(

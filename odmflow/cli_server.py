@@ -41,73 +41,89 @@ def _interrupt_on_term() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+_Port = Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect API and UI.")]
+_Host = Annotated[
+    str,
+    typer.Option(
+        help="Address the Prefect API and UI listen on. They have no login: beyond 127.0.0.1 this"
+        " needs --expose-prefect-api."
+    ),
+]
+_ExposePrefectApi = Annotated[
+    bool,
+    typer.Option(
+        "--expose-prefect-api",
+        help="Let --host be an address other machines reach (remote workers): the API and UI are open"
+        " to all of them, without a login; allow the port only from trusted machines.",
+    ),
+]
+_Pool = Annotated[str, typer.Option(help="Process work pool to create and serve.")]
+_DaskWorkers = Annotated[
+    int, typer.Option(min=0, help="Dask worker processes (1 thread each); 0 = no Dask cluster.")
+]
+_DaskPort = Annotated[int, typer.Option(min=1, max=65535, help="Port of the Dask scheduler.")]
+_NoWorker = Annotated[bool, typer.Option("--no-worker", help="Start no Prefect worker.")]
+_Timeout = Annotated[float, typer.Option(min=1, help="Seconds to wait for each part to be ready.")]
+_Bucket = Annotated[
+    str | None,
+    typer.Option(help="Watch s3://bucket/prefix: deploy odm-watch-bucket, which processes each new dataset."),
+]
+_NoDeploy = Annotated[
+    bool,
+    typer.Option(
+        "--no-deploy",
+        help="Do not register prefect.yaml's deployments; then no NodeODM node is started either (its"
+        " tasks are odm-process runs).",
+    ),
+]
+_NoNode = Annotated[bool, typer.Option("--no-node", help="Start no NodeODM-compatible node.")]
+_NodeHost = Annotated[
+    str,
+    typer.Option(help="Address the NodeODM node listens on (0.0.0.0: all; beyond 127.0.0.1 it has a token)."),
+]
+_NodePort = Annotated[int, typer.Option(min=1, max=65535, help="Port of the NodeODM node.")]
+_NodeToken = Annotated[
+    str | None,
+    typer.Option(
+        envvar="ODMFLOW_NODE_TOKEN",
+        help="The node's token (made up when --node-host listens beyond loopback and none is given).",
+    ),
+]
+_NodeMaxUploadMb = Annotated[
+    float | None, typer.Option(min=0.001, help="Most MiB of files one node task may upload.")
+]
+_NodeMaxImages = Annotated[
+    int | None, typer.Option(min=1, help="Most photos per node task (default: no limit).")
+]
+_NodeMaxConcurrency = Annotated[
+    int | None, typer.Option(min=1, help="Cap and default of each node task's --max-concurrency.")
+]
+_NodeWebhook = Annotated[
+    str | None, typer.Option(help="URL the node calls (POST) whenever any of its tasks finishes.")
+]
+
+
 @server_app.command()
 def up(
     home: Home = None,
-    port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Prefect API and UI.")] = 4200,
-    host: Annotated[
-        str,
-        typer.Option(
-            help="Address the Prefect API and UI listen on. They have no login: beyond 127.0.0.1 this"
-            " needs --expose-prefect-api."
-        ),
-    ] = "127.0.0.1",
-    expose_prefect_api: Annotated[
-        bool,
-        typer.Option(
-            "--expose-prefect-api",
-            help="Let --host be an address other machines reach (remote workers): the API and UI are open"
-            " to all of them, without a login; allow the port only from trusted machines.",
-        ),
-    ] = False,
-    pool: Annotated[str, typer.Option(help="Process work pool to create and serve.")] = "odmflow-process",
-    dask_workers: Annotated[
-        int, typer.Option(min=0, help="Dask worker processes (1 thread each); 0 = no Dask cluster.")
-    ] = 0,
-    dask_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the Dask scheduler.")] = 8786,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Start no Prefect worker.")] = False,
-    timeout: Annotated[float, typer.Option(min=1, help="Seconds to wait for each part to be ready.")] = 90.0,
-    bucket: Annotated[
-        str | None,
-        typer.Option(
-            help="Watch s3://bucket/prefix: deploy odm-watch-bucket, which processes each new dataset."
-        ),
-    ] = None,
-    no_deploy: Annotated[
-        bool,
-        typer.Option(
-            "--no-deploy",
-            help="Do not register prefect.yaml's deployments; then no NodeODM node is started either (its"
-            " tasks are odm-process runs).",
-        ),
-    ] = False,
-    no_node: Annotated[bool, typer.Option("--no-node", help="Start no NodeODM-compatible node.")] = False,
-    node_host: Annotated[
-        str,
-        typer.Option(
-            help="Address the NodeODM node listens on (0.0.0.0: all; beyond 127.0.0.1 it has a token)."
-        ),
-    ] = "127.0.0.1",
-    node_port: Annotated[int, typer.Option(min=1, max=65535, help="Port of the NodeODM node.")] = 3000,
-    node_token: Annotated[
-        str | None,
-        typer.Option(
-            envvar="ODMFLOW_NODE_TOKEN",
-            help="The node's token (made up when --node-host listens beyond loopback and none is given).",
-        ),
-    ] = None,
-    node_max_upload_mb: Annotated[
-        float | None, typer.Option(min=0.001, help="Most MiB of files one node task may upload.")
-    ] = None,
-    node_max_images: Annotated[
-        int | None, typer.Option(min=1, help="Most photos per node task (default: no limit).")
-    ] = None,
-    node_max_concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Cap and default of each node task's --max-concurrency.")
-    ] = None,
-    node_webhook: Annotated[
-        str | None, typer.Option(help="URL the node calls (POST) whenever any of its tasks finishes.")
-    ] = None,
+    port: _Port = 4200,
+    host: _Host = "127.0.0.1",
+    expose_prefect_api: _ExposePrefectApi = False,
+    pool: _Pool = "odmflow-process",
+    dask_workers: _DaskWorkers = 0,
+    dask_port: _DaskPort = 8786,
+    no_worker: _NoWorker = False,
+    timeout: _Timeout = 90.0,
+    bucket: _Bucket = None,
+    no_deploy: _NoDeploy = False,
+    no_node: _NoNode = False,
+    node_host: _NodeHost = "127.0.0.1",
+    node_port: _NodePort = 3000,
+    node_token: _NodeToken = None,
+    node_max_upload_mb: _NodeMaxUploadMb = None,
+    node_max_images: _NodeMaxImages = None,
+    node_max_concurrency: _NodeMaxConcurrency = None,
+    node_webhook: _NodeWebhook = None,
 ) -> None:
     """Start the node in the background and wait until every part answers."""
     limits = server.NodeLimits(node_max_upload_mb, node_max_images, node_max_concurrency, node_webhook)
