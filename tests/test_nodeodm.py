@@ -18,6 +18,7 @@ import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -1021,21 +1022,23 @@ def test_numbers_convert_and_max_concurrency_is_capped() -> None:
 # Cancel and remove while the run is being submitted (Pending): Prefect lets it leave Cancelled
 
 
-def _pending_task(server: NodeServer, fake: FakePrefect, photos: list[str]) -> tuple[Any, str]:
-    """A task whose flow run its worker is submitting (Pending), as the node sees it."""
-    task = Node("127.0.0.1", server.settings.port, TOKEN).create_task(photos, {})
-    run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
-    fake.set(run, StateType.PENDING)
-    wait_for(lambda: server.rt.store.get(task.uuid).phase == "run", what="the task's run")
-    return task, run
+@contextmanager
+def _pending_task(tmp_path: Path, photos: list[str]) -> Iterator[tuple[NodeServer, FakePrefect, Any, str]]:
+    """A node (runs settle after 3 s) with a task whose flow run its worker is submitting (Pending):
+    (the node, its stand-in Prefect, the pyodm task, the run's id)."""
+    fake = FakePrefect()
+    with NodeServer(settings_for(tmp_path / "data", settle_s=3.0), fake) as server:
+        task = Node("127.0.0.1", server.settings.port, TOKEN).create_task(photos, {})
+        run = wait_for(lambda: fake.runs and run_uuid(fake, task.uuid), what="the flow run")
+        fake.set(run, StateType.PENDING)
+        wait_for(lambda: server.rt.store.get(task.uuid).phase == "run", what="the task's run")
+        yield server, fake, task, run
 
 
 def test_a_run_cancelled_while_pending_stays_cancelled_when_its_worker_starts_it(
     tmp_path: Path, photos: list[str]
 ) -> None:
-    fake = FakePrefect()
-    with NodeServer(settings_for(tmp_path / "data", settle_s=3.0), fake) as server:
-        task, run = _pending_task(server, fake, photos)
+    with _pending_task(tmp_path, photos) as (server, fake, task, run):
         assert task.cancel() is True and fake.runs[run].state.is_cancelled()
         fake.set(run, StateType.RUNNING)  # its worker starts it anyway: Prefect allows Cancelled -> Running
         wait_for(lambda: fake.cancelled.count(run) == 2, what="the run cancelled again")
@@ -1049,9 +1052,7 @@ def test_a_run_cancelled_while_pending_stays_cancelled_when_its_worker_starts_it
 def test_remove_while_pending_deletes_what_the_run_wrote_after_the_removal(
     tmp_path: Path, photos: list[str]
 ) -> None:
-    fake = FakePrefect()
-    with NodeServer(settings_for(tmp_path / "data", settle_s=3.0), fake) as server:
-        task, run = _pending_task(server, fake, photos)
+    with _pending_task(tmp_path, photos) as (server, fake, task, run):
         project = Path(fake.params[run]["project"])
         assert task.remove() is True and not project.exists()
         late = project / ".odmflow" / "results" / "dataset"  # the run, started anyway, writes its results
