@@ -67,6 +67,11 @@ class ProjectTree:
         return self.opensfm / "features"
 
     @property
+    def sfm_matches(self) -> Path:
+        """The matching units' files, `pairs-<k>.matches.npz` (OpenSfM's matches/), kept across runs."""
+        return self.opensfm / "matches"
+
+    @property
     def colmap_model(self) -> Path:
         """COLMAP's binary model of the largest reconstruction, in UTM-offset coordinates."""
         return self.opensfm / "colmap" / "sparse"

@@ -25,6 +25,7 @@ MEMORY_FRACTION = 0.8  # of this machine's RAM, shared by the local workers
 WORKER_MODULES = (
     "prefect.task_engine",
     "odm_core.sfm.extract",
+    "odm_core.sfm.match_units",
     "odm_core.dense.units",
     "odm_core.dense.score",
     "odm_core.dense.fusion",
@@ -170,3 +171,13 @@ def dask_task_runner(address: str | None, max_concurrency: int) -> KeyedDaskTask
             client.run(reset_peak_rss)  # each stage reports its own workers' peak
         return KeyedDaskTaskRunner(address=cluster.scheduler_address)
     return KeyedDaskTaskRunner(cluster_kwargs=_local_cluster_kwargs(max_concurrency))
+
+
+def cluster_threads(address: str | None, max_concurrency: int) -> int:
+    """How many units the run's cluster works on at once: its workers' threads (an external cluster's as
+    its scheduler reports them now), else the local cluster's workers."""
+    address = _address(address)
+    if address:
+        with Client(address) as client:
+            return max(1, sum(client.nthreads().values()))
+    return max(1, min(os.cpu_count() or 1, max_concurrency))

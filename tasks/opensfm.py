@@ -1,10 +1,12 @@
 """Prefect task of the `opensfm` stage: plan here (the COLMAP database), one feature unit per photo on
-Dask (nested flow `opensfm-features`), then matching, mapping and the model files here."""
+Dask (nested flow `opensfm-features`), the matching units' pairs planned here and matched on Dask (nested
+flow `opensfm-matching`), then mapping and the model files here."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -14,11 +16,19 @@ from odm_core.artifacts import read_plan, write_plan
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
 from odm_core.sfm.extract import FeatureUnit, extract_features
-from odm_core.stages.opensfm import OpensfmResult, finish_opensfm, plan_opensfm
+from odm_core.sfm.match_units import MatchUnit, match_pairs
+from odm_core.stages.opensfm import (
+    EXTRACTION_SHARE,
+    MATCHING_SHARE,
+    OpensfmResult,
+    finish_opensfm,
+    plan_opensfm,
+    plan_opensfm_matching,
+)
 from tasks._stage import STAGE_CACHE, run_checkpointed
-from tasks.dask_cluster import dask_task_runner
+from tasks.dask_cluster import cluster_threads, dask_task_runner
 
-EXTRACTION_SHARE = 0.4  # of the stage's progress
+Progress = Callable[[float, str], None]
 
 
 @task(name="opensfm", cache_policy=STAGE_CACHE, persist_result=True)
@@ -27,12 +37,16 @@ def opensfm(
 ) -> OpensfmResult:
     """Structure from motion, georeferenced by GPS priors; ODM's and COLMAP's model files."""
 
-    def work(tree: ProjectTree, report: Callable[[float, str], None], fp: str) -> OpensfmResult:
-        units = plan_opensfm(tree, opts, fp)
+    def work(tree: ProjectTree, report: Progress, fp: str) -> OpensfmResult:
         runner = dask_task_runner(dask_address, max_concurrency)
+        units = plan_opensfm(tree, opts, fp)
         features = opensfm_features.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         files = features(write_plan(tree.plan("opensfm"), units), report)
-        return finish_opensfm(tree, opts, files, max_concurrency, report)
+        threads = cluster_threads(dask_address, max_concurrency)
+        pairs = plan_opensfm_matching(tree, opts, files, fp, 1, 2 * threads)  # two units per thread
+        matching = opensfm_matching.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
+        matches = matching(write_plan(tree.plan("opensfm-matching"), pairs), report)
+        return finish_opensfm(tree, opts, pairs, matches, max_concurrency, report)
 
     return run_checkpointed(project, opts, work)
 
@@ -49,12 +63,39 @@ def opensfm_feature(unit: FeatureUnit) -> str:
     return str(extract_features(unit))
 
 
+@task(
+    name="opensfm_match",
+    task_run_name="matches-{unit.name}",
+    retries=1,
+    cache_policy=NO_CACHE,  # the unit's own checkpoint decides reuse
+    persist_result=False,
+)
+def opensfm_match(unit: MatchUnit) -> str:
+    """One batch of photo pairs matched and verified on a Dask worker; reuses its own checkpoint."""
+    return str(match_pairs(unit))
+
+
+def _gather(futures: list[Any], progress: Progress, start: float, share: float, what: str) -> list[str]:
+    """The futures' results in their order, progress reported as each finishes."""
+    progress(start, f"{what} (0/{len(futures)})")
+    for k, _ in enumerate(as_completed(futures), 1):
+        progress(start + share * k / len(futures), f"{what} ({k}/{len(futures)})")
+    return [future.result() for future in futures]
+
+
 @flow(name="opensfm-features", validate_parameters=False)
-def opensfm_features(plan_file: str, progress: Callable[[float, str], None]) -> dict[str, Path]:
+def opensfm_features(plan_file: str, progress: Progress) -> dict[str, Path]:
     """Every photo's feature unit at once (the units in plan_file); photo name -> its features file."""
     units: list[FeatureUnit] = read_plan(plan_file)
-    futures = {unit.name: opensfm_feature.submit(unit) for unit in units}
-    progress(0.0, f"extracting features (0/{len(units)} photos)")
-    for k, _ in enumerate(as_completed(list(futures.values())), 1):
-        progress(EXTRACTION_SHARE * k / len(units), f"extracting features ({k}/{len(units)} photos)")
-    return {name: Path(future.result()) for name, future in futures.items()}
+    futures = [opensfm_feature.submit(unit) for unit in units]
+    files = _gather(futures, progress, 0.0, EXTRACTION_SHARE, "extracting features, photos")
+    return {unit.name: Path(f) for unit, f in zip(units, files, strict=True)}
+
+
+@flow(name="opensfm-matching", validate_parameters=False)
+def opensfm_matching(plan_file: str, progress: Progress) -> list[Path]:
+    """Every matching unit at once (the units in plan_file); their files in the same order."""
+    units: list[MatchUnit] = read_plan(plan_file)
+    futures = [opensfm_match.submit(unit) for unit in units]
+    files = _gather(futures, progress, EXTRACTION_SHARE, MATCHING_SHARE, "matching features, pair batches")
+    return [Path(f) for f in files]

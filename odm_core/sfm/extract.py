@@ -1,4 +1,4 @@
-"""SIFT features, one Dask unit per photo, and their import into COLMAP's database.
+"""SIFT features, one Dask unit per photo, and their keypoints in COLMAP's database.
 
 OpenCV's SIFT (Lowe, "Distinctive Image Features from Scale-Invariant Keypoints", IJCV 2004) on the photo
 scaled to ODM's feature_process_size (--feature-quality), with COLMAP's peak and edge thresholds, keeping
@@ -150,10 +150,11 @@ def root_sift_uint8(desc: np.ndarray) -> np.ndarray:
     return np.minimum(np.round(512.0 * d), 255).astype(np.uint8)
 
 
-def write_features(db_path: Path, files: dict[str, Path]) -> dict[str, int]:
-    """Every photo's keypoints and descriptors into COLMAP's database (`files`: photo name -> unit file);
-    returns the feature count per photo. Raises OdmStageError when a unit's photo size differs from
-    COLMAP's camera (a photo replaced since the features were made)."""
+def write_keypoints(db_path: Path, files: dict[str, Path]) -> dict[str, int]:
+    """Every photo's keypoints into COLMAP's database (`files`: photo name -> unit file), what mapping reads
+    (the descriptors stay in the unit files, which the matching units read); returns the feature count per
+    photo. Raises OdmStageError when a unit's photo size differs from COLMAP's camera (a photo replaced
+    since the features were made)."""
     counts = {}
     with pycolmap.Database.open(db_path) as db:
         cameras = {c.camera_id: c for c in db.read_all_cameras()}
@@ -167,9 +168,5 @@ def write_features(db_path: Path, files: dict[str, Path]) -> dict[str, int]:
                     f"which COLMAP reads as {camera.width} x {camera.height}; delete {folder} and run again"
                 )
             db.write_keypoints(image.image_id, arrays["keypoints"])
-            db.write_descriptors(
-                image.image_id,
-                pycolmap.FeatureDescriptors(pycolmap.FeatureExtractorType.SIFT, arrays["descriptors"]),
-            )
             counts[image.name] = len(arrays["keypoints"])
     return counts

@@ -6,7 +6,7 @@ import numpy as np
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
 # Up to this many photos every pair is matched (ODM's matchers also fall back to brute force on tiny sets).
-EXHAUSTIVE_MAX_PHOTOS = 40
+EXHAUSTIVE_MAX_PHOTOS = 12
 
 
 def gps_pairs(xy_m: np.ndarray, neighbors: int) -> set[tuple[int, int]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,19 +28,21 @@ from odm_core.sfm import export as sfm_export
 from odm_core.sfm import gcp_stats
 from odm_core.sfm.align import Alignment, align
 from odm_core.sfm.database import import_photos, write_pose_priors
-from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_features
+from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_keypoints
 from odm_core.sfm.figures import report_figures
 from odm_core.sfm.focal import settle_focal
 from odm_core.sfm.gcp_adjust import GcpAdjustment, adjust_to_gcps
 from odm_core.sfm.gps import finite_or_none, gps_errors, gps_local_m, gps_residuals_m
 from odm_core.sfm.mapping import incremental_mapping
-from odm_core.sfm.matching import match_features
+from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
+from odm_core.sfm.matching import plan_matching
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
 Progress = Callable[[float, str], None]
 
 MIN_GPS_PHOTOS = 3  # GPS priors need at least three positions to fix a similarity
+EXTRACTION_SHARE, MATCHING_SHARE = 0.35, 0.3  # of the stage's progress, before mapping (0.7 on)
 
 
 @dataclass(frozen=True)
@@ -115,33 +118,68 @@ def opensfm(
     map_units: MapUnits = serial_map,
 ) -> OpensfmResult:
     """Run SfM on the photos of images.json and write the model in ODM's and COLMAP's formats; the feature
-    units through map_units, their checkpoints reused only under the same non-empty `key`."""
-    units = plan_opensfm(tree, opts, key or f"unkeyed-{uuid4().hex}")
+    and matching units through map_units, their checkpoints reused only under the same non-empty `key`."""
+    key = key or f"unkeyed-{uuid4().hex}"
+    units = plan_opensfm(tree, opts, key)
     progress(0.0, f"extracting features ({len(units)} photos)")
     files = map_units(extract_features, units)
-    return finish_opensfm(
-        tree, opts, {u.name: Path(f) for u, f in zip(units, files, strict=True)}, num_threads, progress
+    features = {u.name: Path(f) for u, f in zip(units, files, strict=True)}
+    serial = map_units is serial_map  # else Dask: one unit per worker thread, two units per core
+    threads = num_threads if num_threads > 0 else os.cpu_count() or 1
+    pairs = plan_opensfm_matching(
+        tree, opts, features, key, threads if serial else 1, 1 if serial else 2 * threads
+    )
+    progress(EXTRACTION_SHARE, f"matching features ({len(pairs)} units)")
+    matches = [Path(f) for f in map_units(match_pairs, pairs)]
+    return finish_opensfm(tree, opts, pairs, matches, num_threads, progress)
+
+
+def plan_opensfm_matching(
+    tree: ProjectTree,
+    opts: OpensfmOptions,
+    features: dict[str, Path],
+    key: str,
+    num_threads: int = 1,
+    min_units: int = 1,
+) -> list[MatchUnit]:
+    """The photos' keypoints and GPS priors into the database; the matching units of their pairs (GPS
+    neighbours when the photos are georeferenced, files in opensfm/matches/, reused under `key`), at
+    least min_units of them, each matching with num_threads threads."""
+    photos = load_photos(tree.images_json)
+    georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
+    write_keypoints(tree.colmap_database, features)
+    gps_photos = write_pose_priors(tree.colmap_database, photos, georef)
+    pair_georef = georef if gps_photos >= MIN_GPS_PHOTOS else None
+    return plan_matching(
+        tree.colmap_database,
+        photos,
+        pair_georef,
+        opts,
+        features,
+        tree.sfm_matches,
+        key,
+        num_threads,
+        min_units,
     )
 
 
 def finish_opensfm(
     tree: ProjectTree,
     opts: OpensfmOptions,
-    features: dict[str, Path],
+    pairs: list[MatchUnit],
+    matches: list[Path],
     num_threads: int = -1,
     progress: Progress = _noop,
 ) -> OpensfmResult:
-    """From the photos' feature files (photo name -> unit file): matching, incremental mapping, alignment
-    to GPS and GCPs, and the model files."""
+    """From the matching units' files: incremental mapping, alignment to GPS and GCPs, and the model files."""
     photos = load_photos(tree.images_json)
     georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
     work = tree.colmap_database.parent
     db = tree.colmap_database
-    write_features(db, features)
-    gps_photos = write_pose_priors(db, photos, georef)
-    georeferenced = georef is not None and gps_photos >= MIN_GPS_PHOTOS
-    progress(0.45, "matching features")
-    match_features(db, photos, georef if georeferenced else None, opts, num_threads, work)
+    verified = write_matches(db, pairs, matches)
+    log.info("%d of %d photo pairs verified", verified, sum(len(u.pairs) for u in pairs))
+    with pycolmap.Database.open(db) as database:
+        georeferenced = georef is not None and database.num_pose_priors() >= MIN_GPS_PHOTOS
     progress(0.7, "incremental mapping")
     rec = incremental_mapping(
         db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress

@@ -1,0 +1,181 @@
+"""Feature matching as Dask units: batches of photo pairs, each matched and verified by COLMAP's own matcher.
+
+A unit writes its photos' features into a database of its own, runs COLMAP's matching and geometric
+verification on its pairs (pycolmap.match_image_pairs: SIFT matching with ratio and cross check, then the
+two-view geometry, as COLMAP's exhaustive and spatial matchers do), and saves the matches and two-view
+geometries of its pairs to a .npz; the stage writes every unit's pairs into the project's database. Units
+are checkpointed like the feature units: the stage's fingerprint, the unit's pairs and its photos' feature
+checkpoints make the key.
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pycolmap
+
+from odm_core.artifacts import unit_checkpoint_valid
+from odm_core.worker import load_arrays, prepare_unit, save_arrays
+
+MAX_PAIRS_PER_UNIT = 96  # ~25-40 s of one core at Brighton's 14k features per photo
+
+
+@dataclass(frozen=True)
+class CameraSpec:
+    """A COLMAP camera as a unit needs it: model name, size (px), parameters, and whether its focal is a
+    prior (EXIF) that the verification may use."""
+
+    model: str
+    width: int
+    height: int
+    params: tuple[float, ...]
+    has_prior_focal_length: bool
+
+    def camera(self, camera_id: int) -> pycolmap.Camera:
+        return pycolmap.Camera(
+            model=self.model,
+            width=self.width,
+            height=self.height,
+            params=list(self.params),
+            camera_id=camera_id,
+            has_prior_focal_length=self.has_prior_focal_length,
+        )
+
+
+@dataclass(frozen=True)
+class MatchUnit:
+    """A batch of photo pairs (names) to match; each photo's features file and camera; the output file,
+    its checkpoint key, and the threads COLMAP may use (1 on a Dask worker)."""
+
+    pairs: tuple[tuple[str, str], ...]
+    features: tuple[tuple[str, str], ...]  # (photo name, features file)
+    cameras: tuple[tuple[str, CameraSpec], ...]  # (photo name, its camera)
+    out: str
+    key: str
+    num_threads: int = 1
+
+    @property
+    def name(self) -> str:
+        return Path(self.out).name.removesuffix(".matches.npz")
+
+
+def plan_matches(
+    pairs: Sequence[tuple[str, str]],
+    features: dict[str, Path],
+    cameras: dict[str, CameraSpec],
+    workdir: Path,
+    key: str,
+    num_threads: int = 1,
+    min_units: int = 1,
+) -> list[MatchUnit]:
+    """Units of consecutive pairs (`pairs` ordered so that neighbours share photos), at least `min_units`
+    of them and at most MAX_PAIRS_PER_UNIT pairs each, each writing workdir/pairs-<k>.matches.npz; keyed on
+    `key`, the pairs and the features' own keys.
+
+    Few large units: COLMAP builds each photo's descriptor index once per unit (0.2-0.4 s at 14k
+    features, as much as matching a pair), so a unit's photos should share many of its pairs."""
+    n_units = max(min_units, -(-len(pairs) // MAX_PAIRS_PER_UNIT), 1)
+    bounds = np.linspace(0, len(pairs), min(n_units, max(len(pairs), 1)) + 1).round().astype(int)
+    units = []
+    for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        batch = tuple(pairs[start:stop])
+        names = sorted({n for pair in batch for n in pair})
+        feature_keys = [_feature_key(features[n]) for n in names]
+        units.append(
+            MatchUnit(
+                pairs=batch,
+                features=tuple((n, str(features[n])) for n in names),
+                cameras=tuple((n, cameras[n]) for n in names),
+                out=str(workdir / f"pairs-{k:05d}.matches.npz"),
+                key="|".join([key, repr(batch), *feature_keys]),
+                num_threads=num_threads,
+            )
+        )
+    return units
+
+
+def _feature_key(path: Path) -> str:
+    sidecar = path.with_name(path.name + ".json")
+    return sidecar.read_text() if sidecar.is_file() else str(path)
+
+
+def match_pairs(unit: MatchUnit) -> Path:
+    """Match and verify the unit's pairs (or reuse its checkpoint); the Dask unit.
+
+    Writes unit.out (.npz with its checkpoint sidecar): for pair k, `m<k>` its matches (M, 2) uint32
+    (feature indices of the first and second photo) and `g<k>` its pickled pycolmap.TwoViewGeometry
+    (uint8), absent when COLMAP wrote none."""
+    out = Path(unit.out)
+    if unit_checkpoint_valid(out, unit.key):
+        return out
+    prepare_unit()
+    with tempfile.TemporaryDirectory(prefix="match-", dir=out.parent) as tmp:
+        db_path, pairs_file = Path(tmp) / "database.db", Path(tmp) / "pairs.txt"
+        ids = _unit_database(db_path, unit)
+        # COLMAP's pair list is space-separated: the unit's database names its images image-<id>
+        pairs_file.write_text("".join(f"image-{ids[a]} image-{ids[b]}\n" for a, b in unit.pairs))
+        matching = pycolmap.FeatureMatchingOptions()
+        matching.num_threads = unit.num_threads
+        pairing = pycolmap.ImportedPairingOptions()
+        pairing.match_list_path = pairs_file
+        pycolmap.match_image_pairs(
+            db_path, matching_options=matching, pairing_options=pairing, device=pycolmap.Device.cpu
+        )
+        arrays = _read_pairs(db_path, unit.pairs, ids)
+    save_arrays(out, unit.key, **arrays)
+    return out
+
+
+def _unit_database(db_path: Path, unit: MatchUnit) -> dict[str, int]:
+    """The unit's photos (keypoints, descriptors, cameras) in a new database; photo name -> image id."""
+    cameras = dict(unit.cameras)
+    ids = {name: k for k, (name, _) in enumerate(unit.features, 1)}
+    with pycolmap.Database.open(db_path) as db:
+        for name, file in unit.features:
+            arrays = load_arrays(file)
+            db.write_camera(cameras[name].camera(ids[name]), use_camera_id=True)
+            image = pycolmap.Image(name=f"image-{ids[name]}", camera_id=ids[name], image_id=ids[name])
+            db.write_image(image, use_image_id=True)
+            db.write_keypoints(ids[name], arrays["keypoints"])
+            db.write_descriptors(
+                ids[name],
+                pycolmap.FeatureDescriptors(pycolmap.FeatureExtractorType.SIFT, arrays["descriptors"]),
+            )
+    return ids
+
+
+def _read_pairs(
+    db_path: Path, pairs: Iterable[tuple[str, str]], ids: dict[str, int]
+) -> dict[str, np.ndarray]:
+    arrays = {}
+    with pycolmap.Database.open(db_path) as db:
+        for k, (a, b) in enumerate(pairs):
+            if db.exists_matches(ids[a], ids[b]):
+                arrays[f"m{k}"] = np.asarray(db.read_matches(ids[a], ids[b]), np.uint32).reshape(-1, 2)
+            if db.exists_two_view_geometry(ids[a], ids[b]):
+                geometry = pickle.dumps(db.read_two_view_geometry(ids[a], ids[b]))
+                arrays[f"g{k}"] = np.frombuffer(geometry, np.uint8)
+    return arrays
+
+
+def write_matches(db_path: Path, units: Sequence[MatchUnit], files: Sequence[Path]) -> int:
+    """Every unit's matches and two-view geometries into the project's COLMAP database (its images named
+    as the photos); returns the number of verified pairs (with inlier matches)."""
+    verified = 0
+    with pycolmap.Database.open(db_path) as db:
+        ids = {image.name: image.image_id for image in db.read_all_images()}
+        for unit, file in zip(units, files, strict=True):
+            arrays = load_arrays(file)
+            for k, (a, b) in enumerate(unit.pairs):
+                if f"m{k}" in arrays:
+                    db.write_matches(ids[a], ids[b], arrays[f"m{k}"])
+                if f"g{k}" in arrays:
+                    geometry = pickle.loads(arrays[f"g{k}"].tobytes())  # noqa: S301  # our own unit file
+                    db.write_two_view_geometry(ids[a], ids[b], geometry)
+                    verified += len(geometry.inlier_matches) > 0
+    return verified
