@@ -234,8 +234,9 @@ def test_robust_similarity_ignores_a_gps_jump() -> None:
 @pytest.fixture(scope="module")
 def consumer_survey(tmp_path_factory: pytest.TempPathFactory) -> tuple[SyntheticTruth, ProjectTree, Any]:
     """42 photos (above EXHAUSTIVE_MAX_PHOTOS: pairs from GPS neighbours, matched in units whose COLMAP
-    pair lists are space-separated), every third renamed with spaces, accents or brackets, and a consumer receiver's GPS: ~10 m
-    horizontal drift, altitude error rising to 30% of the flying height, one 50 m jump. Through opensfm."""
+    pair lists are space-separated), every third renamed with spaces, accents or brackets, and a consumer
+    receiver's GPS: ~10 m horizontal drift, altitude error rising to 30% of the flying height, one 50 m
+    jump. Through opensfm."""
     from odm_core.options import OpensfmOptions
     from odm_core.synthetic import SyntheticOptions, generate_synthetic
     from tests.inprocess import run_stage

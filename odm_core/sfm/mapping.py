@@ -10,6 +10,7 @@ import pycolmap
 from odm_core.errors import OdmStageError
 
 Progress = Callable[[float, str], None]
+GLOBAL_BA_GROWTH = 1.4
 
 
 def incremental_mapping(
@@ -27,6 +28,9 @@ def incremental_mapping(
     opts.use_prior_position = use_priors
     opts.use_robust_loss_on_prior_position = use_priors
     opts.min_model_size = min(opts.min_model_size, max(2, n_photos // 2))
+    # a global bundle adjustment each time the model grew by 40% (COLMAP: 10%): on Brighton the same
+    # 18 photos, points and 0.736 px, with a fifth less mapping CPU time (16.0 -> 12.9 s, one thread)
+    opts.ba_global_frames_ratio = opts.ba_global_points_ratio = GLOBAL_BA_GROWTH
     out.mkdir(parents=True, exist_ok=True)
     registered = [0]
 

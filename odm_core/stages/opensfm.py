@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from uuid import uuid4
 
@@ -25,14 +25,13 @@ from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
 from odm_core.sfm import export as sfm_export
-from odm_core.sfm import gcp_stats
-from odm_core.sfm.align import Alignment, align
+from odm_core.sfm.align import align
+from odm_core.sfm.control import ground_control, reconstruction_stats, rms_errors, write_gcp_stats
 from odm_core.sfm.database import import_photos, write_pose_priors
 from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_keypoints
 from odm_core.sfm.figures import report_figures
 from odm_core.sfm.focal import settle_focal
-from odm_core.sfm.gcp_adjust import GcpAdjustment, adjust_to_gcps
-from odm_core.sfm.gps import finite_or_none, gps_errors, gps_local_m, gps_residuals_m
+from odm_core.sfm.gps import finite_or_none, gps_errors, gps_residuals_m
 from odm_core.sfm.mapping import incremental_mapping
 from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
 from odm_core.sfm.matching import plan_matching
@@ -188,7 +187,7 @@ def finish_opensfm(
     registered, unregistered = _registration(rec, photos)
     rec, focal_note = settle_focal(rec, db)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
-    alignment, adjustment = _ground_control(
+    alignment, adjustment = ground_control(
         tree, rec, photos, georef, opts, alignment, not focal_note, progress
     )
     notes = ((focal_note,) if focal_note else ()) + alignment.notes
@@ -199,10 +198,12 @@ def finish_opensfm(
     residuals = gps_residuals_m(rec, photos, model_georef) if model_georef else {}
     outputs = sfm_export.write_all(tree, rec, photos, model_georef, opts.camera_lens)
     outputs += sfm_export.write_reference_lla(tree, model_georef)
-    stats = _stats(rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment)
+    stats = reconstruction_stats(
+        rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment
+    )
     stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
     stats.update(report_figures(tree.colmap_database, rec))
-    gcp_lines = _write_gcp_stats(tree, adjustment, stats, outputs)
+    gcp_lines = write_gcp_stats(tree, adjustment, stats, outputs)
     outputs.append(write_json(tree.opensfm_stats, stats))
     return OpensfmResult(
         n_photos=len(photos),
@@ -219,81 +220,8 @@ def finish_opensfm(
         ),
         notes=notes,
         gcp_lines=gcp_lines,
-        rms_errors=_rms_errors(stats),
+        rms_errors=rms_errors(stats),
         outputs=tuple(outputs),
-    )
-
-
-def _ground_control(
-    tree: ProjectTree,
-    rec: pycolmap.Reconstruction,
-    photos: list[Photo],
-    georef: GeoReference | None,
-    opts: OpensfmOptions,
-    alignment: Alignment,
-    refine_intrinsics: bool,
-    progress: Progress,
-) -> tuple[Alignment, GcpAdjustment | None]:
-    """The model adjusted to the dataset stage's GCPs when there are some; the alignment says how the
-    model was georeferenced (GCPs, or the photos' GPS alone)."""
-    if georef is None or not tree.gcp_list_utm.is_file():
-        if alignment.georeferenced:
-            alignment = replace(alignment, notes=alignment.notes + (_gps_only_note(photos),))
-        return alignment, None
-    progress(0.9, "adjusting to the ground control points")
-    adjustment = _adjust_to_gcps(tree, rec, photos, georef, opts, refine_intrinsics)
-    alignment = replace(
-        alignment, georeferenced=True, frame="gcp", heights="gcp", scale_from="gcp",
-        notes=alignment.notes + adjustment.notes,
-    )  # fmt: skip
-    return alignment, adjustment
-
-
-def _write_gcp_stats(
-    tree: ProjectTree, adjustment: GcpAdjustment | None, stats: dict[str, object], outputs: list[Path]
-) -> tuple[str, ...]:
-    """The GCP blocks of stats.json and OpenSfM's ground_control_points.json; the summary's lines."""
-    if adjustment is None:
-        tree.gcp_stats.unlink(missing_ok=True)
-        return ()
-    stats.update(gcp_stats.stats_of(adjustment))
-    stats["reconstruction_statistics"]["has_gcp"] = True  # type: ignore[index]
-    outputs.append(write_json(tree.gcp_stats, gcp_stats.opensfm_gcp_json(adjustment)))
-    return tuple(gcp_stats.summary_lines(adjustment))
-
-
-def _rms_errors(stats: dict[str, object]) -> dict[str, dict[str, float | None]]:
-    """RMS error per axis of each kind of reference stats.json measured the model against."""
-    kinds = (("GPS", "gps_errors"), ("GCPs", "gcp_errors"), ("check points", "check_errors"))
-    out = {}
-    for label, key in kinds:
-        block = stats.get(key)
-        if isinstance(block, dict) and isinstance(block.get("error"), dict):
-            out[label] = {axis: block["error"].get(axis) for axis in ("x", "y", "z")}
-    return out
-
-
-def _gps_only_note(photos: list[Photo]) -> str:
-    accuracy = float(np.median([p.gps_xy_stddev or 3.0 for p in photos if p.has_gps]))
-    return (
-        f"georeferenced by the photos' GPS alone: the products' absolute position is as good as that GPS "
-        f"(given as {accuracy:g} m) and any bias it has is in them; no GCP or check point measured it"
-    )
-
-
-def _adjust_to_gcps(
-    tree: ProjectTree,
-    rec: pycolmap.Reconstruction,
-    photos: list[Photo],
-    georef: GeoReference,
-    opts: OpensfmOptions,
-    refine_intrinsics: bool,
-) -> GcpAdjustment:
-    """Place and adjust the model on the dataset stage's GCPs (gcp_list_utm.txt)."""
-    gcps = gcp_stats.model_gcps(tree.gcp_list_utm, georef, photos, opts.gcp_checks)
-    sigma = {p.filename: (p.gps_xy_stddev or 3.0, p.gps_z_stddev or 3.0) for p in photos}
-    return adjust_to_gcps(
-        rec, gcps, gps_local_m(photos, georef), sigma, opts.gcp_accuracy, opts.force_gps, refine_intrinsics
     )
 
 
@@ -304,27 +232,6 @@ def _registration(rec: pycolmap.Reconstruction, photos: list[Photo]) -> tuple[se
     if unregistered:
         log.warning("%d photo(s) did not register: %s", len(unregistered), ", ".join(unregistered))
     return registered, unregistered
-
-
-def _stats(
-    rec: pycolmap.Reconstruction, photos: list[Photo], errors: dict[str, object], alignment: Alignment
-) -> dict[str, object]:
-    """The reconstruction part of ODM's stats.json, and how the model was aligned."""
-    return {
-        "reconstruction_statistics": {
-            "initial_shots_count": len(photos),
-            "reconstructed_shots_count": rec.num_reg_images(),
-            "reconstructed_points_count": rec.num_points3D(),
-            "components": 1,
-            "has_gps": alignment.georeferenced,
-            "has_gcp": False,
-            "reprojection_error_pixels": float(rec.compute_mean_reprojection_error()),
-            "average_track_length": float(rec.compute_mean_track_length()),
-        },
-        "gps_errors": errors,
-        "alignment": alignment.to_json(),
-        "photos_without_altitude": sorted(p.filename for p in photos if p.has_gps and p.altitude is None),
-    }
 
 
 def run(
