@@ -52,7 +52,7 @@ class ProjectTree:
         """ODM's copy of the GCPs in the project's UTM zone (written by dataset when GCPs are used)."""
         return self.georeferencing / "gcp_list_utm.txt"
 
-    # --- opensfm ----------------------------------------------------------------------------
+    # --- opensfm (features/<photo>.features.npz, matches/pairs-<k>.matches.npz: kept across runs) ---
     @property
     def opensfm(self) -> Path:
         return self.root / "opensfm"
@@ -63,12 +63,10 @@ class ProjectTree:
 
     @property
     def sfm_features(self) -> Path:
-        """The feature units' files, `<photo>.features.npz` (OpenSfM's features/ folder), kept across runs."""
         return self.opensfm / "features"
 
     @property
     def sfm_matches(self) -> Path:
-        """The matching units' files, `pairs-<k>.matches.npz` (OpenSfM's matches/), kept across runs."""
         return self.opensfm / "matches"
 
     @property

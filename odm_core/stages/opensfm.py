@@ -175,10 +175,7 @@ def finish_opensfm(
     georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
     work = tree.colmap_database.parent
     db = tree.colmap_database
-    verified = write_matches(db, pairs, matches)
-    log.info("%d of %d photo pairs verified", verified, sum(len(u.pairs) for u in pairs))
-    with pycolmap.Database.open(db) as database:
-        georeferenced = georef is not None and database.num_pose_priors() >= MIN_GPS_PHOTOS
+    georeferenced = _write_matches(db, pairs, matches) and georef is not None
     progress(0.7, "incremental mapping")
     rec = incremental_mapping(
         db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress
@@ -223,6 +220,14 @@ def finish_opensfm(
         rms_errors=rms_errors(stats),
         outputs=tuple(outputs),
     )
+
+
+def _write_matches(db: Path, pairs: list[MatchUnit], matches: list[Path]) -> bool:
+    """The units' matches into the database; whether it holds enough GPS priors to georeference by."""
+    verified = write_matches(db, pairs, matches)
+    log.info("%d of %d photo pairs verified", verified, sum(len(u.pairs) for u in pairs))
+    with pycolmap.Database.open(db) as database:
+        return bool(database.num_pose_priors() >= MIN_GPS_PHOTOS)
 
 
 def _registration(rec: pycolmap.Reconstruction, photos: list[Photo]) -> tuple[set[str], tuple[str, ...]]:
