@@ -123,3 +123,29 @@ def test_gps_pairs_grow_linearly_with_the_survey() -> None:
         xy += np.random.default_rng(1).normal(0, 2, xy.shape)
         per_photo.append(len(gps_pairs(xy, 0)) / len(xy))
     assert per_photo[1] < 1.1 * per_photo[0] and per_photo[1] < 15
+
+
+def test_image_retrieval_finds_the_overlapping_photos(tmp_path: Path) -> None:
+    """30 photos along a strip (crops 120 px apart, 640 px wide), listed in shuffled order: each photo's
+    4 most similar by VLAD overlap it, and the pairs stay a few per photo."""
+    from odm_core.sfm.retrieval import learn_codebook, most_similar, retrieval_pairs, vlad
+
+    rng = np.random.default_rng(2)
+    strip = cv2.resize(rng.random((60, 520)).astype(np.float32), (4160, 480), interpolation=cv2.INTER_CUBIC)
+    strip = np.clip(255 * (0.15 + 0.7 * strip), 0, 255).astype(np.uint8)
+    offsets = rng.permutation(30) * 120
+    files = []
+    for k, x0 in enumerate(offsets):
+        cv2.imwrite(str(tmp_path / f"{k}.png"), strip[:, x0 : x0 + 640])
+        unit = FeatureUnit(
+            str(tmp_path / f"{k}.png"), f"{k}.png", 640, 3000, None, str(tmp_path / f"{k}.npz"), "k"
+        )
+        files.append(extract_features(unit))
+    codebook = learn_codebook(files)
+    vectors = np.stack([vlad(load_arrays(f)["descriptors"], codebook) for f in files])
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
+    nearest = most_similar(vectors, 4)
+    overlap = np.abs(offsets[nearest] - offsets[:, None]) < 640
+    assert overlap.mean() > 0.95, overlap.mean()
+    pairs = retrieval_pairs(files)
+    assert len(pairs) <= 30 * 12 and all(i < j for i, j in pairs)
