@@ -167,7 +167,7 @@ def _cell(value: float | None, fmt: str) -> str:
 
 
 def _row(label: str, cells: list[str]) -> str:
-    return label.ljust(20) + "".join(c.rjust(24) for c in cells)
+    return label.ljust(20) + "".join(c.rjust(27) for c in cells)
 
 
 def _stage_cell(stage: dict[str, Any] | None) -> str:
