@@ -38,8 +38,8 @@ def opensfm(
     """Structure from motion, georeferenced by GPS priors; ODM's and COLMAP's model files."""
 
     def work(tree: ProjectTree, report: Progress, fp: str) -> OpensfmResult:
+        units = plan_opensfm(tree, opts, fp)  # while the run's local cluster may still be starting
         runner = dask_task_runner(dask_address, max_concurrency)
-        units = plan_opensfm(tree, opts, fp)
         features = opensfm_features.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         files = features(write_plan(tree.plan("opensfm"), units), report)
         threads = cluster_threads(dask_address, max_concurrency)
