@@ -73,14 +73,17 @@ def plan_matches(
     num_threads: int = 1,
     min_units: int = 1,
 ) -> list[MatchUnit]:
-    """Units of consecutive pairs (`pairs` ordered so that neighbours share photos), at least `min_units`
-    of them and at most MAX_PAIRS_PER_UNIT pairs each, each writing workdir/pairs-<k>.matches.npz; keyed on
-    `key`, the pairs and the features' own keys.
+    """Units of consecutive pairs (`pairs` ordered so that neighbours share photos), a multiple of
+    `min_units` of them (the cluster's threads, or twice that) and at most MAX_PAIRS_PER_UNIT pairs each,
+    each writing workdir/pairs-<k>.matches.npz; keyed on `key`, the pairs and the features' own keys.
 
     Few large units: COLMAP builds each photo's descriptor index once per unit (0.2-0.4 s at 14k
     features, as much as matching a pair), so a unit's photos should share many of its pairs. (Brighton,
     103 pairs on 2 workers: 4 units 20.5 and 20.5 s, 2 units 23.0 and 20.8 s.)"""
     n_units = max(min_units, -(-len(pairs) // MAX_PAIRS_PER_UNIT), 1)
+    n_units = -(-n_units // max(min_units, 1)) * max(
+        min_units, 1
+    )  # a multiple: no worker left idle at the end
     bounds = np.linspace(0, len(pairs), min(n_units, max(len(pairs), 1)) + 1).round().astype(int)
     units = []
     for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
