@@ -183,6 +183,21 @@ def unit_checkpoint_valid(path: Path, key: str) -> bool:
         return False
 
 
+def unit_checkpoint_record(path: Path) -> str:
+    """The text of a unit output's sidecar (its key and digest), or the path when it has none: what a
+    later unit reading this output puts in its own key."""
+    sidecar = path.with_name(path.name + ".json")
+    return sidecar.read_text() if sidecar.is_file() else str(path)
+
+
+def remove_stale_units(folder: Path, suffix: str, wanted: Iterable[str | Path]) -> None:
+    """Delete the unit outputs `*<suffix>` in folder, and their sidecars, that are not among `wanted`."""
+    names = {Path(w).name for w in wanted}
+    for stale in folder.glob(f"*{suffix}*"):
+        if stale.name.removesuffix(".json") not in names:
+            stale.unlink()
+
+
 def write_unit_checkpoint(path: Path, key: str, write: Any) -> Path:
     """Write one unit's output atomically with `write(file_object)`, then its sidecar (key and digest)."""
     sidecar = path.with_name(path.name + ".json")

@@ -71,10 +71,10 @@ def save_arrays(path: Path, key: str, **arrays: np.ndarray) -> None:
     write_unit_checkpoint(path, key, write)
 
 
-def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
-    """The arrays of a .npz written by save_arrays, loaded into memory."""
+def load_arrays(path: str | Path, *names: str) -> dict[str, np.ndarray]:
+    """The arrays of a .npz written by save_arrays (only `names` when given), loaded into memory."""
     with np.load(path) as data:
-        return {k: data[k] for k in data.files}
+        return {k: data[k] for k in (names or data.files)}
 
 
 def prepare_unit() -> None:

@@ -159,7 +159,7 @@ def write_keypoints(db_path: Path, files: dict[str, Path]) -> dict[str, int]:
     with pycolmap.Database.open(db_path) as db:
         cameras = {c.camera_id: c for c in db.read_all_cameras()}
         for image in db.read_all_images():
-            arrays = load_arrays(files[image.name])
+            arrays = load_arrays(files[image.name], "keypoints", "size")  # not the descriptors
             camera = cameras[image.camera_id]
             if tuple(arrays["size"]) != (camera.width, camera.height):
                 folder = files[image.name].parent

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
-from odm_core.artifacts import unit_checkpoint_valid
+from odm_core.artifacts import unit_checkpoint_record, unit_checkpoint_valid
 from odm_core.worker import load_arrays, prepare_unit, save_arrays
 
 MAX_PAIRS_PER_UNIT = 192  # about a minute of one core at Brighton's 14k features per photo
@@ -80,16 +80,14 @@ def plan_matches(
     Few large units: COLMAP builds each photo's descriptor index once per unit (0.2-0.4 s at 14k
     features, as much as matching a pair), so a unit's photos should share many of its pairs. (Brighton,
     103 pairs on 2 workers: 4 units 20.5 and 20.5 s, 2 units 23.0 and 20.8 s.)"""
-    n_units = max(min_units, -(-len(pairs) // MAX_PAIRS_PER_UNIT), 1)
-    n_units = -(-n_units // max(min_units, 1)) * max(
-        min_units, 1
-    )  # a multiple: no worker left idle at the end
+    per_round = max(min_units, 1)  # a multiple of it: no worker left idle at the end
+    n_units = -(-max(per_round, -(-len(pairs) // MAX_PAIRS_PER_UNIT)) // per_round) * per_round
     bounds = np.linspace(0, len(pairs), min(n_units, max(len(pairs), 1)) + 1).round().astype(int)
     units = []
     for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         batch = tuple(pairs[start:stop])
         names = sorted({n for pair in batch for n in pair})
-        feature_keys = [_feature_key(features[n]) for n in names]
+        feature_keys = [unit_checkpoint_record(features[n]) for n in names]
         units.append(
             MatchUnit(
                 pairs=batch,
@@ -101,11 +99,6 @@ def plan_matches(
             )
         )
     return units
-
-
-def _feature_key(path: Path) -> str:
-    sidecar = path.with_name(path.name + ".json")
-    return sidecar.read_text() if sidecar.is_file() else str(path)
 
 
 def match_pairs(unit: MatchUnit) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pycolmap
 
+from odm_core.artifacts import remove_stale_units
 from odm_core.geo.georef import GeoReference
 from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
@@ -76,8 +77,5 @@ def plan_matching(
     pairs = select_pairs(photos, georef, opts, features)
     workdir.mkdir(parents=True, exist_ok=True)
     units = plan_matches(pairs, features, camera_specs(db_path), workdir, key, num_threads, min_units)
-    wanted = {Path(u.out).name for u in units}
-    for stale in workdir.glob("*.matches.npz*"):
-        if stale.name.removesuffix(".json") not in wanted:
-            stale.unlink()
+    remove_stale_units(workdir, ".matches.npz", (u.out for u in units))
     return units

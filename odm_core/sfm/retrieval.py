@@ -26,7 +26,7 @@ ORDER_NEIGHBOURS = 2  # photos before and after in capture order (OpenSfM: match
 
 
 def _descriptors(file: Path) -> np.ndarray:
-    return load_arrays(file)["descriptors"].astype(np.float32)
+    return load_arrays(file, "descriptors")["descriptors"].astype(np.float32)
 
 
 def learn_codebook(files: Sequence[Path], seed: int = 0) -> np.ndarray:

@@ -19,7 +19,7 @@ from uuid import uuid4
 import numpy as np
 import pycolmap
 
-from odm_core.artifacts import write_json
+from odm_core.artifacts import remove_stale_units, write_json
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
@@ -101,10 +101,7 @@ def plan_opensfm(tree: ProjectTree, opts: OpensfmOptions, key: str) -> list[Feat
     work.mkdir(parents=True)
     sizes, masks = import_photos(tree, photos, opts)
     units = plan_features(tree.images, sizes, opts.min_num_features, masks, tree.sfm_features, key)
-    wanted = {Path(u.out).name for u in units}
-    for stale in tree.sfm_features.glob("*.features.npz*"):
-        if stale.name.removesuffix(".json") not in wanted:
-            stale.unlink()
+    remove_stale_units(tree.sfm_features, ".features.npz", (u.out for u in units))
     return units
 
 
