@@ -93,6 +93,9 @@ def test_photos_missing_an_altitude_are_named_and_kept_out_of_vertical_errors(
         p.name for p in tree.images.iterdir() if 6 not in Image.open(p).getexif().get_ifd(0x8825)
     )
     assert len(without) == 3
+    # focal length and flying height trade off freely over this strip: the EXIF focal is kept (freed
+    # during mapping, 2 runs in 8 drifted it +52% and put the ground 20 m low)
+    assert "so the EXIF focal length was kept" in out
     warning = next(line for line in out.splitlines() if "no altitude" in line)
     assert all(name in warning for name in without)
     ground = assert_upright(tree)

@@ -21,10 +21,13 @@ def incremental_mapping(
     num_threads: int,
     n_photos: int,
     progress: Progress,
+    hold_focal: bool = False,
 ) -> pycolmap.Reconstruction:
-    """Incremental mapping with bundle adjustment; the largest model is kept."""
+    """Incremental mapping with bundle adjustment; the largest model is kept. `hold_focal`: the focal
+    lengths stay at the database's (EXIF) values (focal.py says why and frees them after)."""
     opts = pycolmap.IncrementalPipelineOptions()
     opts.num_threads = num_threads
+    opts.ba_refine_focal_length = opts.mapper.abs_pose_refine_focal_length = not hold_focal
     opts.use_prior_position = use_priors
     opts.use_robust_loss_on_prior_position = use_priors
     opts.min_model_size = min(opts.min_model_size, max(2, n_photos // 2))

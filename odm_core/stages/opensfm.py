@@ -30,7 +30,7 @@ from odm_core.sfm.control import ground_control, reconstruction_stats, rms_error
 from odm_core.sfm.database import import_photos, write_pose_priors
 from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_keypoints
 from odm_core.sfm.figures import report_figures
-from odm_core.sfm.focal import settle_focal
+from odm_core.sfm.focal import hold_focal, settle_focal
 from odm_core.sfm.gps import finite_or_none, gps_errors, gps_residuals_m
 from odm_core.sfm.mapping import incremental_mapping
 from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
@@ -174,12 +174,13 @@ def finish_opensfm(
     db = tree.colmap_database
     georeferenced = _write_matches(db, pairs, matches) and georef is not None
     progress(0.7, "incremental mapping")
+    held = hold_focal(db)
     rec = incremental_mapping(
-        db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress
+        db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress, held
     )
 
     registered, unregistered = _registration(rec, photos)
-    rec, focal_note = settle_focal(rec, db)
+    rec, focal_note = settle_focal(rec, db) if held else (rec, None)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
     alignment, adjustment = ground_control(
         tree, rec, photos, georef, opts, alignment, not focal_note, progress
