@@ -16,8 +16,9 @@ from odm_core import checkpoint
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.outputs import key_outputs
-from odm_core.registry import SPECS, STAGE_SPECS, stages_between
+from odm_core.registry import SPECS, STAGE_SPECS, STAGES, stages_between
 from odm_core.remote.fs import is_remote
+from flows.submodels import run_submodels
 from tasks.dask_cluster import run_cluster
 from tasks.remote import pull, push
 from tasks.run_artifacts import publish_summary, start_progress
@@ -33,6 +34,8 @@ def _load_task(spec: str) -> Task:
 
 
 STAGE_TASKS: dict[str, Task] = {spec.name: _load_task(spec.task) for spec in STAGE_SPECS}
+# In a split survey the merge stage writes the products; the parent then stops, as ODM's does.
+SPLIT_REPLACES = frozenset(STAGES[STAGES.index("merge") + 1 :])
 
 
 @dataclass(frozen=True)
@@ -72,16 +75,22 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     start_progress(options.end_with)
     runs: dict[str, StageRun] = {}
     stages = stages_between("dataset", options.end_with, options.skipped_stages())
+    replaced: frozenset[str] = frozenset()
     with run_cluster(options.dask_address, options.max_concurrency, any(SPECS[s].dask for s in stages)):
         for stage in stages:
+            if stage in replaced:
+                continue
             task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
             start = time.perf_counter()
-            opts = getattr(options, stage)  # each task gets only its own stage's options
+            opts = options.stage_options(stage)  # each task gets only its own stage's options
             state = task(project, opts, options.dask_address, options.max_concurrency, return_state=True)
             assert isinstance(state, State)  # a sync task called with return_state gives its final state
             result = state.result()
             if url:
                 push(url, project, stage)
+            if stage == "split" and result.submodels:  # the submodels make what the later stages would
+                run_submodels(odm_pipeline, tree, result.submodels)
+                replaced = SPLIT_REPLACES
             cached = checkpoint.finished_at(stage, tree) < started
             runs[stage] = StageRun(stage, cached, result, time.perf_counter() - start)
     links = {name: _link(path, tree, url) for name, path in key_outputs(tree).items()}

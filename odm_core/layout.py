@@ -5,9 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from odm_core.layout_more import MorePaths
+
 
 @dataclass(frozen=True)
-class ProjectTree:
+class ProjectTree(MorePaths):
     """Paths of an ODM-style project folder; computes paths only, touches nothing."""
 
     root: Path
@@ -277,24 +279,3 @@ class ProjectTree:
     @property
     def report_stats(self) -> Path:
         return self.report / "stats.json"
-
-    # --- odmflow's own bookkeeping ----------------------------------------------------------
-    @property
-    def state(self) -> Path:
-        """odmflow's checkpoint folder: stage manifests, digest cache, Prefect results."""
-        return self.root / ".odmflow"
-
-    def plan(self, stage: str) -> Path:
-        """A stage's plan, handed to its nested flow of units by path."""
-        return self.state / "plans" / f"{stage}.pkl"
-
-    def manifest(self, stage: str) -> Path:
-        return self.state / "manifests" / f"{stage}.json"
-
-    @property
-    def results(self) -> Path:
-        return self.state / "results"
-
-    @property
-    def digest_cache(self) -> Path:
-        return self.state / "digests.json"

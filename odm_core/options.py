@@ -11,24 +11,27 @@ says a text value is a file whose contents become the value.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, model_validator
 
 from odm_core.option_fields import (
-    CROP_HELP,
     GCP_HELP,
     GEO_HELP,
     CameraLens,
     Quality,
     StageOptions,
-    cog_field,
-    ignore_gsd_field,
     skip_3dmodel_field,
-    tiles_field,
     use_3dmesh_field,
 )
 from odm_core.option_rules import implicit_rules
+from odm_core.options_products import (
+    DemOptions,
+    GeoreferencingOptions,
+    OrthophotoOptions,
+    ReportOptions,
+)
+from odm_core.options_split import MergeOptions, SplitOptions, submodel_options
 from odm_core.registry import STAGE_SPECS, STAGES, StageName
 
 
@@ -42,6 +45,9 @@ class DatasetOptions(StageOptions):
     )
     gps_z_offset: float = Field(0.0, description="Metres added to every photo's GPS altitude.")
     geo: str | None = Field(None, description=GEO_HELP, json_schema_extra={"text": "geo_file"})  # file's text
+    georeference: str | None = Field(
+        None, description="coords.txt of a split-merge parent.", json_schema_extra={"internal": True}
+    )
 
 
 class OpensfmOptions(StageOptions):
@@ -66,6 +72,9 @@ class OpensfmOptions(StageOptions):
         0.02, gt=0, le=100, description="GCP survey accuracy in metres (vertical: twice this): their weight."
     )
     gcp_checks: str = Field("", description="GCP names (comma-separated) used as check points, like CHK*.")
+    model_seed: str | None = Field(
+        None, description="sha256 of a submodel's split_seed/ model.", json_schema_extra={"internal": True}
+    )
 
     @model_validator(mode="after")
     def _supported_lens(self) -> OpensfmOptions:
@@ -148,80 +157,7 @@ class TexturingOptions(StageOptions):
     use_3dmesh: bool = use_3dmesh_field()
 
 
-class GeoreferencingOptions(StageOptions):
-    """Options of the `odm_georeferencing` stage (the georeferenced LAZ and its exports)."""
-
-    pc_las: bool = Field(False, description="Also export the cloud as LAS.")
-    pc_csv: bool = Field(False, description="Also export the cloud as CSV.")
-    crop: float = Field(3.0, ge=0, le=10000, description=CROP_HELP)
-    boundary: str | None = Field(
-        None,
-        description="GeoJSON polygon, the crop with --crop 0 (PipelineOptions copies --boundary).",
-        json_schema_extra={"internal": True},
-    )
-
-    @model_validator(mode="after")
-    def _valid_boundary(self) -> GeoreferencingOptions:
-        if self.boundary is not None:
-            from odm_core.geo.boundary import parse_boundary
-
-            parse_boundary(self.boundary)
-        return self
-
-
-class DemOptions(StageOptions):
-    """Options of the `odm_dem` stage (DSM and DTM rasters)."""
-
-    dsm: bool = Field(False, description="Build the DSM (odm_dem/dsm.tif).")
-    dtm: bool = Field(False, description="Build the DTM (odm_dem/dtm.tif) from SMRF ground points.")
-    dem_resolution: float = Field(
-        5.0, gt=0, le=10000, description="DEM cell size in cm, no finer than the GSD unless --ignore-gsd."
-    )
-    dem_gapfill_steps: int = Field(
-        3, ge=0, le=100, description="Search radii (x sqrt 2 each) before holes are filled (0 = 1 radius)."
-    )
-    smrf_scalar: float = Field(1.25, ge=0, le=100, description="SMRF elevation scalar.")
-    smrf_slope: float = Field(0.15, gt=0, le=100, description="SMRF slope (rise over run).")
-    smrf_threshold: float = Field(0.5, ge=0, le=100, description="SMRF elevation threshold (m).")
-    smrf_window: float = Field(18.0, gt=0, le=1000, description="SMRF maximum window radius (m).")
-    ignore_gsd: bool = ignore_gsd_field()
-    tiles: bool = tiles_field()
-    cog: bool = cog_field()
-    dem_euclidean_map: bool = Field(
-        False, description="Also write odm_dem/{dsm,dtm}.euclideand.tif: cells to the nearest nodata cell."
-    )
-
-
-OrthophotoCompression = Literal["JPEG", "LZW", "PACKBITS", "DEFLATE", "LZMA", "NONE"]
-
-
-class OrthophotoOptions(StageOptions):
-    """Options of the `odm_orthophoto` stage."""
-
-    skip_orthophoto: bool = Field(False, description="Do not build the orthophoto.")
-    orthophoto_resolution: float = Field(
-        5.0,
-        gt=0,
-        le=10000,
-        description="Orthophoto pixel size in cm, no finer than the GSD unless --ignore-gsd.",
-    )
-    orthophoto_compression: OrthophotoCompression = Field("DEFLATE", description="GeoTIFF compression.")
-    orthophoto_png: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.png.")
-    orthophoto_kmz: bool = Field(False, description="Also write odm_orthophoto/odm_orthophoto.kmz.")
-    ignore_gsd: bool = ignore_gsd_field()
-    tiles: bool = tiles_field()
-    cog: bool = cog_field()
-    orthophoto_cutline: bool = Field(
-        False, description="Also write odm_orthophoto/cutline.gpkg: a crop polygon cut along feature edges."
-    )
-
-
-class ReportOptions(StageOptions):
-    """Options of the `odm_report` stage (the quality report)."""
-
-    skip_report: bool = Field(
-        False, description="Skip odm_report/report.pdf (shots and stats are still written)."
-    )
+SUBMODEL_SKIPS = {"split", "merge", "odm_meshing", "mvs_texturing"}
 
 
 class PipelineOptions(StageOptions):
@@ -229,6 +165,8 @@ class PipelineOptions(StageOptions):
 
     dataset: DatasetOptions = DatasetOptions()
     opensfm: OpensfmOptions = OpensfmOptions()
+    split: SplitOptions = SplitOptions()
+    merge: MergeOptions = MergeOptions()
     openmvs: OpenmvsOptions = OpenmvsOptions()
     odm_filterpoints: FilterpointsOptions = FilterpointsOptions()
     odm_meshing: MeshingOptions = MeshingOptions()
@@ -253,6 +191,9 @@ class PipelineOptions(StageOptions):
         pattern=r"^(tcp|tls)://[^\s:/]+:\d{1,5}$",
         description="Dask scheduler (tcp://HOST:PORT) for the per-view work; none: a local cluster.",
     )
+    submodel: bool = Field(
+        False, description="A split-merge submodel's run.", json_schema_extra={"internal": True}
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -273,8 +214,18 @@ class PipelineOptions(StageOptions):
         return self
 
     def skipped_stages(self) -> frozenset[str]:
-        """Stages this run leaves out (ODM skips dense matching with --fast-orthophoto)."""
-        return frozenset({"openmvs"}) if self.odm_filterpoints.fast_orthophoto else frozenset()
+        """Stages this run leaves out (ODM skips dense matching with --fast-orthophoto; a submodel makes
+        only what the merge reads)."""
+        fast = {"openmvs"} if self.odm_filterpoints.fast_orthophoto else set()
+        return frozenset(fast | (SUBMODEL_SKIPS if self.submodel else set()))
+
+    def stage_options(self, stage: str) -> StageOptions:
+        """What a stage's task receives: its own options; `split` also carries the options its submodels
+        run with (they run the later stages, so those options enter its fingerprint)."""
+        opts: StageOptions = getattr(self, stage)
+        if stage == "split":
+            return opts.model_copy(update={"submodel_options": submodel_options(self)})
+        return opts
 
     def forced_stages(self) -> set[str]:
         """Stages whose checkpoints are ignored in this run."""

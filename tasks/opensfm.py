@@ -24,6 +24,7 @@ from odm_core.stages.opensfm import (
     finish_opensfm,
     plan_opensfm,
     plan_opensfm_matching,
+    seeded_opensfm,
 )
 from tasks._stage import STAGE_CACHE, run_checkpointed
 from tasks.dask_cluster import cluster_threads, dask_task_runner
@@ -38,6 +39,8 @@ def opensfm(
     """Structure from motion, georeferenced by GPS priors; ODM's and COLMAP's model files."""
 
     def work(tree: ProjectTree, report: Progress, fp: str) -> OpensfmResult:
+        if opts.model_seed is not None:  # a split-merge submodel: its parent's model
+            return seeded_opensfm(tree, opts, opts.model_seed)
         units = plan_opensfm(tree, opts, fp)  # while the run's local cluster may still be starting
         runner = dask_task_runner(dask_address, max_concurrency)
         features = opensfm_features.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's

@@ -33,14 +33,18 @@ class DemGrid:
 
     @classmethod
     def around(cls, minx: float, miny: float, maxx: float, maxy: float, resolution_m: float) -> DemGrid:
-        """The grid over a cloud's extent (ODM: width = ceil(extent / resolution), at least 64 cells)."""
+        """The grid over a cloud's extent (ODM: width = ceil(extent / resolution), at least 64 cells),
+        its corner on a multiple of the resolution, so rasters of one survey at one resolution (split-merge
+        submodels) share their pixel grid."""
         width = max(1, math.ceil((maxx - minx) / resolution_m))
         height = max(1, math.ceil((maxy - miny) / resolution_m))
         if width < MIN_GRID_PX and height < MIN_GRID_PX:
             resolution_m *= max(width, height) / MIN_GRID_PX
-            width = max(1, math.ceil((maxx - minx) / resolution_m))
-            height = max(1, math.ceil((maxy - miny) / resolution_m))
-        return cls(minx, maxy, resolution_m, width, height)
+        west = math.floor(minx / resolution_m) * resolution_m
+        north = math.ceil(maxy / resolution_m) * resolution_m
+        width = max(1, math.ceil((maxx - west) / resolution_m))
+        height = max(1, math.ceil((north - miny) / resolution_m))
+        return cls(west, north, resolution_m, width, height)
 
     @property
     def transform(self) -> Affine:

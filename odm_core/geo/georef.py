@@ -86,10 +86,15 @@ class GeoReference:
     @classmethod
     def read(cls, coords_txt: Path) -> GeoReference:
         """Read ODM's coords.txt."""
-        lines = coords_txt.read_text().split("\n")
+        return cls.from_text(coords_txt.read_text(), str(coords_txt))
+
+    @classmethod
+    def from_text(cls, text: str, source: str) -> GeoReference:
+        """Parse the text of ODM's coords.txt; ValueError names `source` when it is not a UTM zone."""
+        lines = text.split("\n")
         epsg = odm_crs(lines[0]).to_epsg()
         if epsg is None:
-            raise ValueError(f"{coords_txt}: {lines[0]!r} is not a UTM zone")
+            raise ValueError(f"{source}: {lines[0]!r} is not a UTM zone")
         ox, oy = (float(v) for v in lines[1].split()[:2])
         return cls(epsg=epsg, offset_x=ox, offset_y=oy)
 

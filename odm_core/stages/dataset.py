@@ -83,6 +83,8 @@ def dataset(
     ground_control = project_gcps(opts.gcp, tree.gcp_list, opts.use_exif, sizes)
     utm_gcps = to_utm(ground_control[0]) if ground_control else None
     georef = _georeference(photos) if utm_gcps is None else _gcp_georeference(*utm_gcps)
+    if opts.georeference is not None and georef is not None:  # a submodel: its parent's, shared by all
+        georef = GeoReference.from_text(opts.georeference, "the split-merge parent's coords.txt")
     outputs = _write_outputs(tree, photos, georef)
     outputs += _write_gcps(tree, georef, utm_gcps[1] if utm_gcps else None)
     report(1.0, f"dataset: {len(photos)} photos, {len(skipped)} skipped")

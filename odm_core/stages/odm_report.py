@@ -10,16 +10,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from scipy.spatial.transform import Rotation
-
 from odm_core import __version__
 from odm_core.artifacts import write_json
-from odm_core.geo.georef import GeoReference, utm_to_lla
+from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import ReportOptions
 from odm_core.report.gather import gather
 from odm_core.report.pdf import write_report
+from odm_core.report.shots import shots_geojson
 from odm_core.sfm.reconstruction import average_gsd_cm
 from odm_core.worker import MapUnits, serial_map
 
@@ -68,39 +66,6 @@ def odm_report(tree: ProjectTree, opts: ReportOptions) -> ReportResult:
         pages = write_report(gather(tree, stats, georef.epsg if georef else None), tree.report_pdf)
         outputs.append(tree.report_pdf)
     return ReportResult(len(recon["shots"]), gsd_cm, pages, tuple(outputs))
-
-
-def shots_geojson(recon: dict, georef: GeoReference) -> dict:
-    """ODM's shots.geojson: one Point per registered photo at its camera centre.
-
-    Properties as ODM writes them: `translation` is the camera centre in UTM and `rotation` the
-    world_from_cam rotation as an axis-angle vector; geometry is longitude, latitude, altitude.
-    """
-    features = []
-    for name, shot in sorted(recon["shots"].items()):
-        cam_from_world = Rotation.from_rotvec(shot["rotation"])
-        world_from_cam = cam_from_world.inv()
-        centre = -world_from_cam.apply(np.asarray(shot["translation"], float))
-        centre_utm = centre + georef.offset
-        lon, lat, alt = utm_to_lla(georef.epsg, centre_utm)[0]
-        cam = recon["cameras"][shot["camera"]]
-        features.append(
-            {
-                "type": "Feature",
-                "properties": {
-                    "filename": name,
-                    "camera": shot["camera"],
-                    "focal": cam.get("focal", cam.get("focal_x")),
-                    "width": cam["width"],
-                    "height": cam["height"],
-                    "capture_time": shot.get("capture_time", 0),
-                    "translation": centre_utm.tolist(),
-                    "rotation": world_from_cam.as_rotvec().tolist(),
-                },
-                "geometry": {"type": "Point", "coordinates": [lon, lat, alt]},
-            }
-        )
-    return {"type": "FeatureCollection", "features": features}
 
 
 def run(

@@ -35,6 +35,7 @@ from odm_core.sfm.gps import finite_or_none, gps_errors, gps_residuals_m
 from odm_core.sfm.mapping import incremental_mapping
 from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
 from odm_core.sfm.matching import plan_matching
+from odm_core.sfm.seed import read_seed
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,8 @@ def opensfm(
 ) -> OpensfmResult:
     """Run SfM on the photos of images.json and write the model in ODM's and COLMAP's formats; the feature
     and matching units through map_units, their checkpoints reused only under the same non-empty `key`."""
+    if opts.model_seed is not None:
+        return seeded_opensfm(tree, opts, opts.model_seed)
     key = key or f"unkeyed-{uuid4().hex}"
     units = plan_opensfm(tree, opts, key)
     progress(0.0, f"extracting features ({len(units)} photos)")
@@ -128,6 +131,33 @@ def opensfm(
     progress(EXTRACTION_SHARE, f"matching features ({len(pairs)} units)")
     matches = [Path(f) for f in map_units(match_pairs, pairs)]
     return finish_opensfm(tree, opts, pairs, matches, num_threads, progress)
+
+
+def seeded_opensfm(tree: ProjectTree, opts: OpensfmOptions, model_seed: str) -> OpensfmResult:
+    """A split-merge submodel's stage: its share of the parent's model (tree.split_seed, whose digest is
+    `model_seed`), written as the stage writes a model of its own; nothing is matched or mapped again."""
+    photos = load_photos(tree.images_json)
+    georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
+    rec = read_seed(tree.split_seed, model_seed)
+    registered, unregistered = _registration(rec, photos)
+    outputs = sfm_export.write_all(tree, rec, photos, georef, opts.camera_lens)
+    outputs += sfm_export.write_reference_lla(tree, georef)
+    stats = {"split_seed": model_seed, "registered": len(registered), "points": rec.num_points3D()}
+    outputs.append(write_json(tree.opensfm_stats, stats))
+    return OpensfmResult(
+        n_photos=len(photos),
+        n_registered=len(registered),
+        unregistered=unregistered,
+        n_points=rec.num_points3D(),
+        mean_reprojection_error_px=float(rec.compute_mean_reprojection_error()),
+        georeferenced=georef is not None,
+        gps_rms_horizontal_m=None,
+        largest_gps_residual=None,
+        notes=("the split-merge parent's model of these photos (one model for the whole survey)",),
+        gcp_lines=(),
+        rms_errors={},
+        outputs=tuple(outputs),
+    )
 
 
 def plan_opensfm_matching(

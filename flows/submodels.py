@@ -1,0 +1,84 @@
+"""The submodels of a split survey, each a pipeline run of its own (wiring only)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.runtime import deployment
+from prefect.states import State
+
+from odm_core.errors import OdmStageError
+from odm_core.layout import ProjectTree
+from odm_core.options import PipelineOptions
+
+SUBMODEL_ATTEMPTS = 3  # a submodel's run is tried this many times before the whole run fails
+POLL_S = 5.0
+
+
+def run_submodels(pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[str, ...]) -> None:
+    """Every submodel's pipeline with the options the split stage wrote: as flow runs of this run's
+    deployment when it is one (any worker of the pool takes them, all at once), else one after another in
+    this process (on this run's Dask cluster). Raises OdmStageError naming a submodel that failed
+    SUBMODEL_ATTEMPTS times."""
+    runs = {name: _parameters(tree, name) for name in names}
+    if deployment.id:
+        _on_the_pool(str(deployment.id), runs)
+        return
+    for name, parameters in runs.items():
+        for attempt in range(1, SUBMODEL_ATTEMPTS + 1):
+            state = pipeline(**parameters, return_state=True)
+            assert isinstance(state, State)
+            if state.is_completed():
+                break
+            _give_up_after(name, attempt, state.message)
+
+
+def _parameters(tree: ProjectTree, name: str) -> dict[str, Any]:
+    folder = ProjectTree(tree.submodel(name))
+    options = PipelineOptions.model_validate_json(folder.submodel_options_json.read_text())
+    return {"project": str(folder.root), "options": options}
+
+
+def _give_up_after(name: str, attempt: int, message: str | None) -> None:
+    if attempt >= SUBMODEL_ATTEMPTS:
+        raise OdmStageError(
+            f"submodel {name} failed {attempt} times (last: {message or 'no message'}); its log is in "
+            f"the Prefect UI under the run named {name}; fix the cause and run the project again "
+            "(finished submodels resume from their checkpoints)"
+        )
+
+
+def _on_the_pool(deployment_id: str, runs: dict[str, dict[str, Any]]) -> None:
+    """Start every submodel's flow run at once, then wait; a failed or crashed one is started again."""
+    attempts = dict.fromkeys(runs, 0)
+    pending: dict[str, Any] = {}
+    for name in runs:
+        pending[name] = _start(deployment_id, runs[name])
+        attempts[name] = 1
+    with get_client(sync_client=True) as client:
+        while pending:
+            time.sleep(POLL_S)
+            for name, run_id in list(pending.items()):
+                state = client.read_flow_run(run_id).state
+                if state is None or not state.is_final():
+                    continue
+                del pending[name]
+                if not state.is_completed():
+                    _give_up_after(name, attempts[name], state.message)
+                    pending[name] = _start(deployment_id, runs[name])
+                    attempts[name] += 1
+
+
+def _start(deployment_id: str, parameters: dict[str, Any]) -> Any:
+    flow_run = run_deployment(
+        name=deployment_id,  # type: ignore[arg-type]  # an id is accepted
+        parameters={**parameters, "options": parameters["options"].model_dump(mode="json")},
+        timeout=0,
+        as_subflow=True,
+    )
+    return flow_run.id  # type: ignore[union-attr]
+

@@ -1,0 +1,63 @@
+"""The options of ODM's split-merge stages, `split` and `merge` (ODM's names and defaults), and the
+options a submodel runs with."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from odm_core.option_fields import StageOptions
+
+MergeWhat = Literal["all", "pointcloud", "orthophoto", "dem"]
+SUBMODEL_END = "odm_orthophoto"  # a submodel makes what the merge reads, then stops
+
+
+class SplitOptions(StageOptions):
+    """Options of the `split` stage (a large survey cut into submodels, each run as its own pipeline)."""
+
+    split: int = Field(
+        999999,
+        ge=2,
+        le=999999,
+        description="Average photos per submodel: a geotagged survey with more photos is split into "
+        "submodels processed separately (on any worker of the pool) and merged.",
+    )
+    split_overlap: float = Field(
+        150.0,
+        ge=0,
+        le=100000,
+        description="Metres around a submodel's own photos from which it also takes photos (overlap).",
+    )
+    submodel_options: dict[str, Any] | None = Field(
+        None,
+        description="The pipeline options each submodel runs with (set from the run's options).",
+        json_schema_extra={"internal": True},
+    )
+
+
+class MergeOptions(StageOptions):
+    """Options of the `merge` stage (the submodels' products merged into the project's)."""
+
+    merge: MergeWhat = Field(
+        "all", description="What to merge from the submodels: all, pointcloud, orthophoto or dem."
+    )
+    merge_skip_blending: bool = Field(
+        False, description="Merge orthophotos along the cutlines without feathering or colour balance."
+    )
+
+
+def submodel_options(pipeline: BaseModel) -> dict[str, Any]:
+    """The options a run's submodels run with, as JSON values: the run's own, without split-merge, ending
+    with odm_orthophoto, marked as a submodel (no 3D model nor report; odm_core.options says which stages
+    a submodel leaves out). The split stage adds each submodel's georeference, model and resolutions."""
+    values = pipeline.model_dump(mode="json")
+    values.update(
+        split=SplitOptions().model_dump(mode="json"),
+        merge=MergeOptions().model_dump(mode="json"),
+        end_with=SUBMODEL_END,
+        rerun_from=None,
+        rerun_all=False,
+        submodel=True,
+    )
+    return values
