@@ -12,13 +12,13 @@ from prefect import Task, flow
 from prefect.runtime import flow_run
 from prefect.states import State
 
+from flows.submodels import run_submodels
 from odm_core import checkpoint
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.outputs import key_outputs
 from odm_core.registry import SPECS, STAGE_SPECS, STAGES, stages_between
 from odm_core.remote.fs import is_remote
-from flows.submodels import run_submodels
 from tasks.dask_cluster import run_cluster
 from tasks.remote import pull, push
 from tasks.run_artifacts import publish_summary, start_progress

@@ -81,4 +81,3 @@ def _start(deployment_id: str, parameters: dict[str, Any]) -> Any:
         as_subflow=True,
     )
     return flow_run.id  # type: ignore[union-attr]
-

@@ -77,7 +77,11 @@ def merge(
         feather = 0.0 if opts.merge_skip_blending else FEATHER_PX * _resolution_m(sources[0])
         outputs.append(
             merge_orthophotos(
-                sources, cores, tree.orthophoto_tif, map_units, feather_m=feather,
+                sources,
+                cores,
+                tree.orthophoto_tif,
+                map_units,
+                feather_m=feather,
                 balance=not opts.merge_skip_blending,
             )
         )
