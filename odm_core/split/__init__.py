@@ -1,0 +1,1 @@
+"""Split-merge: partitioning a survey into submodels and merging their products."""
