@@ -1,1 +1,1 @@
-"""Split-merge: partition a large photo set into submodels and merge their products back into one."""
+"""Split-merge: partitioning a survey into submodels and merging their products."""
