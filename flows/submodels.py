@@ -8,15 +8,17 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
-from prefect.runtime import deployment
+from prefect.runtime import deployment, flow_run
 from prefect.states import State
 
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
+from tasks.run_artifacts import mark_split_run, update_progress
 
 SUBMODEL_ATTEMPTS = 3  # a submodel's run is tried this many times before the whole run fails
 POLL_S = 5.0
+SPLIT_WRITTEN = 0.05  # of the split stage's progress, the submodel folders written; the runs the rest
 
 
 def run_submodels(pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[str, ...]) -> None:
@@ -25,16 +27,24 @@ def run_submodels(pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[
     this process (on this run's Dask cluster). Raises OdmStageError naming a submodel that failed
     SUBMODEL_ATTEMPTS times."""
     runs = {name: _parameters(tree, name) for name in names}
+    mark_split_run()
+    update_progress("split", SPLIT_WRITTEN, str(flow_run.get_id()))
     if deployment.id:
         _on_the_pool(str(deployment.id), runs)
         return
-    for name, parameters in runs.items():
+    for done, (name, parameters) in enumerate(runs.items(), 1):
         for attempt in range(1, SUBMODEL_ATTEMPTS + 1):
             state = pipeline(**parameters, return_state=True)
             assert isinstance(state, State)
             if state.is_completed():
                 break
             _give_up_after(name, attempt, state.message)
+        _progress(done, len(runs))
+
+
+def _progress(done: int, total: int) -> None:
+    """The parent's progress: the split stage's share, rising as submodels finish."""
+    update_progress("split", SPLIT_WRITTEN + (1 - SPLIT_WRITTEN) * done / total, str(flow_run.get_id()))
 
 
 def _parameters(tree: ProjectTree, name: str) -> dict[str, Any]:
@@ -71,11 +81,13 @@ def _on_the_pool(deployment_id: str, runs: dict[str, dict[str, Any]]) -> None:
                     _give_up_after(name, attempts[name], state.message)
                     pending[name] = _start(deployment_id, runs[name])
                     attempts[name] += 1
+                else:
+                    _progress(len(runs) - len(pending), len(runs))
 
 
 def _start(deployment_id: str, parameters: dict[str, Any]) -> Any:
     flow_run = run_deployment(
-        name=deployment_id,  # type: ignore[arg-type]  # an id is accepted
+        name=deployment_id,  # an id is accepted
         parameters={**parameters, "options": parameters["options"].model_dump(mode="json")},
         timeout=0,
         as_subflow=True,

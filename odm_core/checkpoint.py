@@ -111,10 +111,10 @@ def _module_closure(module: str, root: Path = _ROOT.parent) -> set[str]:
 
 
 def photo_files(tree: ProjectTree) -> list[Path]:
-    """Every file in images/ (photos and masks) plus gcp_list.txt and geo.txt: what the stages that read
-    photos are keyed on."""
+    """Every file in images/ (photos and masks) plus gcp_list.txt, geo.txt and image_groups.txt: what the
+    stages that read photos are keyed on."""
     files = [p for p in tree.images.iterdir() if p.is_file()] if tree.images.is_dir() else []
-    return files + [f for f in (tree.gcp_list, tree.geo_txt) if f.is_file()]
+    return files + [f for f in (tree.gcp_list, tree.geo_txt, tree.image_groups_txt) if f.is_file()]
 
 
 def stage_inputs(stage: str, options: BaseModel) -> tuple[str, ...]:

@@ -1,4 +1,5 @@
-"""The stage registry: every ODM stage odmflow builds, in ODM's order (stages/odm_app.py), in one table.
+"""The stage registry: every ODM stage odmflow builds, in ODM's order (stages/odm_app.py), in one table,
+except that split and merge come after opensfm (the survey's SfM runs whole; the submodels share it).
 
 Everything that needs to know what a stage is derives from STAGE_SPECS: the pipeline flow (order, task,
 Dask), the checkpoint fingerprints (inputs, photos, code digest), progress weights, the
@@ -80,7 +81,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         name="split",
         options="SplitOptions",
         inputs=("dataset", "opensfm"),
-        reads_photos=False,
+        reads_photos=True,  # links them into the submodels, and reads image_groups.txt
         dask=False,
         weight=1.0,
         module="odm_core.stages.split",
@@ -202,9 +203,11 @@ check_specs(STAGE_SPECS)
 
 
 def stage_of_options(options: object) -> StageSpec:
-    """The stage whose options model `options` is an instance of (each stage has its own model)."""
+    """The stage whose options model `options` is an instance of (each stage has its own model, defined
+    in odm_core.options or the modules it gathers them from, odm_core.options_*)."""
+    module = type(options).__module__
     for spec in STAGE_SPECS:
-        if type(options).__name__ == spec.options and type(options).__module__ == "odm_core.options":
+        if type(options).__name__ == spec.options and module.startswith("odm_core.options"):
             return spec
     raise KeyError(f"no stage takes options of type {type(options).__name__}")
 
@@ -215,9 +218,16 @@ def stages_between(start: str, end: str, skip: frozenset[str] = frozenset()) -> 
     return tuple(s for s in STAGES[i : j + 1] if s not in skip)
 
 
-def overall_percent(stage: str, stage_fraction: float, last: str = STAGES[-1]) -> float:
-    """Progress of the whole run (0-100) when `stage` is `stage_fraction` done and the run ends at `last`."""
+def overall_percent(stage: str, stage_fraction: float, last: str = STAGES[-1], split: bool = False) -> float:
+    """Progress of the whole run (0-100) when `stage` is `stage_fraction` done and the run ends at `last`.
+    In a split survey (`split`) the submodels make what the stages after merge would, within the split
+    stage: it carries their weights."""
     run = STAGES[: STAGES.index(last) + 1]
-    total = sum(SPECS[s].weight for s in run)
-    before = sum(SPECS[s].weight for s in run[: run.index(stage)])
-    return 100.0 * (before + SPECS[stage].weight * min(max(stage_fraction, 0.0), 1.0)) / total
+    weights = {s: SPECS[s].weight for s in run}
+    if split and "merge" in run:
+        for s in run[run.index("merge") + 1 :]:
+            weights["split"] += weights.pop(s)
+        run = run[: run.index("merge") + 1]
+    total = sum(weights.values())
+    before = sum(weights[s] for s in run[: run.index(stage)])
+    return 100.0 * (before + weights[stage] * min(max(stage_fraction, 0.0), 1.0)) / total

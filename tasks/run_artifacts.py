@@ -19,6 +19,7 @@ from odm_core.registry import overall_percent
 
 # The progress artifact of each flow run in this process: flow run id -> (artifact id, last stage).
 _PROGRESS: dict[str, tuple[UUID, str]] = {}
+_SPLIT_RUNS: set[str] = set()  # runs whose survey was split (odm_core.registry.overall_percent)
 _LAST_UPDATE: dict[str, float] = {}
 _LOCK = threading.Lock()
 MIN_UPDATE_INTERVAL_S = 2.0
@@ -44,7 +45,13 @@ def update_progress(stage: str, fraction: float, run_id: str | None = None) -> N
             return
         _LAST_UPDATE[run_id] = now
     artifact_id, end_with = entry
-    update_progress_artifact(artifact_id, overall_percent(stage, fraction, end_with))
+    update_progress_artifact(artifact_id, overall_percent(stage, fraction, end_with, run_id in _SPLIT_RUNS))
+
+
+def mark_split_run() -> None:
+    """From now on this run's progress counts the submodels' work inside its split stage."""
+    with _LOCK:
+        _SPLIT_RUNS.add(str(flow_run.get_id()))
 
 
 def publish_summary(project: str, runs: dict[str, Any], links: dict[str, str]) -> None:

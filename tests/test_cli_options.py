@@ -66,7 +66,15 @@ def test_every_field_is_one_option_unless_internal() -> None:
     assert is_internal(GeoreferencingOptions.model_fields["boundary"])
     shared = (("odm_dem", "ignore_gsd"), ("odm_orthophoto", "ignore_gsd"))
     assert OPTIONS_BY_NAME["ignore-gsd"].fields == shared
-    assert sum(len(spec.fields) for spec in OPTIONS) == len(locations) - 1  # one internal field
+    internal = {(key, field) for key, field in locations if is_internal(_model_field(key, field))}
+    assert internal == {
+        ("dataset", "georeference"),  # the rest a split-merge parent gives its submodels
+        ("opensfm", "model_seed"),
+        ("split", "submodel_options"),
+        ("odm_georeferencing", "boundary"),
+        (RUN, "submodel"),
+    }
+    assert sum(len(spec.fields) for spec in OPTIONS) == len(locations) - len(internal)
 
 
 def test_each_option_has_exactly_one_flag_with_the_models_default_and_help() -> None:

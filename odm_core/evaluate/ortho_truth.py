@@ -29,6 +29,8 @@ class OrthoAccuracy:
     median_shift_px: float
     p90_shift_px: float
     covered: float  # share of the nadir block's cells with a valid (alpha) orthophoto pixel
+    # each measured tile: its centre (x, y) in the orthophoto's CRS and its shift in pixels
+    tile_shifts: tuple[tuple[float, float, float], ...] = ()
 
 
 def ortho_accuracy(truth_dir: Path, ortho: Path, cameras: Path | None) -> OrthoAccuracy:
@@ -45,7 +47,7 @@ def ortho_accuracy(truth_dir: Path, ortho: Path, cameras: Path | None) -> OrthoA
         ours = src.read()
         rows, cols = np.mgrid[0 : src.height, 0 : src.width]
         x, y = rasterio.transform.xy(src.transform, rows.ravel(), cols.ravel())
-        cell_m = src.res[0]
+        cell_m, transform = src.res[0], src.transform
     pts = np.column_stack([np.asarray(x), np.asarray(y), np.full(len(rows.ravel()), ground_z)])
     pts = scale * pts @ rotation.T + shift
     with rasterio.open(truth_dir / "orthophoto.tif") as truth:
@@ -57,7 +59,8 @@ def ortho_accuracy(truth_dir: Path, ortho: Path, cameras: Path | None) -> OrthoA
     true_grey = cv2.remap(_grey(reference[:3]), map_x, map_y, cv2.INTER_LINEAR, borderValue=-1)
     our_grey = _grey(ours[:3])
     valid = (ours[3] > 0) & (true_grey >= 0)
-    shifts = []
+    shifts: list[float] = []
+    centres: list[tuple[float, float]] = []
     window = cv2.createHanningWindow((TILE_PX, TILE_PX), cv2.CV_32F)
     for r in range(0, ours.shape[1] - TILE_PX + 1, TILE_PX):
         for c in range(0, ours.shape[2] - TILE_PX + 1, TILE_PX):
@@ -68,12 +71,14 @@ def ortho_accuracy(truth_dir: Path, ortho: Path, cameras: Path | None) -> OrthoA
             (dx, dy), response = cv2.phaseCorrelate(_normalise(b), _normalise(a), window)
             if response >= MIN_RESPONSE:
                 shifts.append(np.hypot(dx, dy))
+                centres.append(rasterio.transform.xy(transform, r + TILE_PX / 2, c + TILE_PX / 2))
     return OrthoAccuracy(
         cell_m=cell_m,
         tiles=len(shifts),
         median_shift_px=float(np.median(shifts)) if shifts else float("inf"),
         p90_shift_px=float(np.percentile(shifts, 90)) if shifts else float("inf"),
         covered=float(valid.mean()),
+        tile_shifts=tuple((float(x), float(y), float(d)) for (x, y), d in zip(centres, shifts, strict=True)),
     )
 
 

@@ -4,8 +4,9 @@ The submodels' products merged into the project's own files, per --merge: the po
 location taken from one submodel (the one whose own photos are nearest: no duplicate points in the
 overlaps, where ODM concatenates), the orthophoto blended across the same cutline with feathering and
 colour balance, the DSM and DTM weighted by distance to their edges (as ODM), and shots.geojson (from
-the survey's one model, as cameras.json already is). The rasters are merged block by block through map_units (Dask on the run's cluster).
-A survey that was not split (no submodels/split.json) leaves the stage nothing to do.
+the survey's one model, as cameras.json already is). The rasters are merged block by block through
+map_units (Dask on the run's cluster). A survey that was not split (no submodels/split.json) leaves the
+stage nothing to do.
 """
 
 from __future__ import annotations
@@ -74,16 +75,11 @@ def merge(
     if "orthophoto" in what:
         progress(0.4, "merging the orthophotos")
         sources = _required(trees, lambda t: t.orthophoto_tif)
-        feather = 0.0 if opts.merge_skip_blending else FEATHER_PX * _resolution_m(sources[0])
+        blend = not opts.merge_skip_blending
+        feather = FEATHER_PX * _resolution_m(sources[0]) if blend else 0.0
+        gains = None if blend else np.ones((len(sources), 3))  # None: colour_gains balances them
         outputs.append(
-            merge_orthophotos(
-                sources,
-                cores,
-                tree.orthophoto_tif,
-                map_units,
-                feather_m=feather,
-                balance=not opts.merge_skip_blending,
-            )
+            merge_orthophotos(sources, cores, tree.orthophoto_tif, map_units, feather, gains=gains)
         )
         merged.append("orthophoto")
     if "dem" in what:

@@ -152,10 +152,10 @@ def extract_seed(path: Path, root: Path) -> int:
 def route_inputs(tmp: Path, root: Path) -> list[str]:
     """Move a task's uploads into its project, as NodeODM sorts them; returns what it did, as lines.
 
-    geo.txt is the project's geo.txt (`--geo`); image_groups.txt is kept beside it (odmflow does not split
-    by groups); the first other .txt is the project's gcp_list.txt (`--gcp`); further .txt files and
-    align.* go to gcp/ unused; seed.zip is extracted into the project; other zips are deleted; everything
-    else is a photo (or mask) in images/.
+    geo.txt is the project's geo.txt (`--geo`); image_groups.txt is the project's (one submodel per group,
+    as --split-image-groups in ODM); the first other .txt is the project's gcp_list.txt (`--gcp`); further
+    .txt files and align.* go to gcp/ unused; seed.zip is extracted into the project; other zips are
+    deleted; everything else is a photo (or mask) in images/.
     """
     images = root / "images"
     images.mkdir(parents=True, exist_ok=True)
