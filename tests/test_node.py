@@ -272,3 +272,31 @@ def test_prefect_ui_shows_the_run_stages_and_summary(
         page.screenshot(path=str(shot), full_page=True)
         browser.close()
     assert shot.stat().st_size > 10_000
+
+
+def test_a_split_survey_runs_its_submodels_on_the_pool(
+    node: dict[str, Any], small_survey: SyntheticTruth, tmp_path: Path
+) -> None:
+    """A submitted run of a split survey starts each submodel as a run of the same deployment, which the
+    pool's worker takes while the parent waits; the parent merges their products."""
+    project = tmp_path / "split-site"
+    shutil.copytree(small_survey.images_dir, project / "images")
+    options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
+    result = run_cli(["submit", str(project), *options], node["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    def done() -> Any:
+        runs = _pipeline_runs(node, "split-site")
+        failed = [r for r in runs if r.state and r.state.is_final() and not r.state.is_completed()]
+        assert not failed, f"the run ended badly: {[(r.name, r.state.name) for r in failed]}"
+        return runs if runs and all(r.state and r.state.is_completed() for r in runs) else None
+
+    (parent,) = _wait(done, 600, "the split run to complete")
+    names = [s["name"] for s in json.loads((project / "submodels" / "split.json").read_text())["submodels"]]
+    assert len(names) == 2
+    for name in names:
+        (sub,) = _pipeline_runs(node, name)
+        assert sub.state and sub.state.is_completed() and sub.deployment_id == parent.deployment_id
+        assert sub.parent_task_run_id is not None  # shown under the parent in the UI
+    assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
+    assert (project / "odm_georeferencing" / "odm_georeferenced_model.laz").is_file()
