@@ -49,7 +49,7 @@ def opensfm(
         pairs = plan_opensfm_matching(tree, opts, files, fp, 1, 2 * threads)  # two units per thread
         matching = opensfm_matching.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         matches = matching(write_plan(tree.plan("opensfm-matching"), pairs), report)
-        return finish_opensfm(tree, opts, pairs, matches, max_concurrency, report)
+        return finish_opensfm(tree, opts, pairs, matches, report)
 
     return run_checkpointed(project, opts, work)
 

@@ -130,7 +130,7 @@ def opensfm(
     )
     progress(EXTRACTION_SHARE, f"matching features ({len(pairs)} units)")
     matches = [Path(f) for f in map_units(match_pairs, pairs)]
-    return finish_opensfm(tree, opts, pairs, matches, num_threads, progress)
+    return finish_opensfm(tree, opts, pairs, matches, progress)
 
 
 def seeded_opensfm(tree: ProjectTree, opts: OpensfmOptions, model_seed: str) -> OpensfmResult:
@@ -194,7 +194,6 @@ def finish_opensfm(
     opts: OpensfmOptions,
     pairs: list[MatchUnit],
     matches: list[Path],
-    num_threads: int = -1,
     progress: Progress = _noop,
 ) -> OpensfmResult:
     """From the matching units' files: incremental mapping, alignment to GPS and GCPs, and the model files."""
@@ -205,9 +204,7 @@ def finish_opensfm(
     georeferenced = _write_matches(db, pairs, matches) and georef is not None
     progress(0.7, "incremental mapping")
     held = hold_focal(db)
-    rec = incremental_mapping(
-        db, tree.images, work / "mapper", georeferenced, num_threads, len(photos), progress, held
-    )
+    rec = incremental_mapping(db, tree.images, work / "mapper", georeferenced, len(photos), progress, held)
 
     registered, unregistered = _registration(rec, photos)
     rec, focal_note = settle_focal(rec, db) if held else (rec, None)
