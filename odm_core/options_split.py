@@ -19,7 +19,6 @@ class SplitOptions(StageOptions):
     split: int = Field(
         999999,
         ge=2,
-        le=999999,
         description="Average photos per submodel: a geotagged survey with more photos is split into "
         "submodels processed separately (on any worker of the pool) and merged.",
     )

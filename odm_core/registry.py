@@ -223,7 +223,7 @@ def overall_percent(stage: str, stage_fraction: float, last: str = STAGES[-1], s
     In a split survey (`split`) the submodels make what the stages after merge would, within the split
     stage: it carries their weights."""
     run = STAGES[: STAGES.index(last) + 1]
-    weights = {s: SPECS[s].weight for s in run}
+    weights: dict[str, float] = {s: SPECS[s].weight for s in run}
     if split and "merge" in run:
         for s in run[run.index("merge") + 1 :]:
             weights["split"] += weights.pop(s)

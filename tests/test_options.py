@@ -106,9 +106,19 @@ def test_progress_is_monotonic_and_ends_at_100() -> None:
     assert overall_percent("dataset", 1.0, last="dataset") == pytest.approx(100.0)
     assert stages_between("dataset", "opensfm") == ("dataset", "opensfm")
     assert "openmvs" in stages_between("dataset", "odm_report", PipelineOptions().skipped_stages())
+    # a split survey: the submodels' runs move the split stage, which carries the later stages' weights
+    split = [
+        overall_percent(s, f, split=True) for s in ("dataset", "opensfm", "split", "merge") for f in (0, 1)
+    ]
+    assert split == sorted(split) and split[-1] == pytest.approx(100.0)
+    assert overall_percent("split", 0.05, split=True) > overall_percent("split", 1.0)  # when it is known
+    span = overall_percent("split", 1.0, split=True) - overall_percent("split", 0.0, split=True)
+    assert span > 40.0  # the submodel phase moves the progress, not one stage of weight 1
     fast = PipelineOptions.model_validate({"odm_filterpoints": {"fast_orthophoto": True}})
     assert stages_between("opensfm", "odm_filterpoints", fast.skipped_stages()) == (
         "opensfm",
+        "split",
+        "merge",
         "odm_filterpoints",
     )
 
