@@ -27,7 +27,7 @@ from odm_core.stages.opensfm import (
     seeded_opensfm,
 )
 from tasks._stage import STAGE_CACHE, run_checkpointed
-from tasks.dask_cluster import cluster_threads, dask_task_runner
+from tasks.dask_cluster import cluster_threads, dask_task_runner, warm_workers
 
 Progress = Callable[[float, str], None]
 
@@ -49,6 +49,7 @@ def opensfm(
         pairs = plan_opensfm_matching(tree, opts, files, fp, 1, 2 * threads)  # two units per thread
         matching = opensfm_matching.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         matches = matching(write_plan(tree.plan("opensfm-matching"), pairs), report)
+        warm_workers()  # the later stages' imports, while mapping runs here
         return finish_opensfm(tree, opts, pairs, matches, report)
 
     return run_checkpointed(project, opts, work)
