@@ -21,15 +21,18 @@ POLL_S = 5.0
 SPLIT_WRITTEN = 0.05  # of the split stage's progress, the submodel folders written; the runs the rest
 
 
-def run_submodels(pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[str, ...]) -> None:
+def run_submodels(
+    pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[str, ...], local_only: bool
+) -> None:
     """Every submodel's pipeline with the options the split stage wrote: as flow runs of this run's
-    deployment when it is one (any worker of the pool takes them, all at once), else one after another in
-    this process (on this run's Dask cluster). Raises OdmStageError naming a submodel that failed
+    deployment when it is one (any worker of the pool takes them, all at once), else, or with
+    `local_only` (a bucket project: its submodels are not in the bucket), one after another in this
+    process (on this run's Dask cluster). Raises OdmStageError naming a submodel that failed
     SUBMODEL_ATTEMPTS times."""
     runs = {name: _parameters(tree, name) for name in names}
     mark_split_run()
     update_progress("split", SPLIT_WRITTEN, str(flow_run.get_id()))
-    if deployment.id:
+    if deployment.id and not local_only:
         _on_the_pool(str(deployment.id), runs)
         return
     for done, (name, parameters) in enumerate(runs.items(), 1):
