@@ -82,7 +82,7 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
                 continue
             task = STAGE_TASKS[stage].with_options(result_storage=tree.results, refresh_cache=stage in forced)
             start = time.perf_counter()
-            opts = options.stage_options(stage)  # each task gets only its own stage's options
+            opts = options.stage_options(stage, tree.image_groups_txt.is_file())  # each its own options
             state = task(project, opts, options.dask_address, options.max_concurrency, return_state=True)
             assert isinstance(state, State)  # a sync task called with return_state gives its final state
             result = state.result()

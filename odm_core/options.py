@@ -219,11 +219,14 @@ class PipelineOptions(StageOptions):
         fast = {"openmvs"} if self.odm_filterpoints.fast_orthophoto else set()
         return frozenset(fast | (SUBMODEL_SKIPS if self.submodel else set()))
 
-    def stage_options(self, stage: str) -> StageOptions:
-        """What a stage's task receives: its own options; `split` also carries the options its submodels
-        run with (they run the later stages, so those options enter its fingerprint)."""
+    def stage_options(self, stage: str, image_groups: bool = False) -> StageOptions:
+        """What a stage's task receives: its own options; `split`, when the run may split (--split given,
+        or the project has an image_groups.txt: `image_groups`), also the options its submodels run with
+        (they run the later stages, so those options enter its fingerprint; a run that cannot split does
+        not re-run its split stage for them)."""
         opts: StageOptions = getattr(self, stage)
-        if stage == "split":
+        may_split = image_groups or self.split.split != SplitOptions().split
+        if stage == "split" and may_split:
             return opts.model_copy(update={"submodel_options": submodel_options(self)})
         return opts
 

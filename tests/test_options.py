@@ -148,3 +148,17 @@ def test_dask_address_and_boundary_are_checked(tmp_path) -> None:  # type: ignor
         read_boundary(bad)
     with pytest.raises(ValueError, match="cannot read"):
         read_boundary(tmp_path / "missing.geojson")
+
+
+def test_split_carries_the_submodels_options_only_when_the_run_may_split() -> None:
+    default = PipelineOptions()
+    assert default.stage_options("split").submodel_options is None  # a later option's change keeps split
+    assert default.stage_options("split") == default.stage_options("split", image_groups=False)
+    dsm = PipelineOptions.model_validate({"odm_dem": {"dsm": True}})
+    assert dsm.stage_options("split") == default.stage_options("split")
+    grouped = default.stage_options("split", image_groups=True).submodel_options
+    assert grouped is not None and grouped["submodel"] and grouped["end_with"] == "odm_orthophoto"
+    split = PipelineOptions.model_validate({"split": {"split": 100}, "odm_dem": {"dsm": True}})
+    values = split.stage_options("split").submodel_options
+    assert values is not None and values["odm_dem"]["dsm"] and values["split"]["split"] == 999999
+    assert PipelineOptions.model_validate(values).submodel  # the submodels' own options validate
