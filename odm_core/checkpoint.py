@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import json
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -45,6 +46,7 @@ ENGINES = (
     "rasterio",
 )
 _ROOT = Path(__file__).parent
+SUBMODEL_PRODUCTS = ("odm_georeferencing", "odm_dem", "odm_orthophoto")  # the stages whose files merge reads
 
 
 class StageResult(Protocol):
@@ -130,7 +132,25 @@ def fingerprint(stage: str, tree: ProjectTree, options: BaseModel, cache: Digest
     inputs = [outputs_digest(tree.manifest(s)) for s in stage_inputs(stage, options)]
     if SPECS[stage].reads_photos:
         inputs.append(files_digest(photo_files(tree), tree.root, cache))
+    if stage == "merge":
+        inputs += submodel_products(tree)
     return sha256_text(stage, code_digest(stage), type(options).__name__, options.model_dump_json(), *inputs)
+
+
+def submodel_products(tree: ProjectTree) -> list[str]:
+    """What the merge stage reads besides its input stages: each submodel's (split.json names them) last
+    stages' outputs, as their manifests record them ("missing" for a submodel not finished)."""
+    if not tree.split_json.is_file():
+        return []
+    names = [s["name"] for s in json.loads(tree.split_json.read_text())["submodels"]]
+    digests = []
+    for name in names:
+        sub = ProjectTree(tree.submodel(name))
+        for stage in SUBMODEL_PRODUCTS:
+            manifest = sub.manifest(stage)
+            digest = outputs_digest(manifest) if manifest.is_file() else "missing"
+            digests.append(f"{name}/{stage}={digest}")
+    return digests
 
 
 def is_complete(stage: str, tree: ProjectTree, fp: str, cache: DigestCache) -> bool:

@@ -124,3 +124,21 @@ def test_partial_files_are_cleaned_but_never_in_images(tmp_path: Path) -> None:
     user.write_text("the user's file")
     checkpoint.remove_partial_files(tree)
     assert not stale.exists() and user.exists() and (tree.opensfm / "keep.json").exists()
+
+
+def test_merge_fingerprint_follows_the_submodels_products(tmp_path: Path) -> None:
+    """The merge stage reads the submodels' products: a submodel run again with another result, or not
+    finished, changes its fingerprint (its input stages alone would not)."""
+    tree = ProjectTree(tmp_path)
+    write_text(tree.split_json, '{"epsg": 32632, "submodels": [{"name": "submodel_0000"}]}')
+    sub = ProjectTree(tree.submodel("submodel_0000"))
+    missing = checkpoint.submodel_products(tree)
+    assert missing == [f"submodel_0000/{s}=missing" for s in checkpoint.SUBMODEL_PRODUCTS]
+    ortho = write_text(sub.orthophoto_tif, "one")
+    write_manifest(sub.manifest("odm_orthophoto"), "odm_orthophoto", "fp", [ortho], sub.root)
+    first = checkpoint.submodel_products(tree)
+    write_text(sub.orthophoto_tif, "two")
+    write_manifest(sub.manifest("odm_orthophoto"), "odm_orthophoto", "fp", [ortho], sub.root)
+    assert len({tuple(missing), tuple(first), tuple(checkpoint.submodel_products(tree))}) == 3
+    tree.split_json.unlink()
+    assert checkpoint.submodel_products(tree) == []  # a survey not split: the merge reads nothing more
