@@ -104,6 +104,7 @@ def test_each_stage_runs_on_its_declared_inputs_only(processed: ProjectTree, tmp
     for stage in STAGES:
         tree = declared_inputs_only(processed, stage, tmp_path / stage)
         result = run_stage(tree, stage, getattr(run_options, stage))
-        assert result.outputs, stage
+        # split and merge write nothing for a survey that is not split (it read the model to know)
+        assert result.outputs or "not split" in " ".join(result.summary()), stage
         for path in result.outputs:
             assert path.is_file() and tree.root in path.parents, (stage, path)
