@@ -67,11 +67,8 @@ def _give_up_after(name: str, attempt: int, message: str | None) -> None:
 
 def _on_the_pool(deployment_id: str, runs: dict[str, dict[str, Any]]) -> None:
     """Start every submodel's flow run at once, then wait; a failed or crashed one is started again."""
-    attempts = dict.fromkeys(runs, 0)
-    pending: dict[str, Any] = {}
-    for name in runs:
-        pending[name] = _start(deployment_id, runs[name])
-        attempts[name] = 1
+    pending = {name: _start(deployment_id, parameters) for name, parameters in runs.items()}
+    attempts = dict.fromkeys(runs, 1)
     with get_client(sync_client=True) as client:
         while pending:
             time.sleep(POLL_S)

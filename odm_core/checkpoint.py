@@ -132,14 +132,15 @@ def fingerprint(stage: str, tree: ProjectTree, options: BaseModel, cache: Digest
     inputs = [outputs_digest(tree.manifest(s)) for s in stage_inputs(stage, options)]
     if SPECS[stage].reads_photos:
         inputs.append(files_digest(photo_files(tree), tree.root, cache))
-    if stage == "merge":
+    if SPECS[stage].reads_submodels:
         inputs += submodel_products(tree)
     return sha256_text(stage, code_digest(stage), type(options).__name__, options.model_dump_json(), *inputs)
 
 
 def submodel_products(tree: ProjectTree) -> list[str]:
-    """What the merge stage reads besides its input stages: each submodel's (split.json names them) last
-    stages' outputs, as their manifests record them ("missing" for a submodel not finished)."""
+    """What a stage that reads submodels (merge) reads besides its input stages: each submodel's
+    (split.json names them) last stages' outputs, as their manifests record them ("missing" for a submodel
+    not finished)."""
     if not tree.split_json.is_file():
         return []
     names = [s["name"] for s in json.loads(tree.split_json.read_text())["submodels"]]

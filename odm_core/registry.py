@@ -38,7 +38,8 @@ class StageSpec:
     `reads_photos` puts the photos' content in its fingerprint too; `dask` stages fan out on the run's
     Dask cluster; `weight` is its share of a run's progress; `module` is the odm_core module of its
     function (its code digest starts there), `task` its Prefect task as "module:attribute";
-    `options` names its model in odm_core.options.
+    `options` names its model in odm_core.options; `reads_submodels` puts a split survey's submodels'
+    products in its fingerprint too.
     """
 
     name: StageName
@@ -49,6 +50,7 @@ class StageSpec:
     weight: float
     module: str
     task: str
+    reads_submodels: bool = False
 
     @property
     def task_module(self) -> str:
@@ -96,6 +98,7 @@ STAGE_SPECS: tuple[StageSpec, ...] = (
         weight=1.0,
         module="odm_core.stages.merge",
         task="tasks.merge:merge",
+        reads_submodels=True,
     ),
     StageSpec(
         name="openmvs",

@@ -27,7 +27,7 @@ from odm_core.report.shots import shots_geojson
 from odm_core.split.merge_cloud import merge_point_clouds
 from odm_core.split.merge_dem import merge_dems
 from odm_core.split.merge_ortho import merge_orthophotos
-from odm_core.split.partition import Ownership, Submodel
+from odm_core.split.partition import Ownership
 from odm_core.worker import MapUnits, serial_map
 
 Progress = Callable[[float, str], None]
@@ -60,8 +60,7 @@ def merge(
     if not tree.split_json.is_file():
         return MergeResult(0, (), ())
     record = json.loads(tree.split_json.read_text())
-    submodels = [Submodel(s["name"], tuple(s["core"]), tuple(s["photos"])) for s in record["submodels"]]
-    trees = [ProjectTree(tree.submodel(s.name)) for s in submodels]
+    trees = [ProjectTree(tree.submodel(s["name"])) for s in record["submodels"]]
     cores = [np.asarray(s["core_xy_m"], dtype=float).reshape(-1, 2) for s in record["submodels"]]
     what = {"all": ("pointcloud", "orthophoto", "dem")}.get(opts.merge, (opts.merge,))
     outputs: list[Path] = []
@@ -89,7 +88,7 @@ def merge(
                 outputs.append(merge_dems([t.dem_tif(kind) for t in trees], tree.dem_tif(kind), map_units))
                 merged.append(kind.upper())
     outputs += _shots(tree)
-    return MergeResult(len(submodels), tuple(merged), tuple(outputs))
+    return MergeResult(len(trees), tuple(merged), tuple(outputs))
 
 
 def _required(trees: list[ProjectTree], product: Callable[[ProjectTree], Path]) -> list[Path]:

@@ -30,6 +30,7 @@ from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.options_split import SplitOptions
+from odm_core.photos.listing import find_mask
 from odm_core.sfm.seed import model_subset, write_seed
 from odm_core.split.partition import Submodel, clusters_geojson, partition, read_image_groups
 from odm_core.worker import MapUnits, serial_map
@@ -130,10 +131,8 @@ def _link_photos(source: Path, images: Path, photos: tuple[str, ...]) -> None:
     """Relative symbolic links to the parent's photos and their masks (<stem>_mask.*); links to photos
     no longer in the submodel are removed. The parent's files are never touched."""
     images.mkdir(parents=True, exist_ok=True)
-    stems = {Path(p).stem for p in photos}
-    wanted = {p for p in photos} | {
-        f.name for f in source.iterdir() if f.name.rsplit("_mask.", 1)[0] in stems and "_mask." in f.name
-    }
+    masks = (find_mask(source, p) for p in photos)
+    wanted = set(photos) | {m.name for m in masks if m is not None}
     for entry in images.iterdir():
         if entry.name not in wanted and entry.is_symlink():
             entry.unlink()
