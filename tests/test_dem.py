@@ -134,3 +134,15 @@ def test_an_empty_cell_takes_the_highest_of_its_nearest_points() -> None:
     assert dr.radius_ladder((2.0,)) == [1.0, math.sqrt(2), 2.0]
     one_cell = dr.highest_nearby(cells, (1.0,))
     assert one_cell[4, 5] == 5.0 and np.isnan(one_cell[4, 7])
+
+
+def test_truth_footprints_are_found_near_the_raster_edge_in_either_winding() -> None:
+    """A building in one corner of the grid: most cells lie outside its first edge, which once flipped the
+    inside test (the building's cells then counted as open ground)."""
+    from odm_core.evaluate.dem_truth import _inside
+
+    y, x = np.mgrid[0:100, 0:100].astype(float)
+    square = np.array([[2.0, 2.0], [12.0, 2.0], [12.0, 12.0], [2.0, 12.0]])
+    for corners in (square, square[::-1]):
+        inside = _inside(corners, x, y)
+        assert inside.sum() == 11 * 11 and inside[7, 7] and not inside[50, 50]

@@ -33,13 +33,14 @@ class DemAccuracy:
 
 
 def _inside(corners: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Points inside a convex polygon (corners in order, either winding)."""
-    sign = None
+    """Points inside a convex polygon (corners in order, either winding: the shoelace area's sign tells
+    which side of each edge is the inside)."""
+    nxt = np.roll(corners, -1, axis=0)
+    winding = np.sign(np.sum(corners[:, 0] * nxt[:, 1] - nxt[:, 0] * corners[:, 1]))
     out = np.ones(x.shape, bool)
-    for a, b in zip(corners, np.roll(corners, -1, axis=0), strict=True):
+    for a, b in zip(corners, nxt, strict=True):
         cross = (b[0] - a[0]) * (y - a[1]) - (b[1] - a[1]) * (x - a[0])
-        sign = np.sign(np.median(cross[np.abs(cross) > 0])) if sign is None and np.any(cross) else sign
-        out &= cross * (sign or 1.0) >= 0
+        out &= cross * winding >= 0
     return out
 
 
