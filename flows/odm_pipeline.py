@@ -20,6 +20,7 @@ from odm_core.outputs import key_outputs
 from odm_core.registry import SPECS, STAGE_SPECS, STAGES, stages_between
 from odm_core.remote.fs import is_remote
 from tasks.dask_cluster import run_cluster
+from tasks.lost_runs import exit_with_worker
 from tasks.remote import pull, push
 from tasks.run_artifacts import publish_summary, start_progress
 
@@ -67,6 +68,7 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     checkpoints included, so a run resumed by a worker on another machine continues from there.
     """
     options = options or PipelineOptions()
+    exit_with_worker()
     url = project if is_remote(project) else None
     project = pull(url) if url else str(Path(project).resolve())
     tree = ProjectTree(Path(project))

@@ -6,14 +6,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment, flow_run
-from prefect.states import State
+from prefect.states import Crashed, State
 
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
+from tasks.lost_runs import lost_reason
 from tasks.run_artifacts import mark_split_run, update_progress
 
 SUBMODEL_ATTEMPTS = 3  # a submodel's run is tried this many times before the whole run fails
@@ -66,15 +67,16 @@ def _give_up_after(name: str, attempt: int, message: str | None) -> None:
 
 
 def _on_the_pool(deployment_id: str, runs: dict[str, dict[str, Any]]) -> None:
-    """Start every submodel's flow run at once, then wait; a failed or crashed one is started again."""
+    """Start every submodel's flow run at once, then wait; a failed or crashed one, or one whose worker
+    died, is started again."""
     pending = {name: _start(deployment_id, parameters) for name, parameters in runs.items()}
     attempts = dict.fromkeys(runs, 1)
     with get_client(sync_client=True) as client:
         while pending:
             time.sleep(POLL_S)
             for name, run_id in list(pending.items()):
-                state = client.read_flow_run(run_id).state
-                if state is None or not state.is_final():
+                state = _final_state(client, run_id)
+                if state is None:
                     continue
                 del pending[name]
                 if not state.is_completed():
@@ -83,6 +85,16 @@ def _on_the_pool(deployment_id: str, runs: dict[str, dict[str, Any]]) -> None:
                     attempts[name] += 1
                 else:
                     _progress(len(runs) - len(pending), len(runs))
+
+
+def _final_state(client: SyncPrefectClient, run_id: Any) -> State | None:
+    """The run's final state; a run whose worker died (see tasks.lost_runs) is marked Crashed first."""
+    run = client.read_flow_run(run_id)
+    reason = lost_reason(client, run)
+    if reason is not None:
+        client.set_flow_run_state(run_id, Crashed(message=f"lost: {reason}"), force=True)
+        return client.read_flow_run(run_id).state
+    return run.state if run.state is not None and run.state.is_final() else None
 
 
 def _start(deployment_id: str, parameters: dict[str, Any]) -> Any:

@@ -24,13 +24,15 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-from prefect.states import Cancelling, Scheduled
+from prefect.states import Cancelling, Crashed, Scheduled
 
 from odm_core.errors import OdmInputError
+from tasks.lost_runs import process_gone
 
 FLOW_NAME = "odm-pipeline"
 DEPLOYMENT = f"{FLOW_NAME}/odm-process"
 NOT_OUTPUTS = {"images", ".odmflow"}  # what `download` leaves behind
+LOST = "its worker died (process gone); the run that started it starts it again"
 
 
 def require_server() -> str:
@@ -182,7 +184,8 @@ def recover_orphaned_runs(pool: str) -> list[FlowRun]:
     Pending whose process no longer exists here is scheduled again, and the worker that picks it up
     resumes it from the stage checkpoints (local disk, or the bucket for s3:// projects). A bare pid
     names no machine, so this assumes the pool's runs execute on this machine: give each machine's
-    workers their own pool.
+    workers their own pool. A submodel's run is marked Crashed instead: the split run that started it
+    (which may live on) starts it again, or, if that run is queued again too, starts all of them.
     """
     host = socket.gethostname()
     recovered = []
@@ -192,25 +195,11 @@ def recover_orphaned_runs(pool: str) -> list[FlowRun]:
             flow_run_filter=FlowRunFilter(state={"type": {"any_": ["RUNNING", "PENDING"]}}),
         )
         for run in running:
-            if run.work_pool_name != pool or not _process_gone(run.infrastructure_pid, host):
+            if run.work_pool_name != pool or not process_gone(run.infrastructure_pid, host):
+                continue
+            if run.parent_task_run_id is not None:  # a submodel: its parent starts it again
+                client.set_flow_run_state(run.id, Crashed(message=LOST), force=True)
                 continue
             client.set_flow_run_state(run.id, Scheduled(), force=True)
             recovered.append(run)
     return recovered
-
-
-def _process_gone(infrastructure_pid: str | None, host: str) -> bool:
-    """True when `pid` or `host:pid` names a process of this host that no longer runs."""
-    run_host, _, pid = (infrastructure_pid or "").rpartition(":")
-    if run_host not in ("", host) or not pid.isdigit():
-        return False
-    return not pid_alive(int(pid))
-
-
-def pid_alive(pid: int) -> bool:
-    """True when the process exists and is not a zombie (an exited child nobody has reaped)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in "ZX"

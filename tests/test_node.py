@@ -8,6 +8,8 @@ import json
 import os
 import re
 import shutil
+import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -277,13 +279,26 @@ def test_prefect_ui_shows_the_run_stages_and_summary(
 def test_a_split_survey_runs_its_submodels_on_the_pool(
     node: dict[str, Any], small_survey: SyntheticTruth, tmp_path: Path
 ) -> None:
-    """A submitted run of a split survey starts each submodel as a run of the same deployment, which the
-    pool's worker takes while the parent waits; the parent merges their products."""
+    """A submitted run of a split survey starts each submodel as a run of the same deployment for the
+    pool's workers, while the parent waits. A second worker takes the submodels and is killed (its machine
+    goes down): its runs end with it, the parent sees them lost and starts them again on the node's
+    worker, and merges every submodel's products."""
     project = tmp_path / "split-site"
     shutil.copytree(small_survey.images_dir, project / "images")
     options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
     result = run_cli(["submit", str(project), *options], node["env"])
     assert result.returncode == 0, result.stdout + result.stderr
+    _wait(lambda: _running(node, "split-site"), 300, "the split run to start on the node's worker")
+    node_worker = next(p for p in server.NodeState.load(node["home"]).processes if p.name == "worker")
+    second = _second_worker(node, tmp_path / "worker-2.log")
+    os.kill(node_worker.pid, signal.SIGSTOP)  # so that the second worker takes the submodels
+    try:
+        victims = _wait(lambda: _submodels_on(node, project, second.pid), 600, "the submodels to start")
+    finally:
+        os.kill(node_worker.pid, signal.SIGCONT)
+    second.kill()
+    second.wait()
+    _wait(lambda: not any(_alive(pid) for pid in victims.values()), 30, "the second worker's runs to end")
 
     def done() -> Any:
         runs = _pipeline_runs(node, "split-site")
@@ -291,12 +306,46 @@ def test_a_split_survey_runs_its_submodels_on_the_pool(
         assert not failed, f"the run ended badly: {[(r.name, r.state.name) for r in failed]}"
         return runs if runs and all(r.state and r.state.is_completed() for r in runs) else None
 
-    (parent,) = _wait(done, 600, "the split run to complete")
+    (parent,) = _wait(done, 900, "the split run to complete")
     names = [s["name"] for s in json.loads((project / "submodels" / "split.json").read_text())["submodels"]]
-    assert len(names) == 2
+    assert sorted(victims) == sorted(names) and len(names) == 2
     for name in names:
-        (sub,) = _pipeline_runs(node, name)
-        assert sub.state and sub.state.is_completed() and sub.deployment_id == parent.deployment_id
-        assert sub.parent_task_run_id is not None  # shown under the parent in the UI
+        runs = sorted(_pipeline_runs(node, name), key=lambda r: r.created)
+        assert [r.state.name for r in runs] == ["Crashed", "Completed"]  # lost, then run again
+        assert "its worker was killed" in (runs[0].state.message or "")
+        assert runs[-1].deployment_id == parent.deployment_id
+        assert runs[-1].parent_task_run_id is not None  # shown under the parent in the UI
     assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
     assert (project / "odm_georeferencing" / "odm_georeferenced_model.laz").is_file()
+
+
+def _running(node: dict[str, Any], name: str) -> bool:
+    return any(r.state and r.state.name == "Running" for r in _pipeline_runs(node, name))
+
+
+def _second_worker(node: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
+    """A second process worker for the node's pool, as `server up` starts its own."""
+    state = node["state"]
+    env = server._env(Path(state.home), node["cfg"], state.api_url)
+    args = ["--pool", state.pool, "--type", "process", "--name", "second", "--install-policy", "never"]
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [str(server.BIN / "prefect"), "worker", "start", *args], env=env, stdout=out, stderr=out
+        )
+    _wait(lambda: server._worker_online(state.api_url, state.pool, "second"), 120, "the second worker")
+    return worker
+
+
+def _submodels_on(node: dict[str, Any], project: Path, worker: int) -> dict[str, int] | None:
+    """{submodel: pid} once every submodel's run is executing under `worker`'s process."""
+    if not (project / "submodels" / "split.json").is_file():
+        return None
+    pids = {}
+    for sub in json.loads((project / "submodels" / "split.json").read_text())["submodels"]:
+        runs = [r for r in _pipeline_runs(node, sub["name"]) if r.state and r.state.name == "Running"]
+        pid = (runs[0].infrastructure_pid or "").rpartition(":")[2] if runs else ""
+        if not pid.isdigit() or not _alive(int(pid)):
+            return None
+        assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == worker
+        pids[sub["name"]] = int(pid)
+    return pids
