@@ -5,7 +5,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from typing import Any
+from uuid import UUID
 
+from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment, flow_run
@@ -29,11 +31,12 @@ def run_submodels(
     deployment when it is one (any worker of the pool takes them, all at once), else, or with
     `local_only` (a bucket project: its submodels are not in the bucket), one after another in this
     process (on this run's Dask cluster). Raises OdmStageError naming a submodel that failed
-    SUBMODEL_ATTEMPTS times."""
+    SUBMODEL_ATTEMPTS times. A pool limited to one run at a time, which this run holds, would never start
+    them: they run here then too."""
     runs = {name: _parameters(tree, name) for name in names}
     mark_split_run()
     update_progress("split", SPLIT_WRITTEN, str(flow_run.get_id()))
-    if deployment.id and not local_only:
+    if deployment.id and not local_only and _pool_has_room():
         _on_the_pool(str(deployment.id), runs)
         return
     for done, (name, parameters) in enumerate(runs.items(), 1):
@@ -44,6 +47,24 @@ def run_submodels(
                 break
             _give_up_after(name, attempt, state.message)
         _progress(done, len(runs))
+
+
+def _pool_has_room() -> bool:
+    """False when this run's work pool runs one flow run at a time (this one): its submodels' runs would
+    wait for this run, which waits for them."""
+    run_id = flow_run.get_id()
+    if run_id is None:
+        return True
+    with get_client(sync_client=True) as client:
+        pool = client.read_flow_run(UUID(run_id)).work_pool_name
+        limit = client.read_work_pool(pool).concurrency_limit if pool else None
+    if limit is not None and limit < 2:
+        get_run_logger().warning(
+            f"work pool {pool!r} runs {limit} flow run at a time, held by this run: its submodels run "
+            "here, one after another (raise the pool's concurrency limit to spread them over its workers)"
+        )
+        return False
+    return True
 
 
 def _progress(done: int, total: int) -> None:

@@ -349,3 +349,32 @@ def _submodels_on(node: dict[str, Any], project: Path, worker: int) -> dict[str,
         assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == worker
         pids[sub["name"]] = int(pid)
     return pids
+
+
+def test_a_split_run_on_a_pool_of_one_run_at_a_time_runs_its_submodels_itself(
+    node: dict[str, Any], small_survey: SyntheticTruth, tmp_path: Path
+) -> None:
+    """With the pool limited to one flow run, which the split run holds, runs of its submodels would
+    never start: they run inside the split run instead, and the run completes."""
+    from prefect.client.schemas.actions import WorkPoolUpdate
+
+    pool = node["state"].pool
+    with _client(node) as client:
+        client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=1))
+    try:
+        project = tmp_path / "one-at-a-time"
+        shutil.copytree(small_survey.images_dir, project / "images")
+        options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
+        result = run_cli(["submit", str(project), *options], node["env"])
+        assert result.returncode == 0, result.stdout + result.stderr
+        (parent,) = _wait(
+            lambda: [r for r in _pipeline_runs(node, project.name) if r.state and r.state.is_final()],
+            900,
+            "the split run to end",
+        )
+    finally:
+        with _client(node) as client:
+            client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=None))
+    assert parent.state.is_completed(), parent.state
+    assert "runs 1 flow run at a time" in run_cli(["logs", project.name], node["env"]).stdout
+    assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
