@@ -11,6 +11,7 @@ no hard seam shows.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import cv2
@@ -25,6 +26,19 @@ OCCLUSION_TOL_M = 0.3  # a point this much behind the nearest surface along the 
 OCCLUSION_TOL_REL = 0.005
 BORDER_FEATHER = 0.1  # weights fall to 0 over the outer 10% of a photo's frame
 WEIGHT_POWER = 8.0
+BLOCK_PX = 512  # cells a side of a render block: bounds memory, and each block projects only its photos
+CACHED_PHOTOS = 48  # decoded photos kept between blocks
+
+
+@dataclass(frozen=True)
+class SurfaceWindow:
+    """A surface to render: heights (rows, cols) in the model frame, NaN where none; cell (0, 0)'s centre at
+    (x0, y0), rows going south, square cells of cell_m metres."""
+
+    z: np.ndarray
+    x0: float
+    y0: float
+    cell_m: float
 
 
 @dataclass(frozen=True)
@@ -104,3 +118,71 @@ def render(
 def _sample(image: PhotoImage, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Bilinear colours at full-size photo coordinates (COLMAP convention) from the reduced image."""
     return bilinear(image.pixels, u / image.scale - 0.5, v / image.scale - 0.5).astype(np.float64)
+
+
+def render_surface(
+    surface: SurfaceWindow, views: list[ViewCamera], photo_px_m: float, halo_px: int
+) -> tuple[np.ndarray, int]:
+    """(RGBA uint8 (rows, cols, 4), how many photos were used) of a surface, rendered block by block.
+
+    Each block of BLOCK_PX cells is rendered from the photos that see it, with `halo_px` cells around it
+    for the z-buffer (a roof that far away still hides the ground behind it), and keeps its own cells: the
+    memory and the projections are a block's, whatever the size of the surface or the survey."""
+    rows, cols = surface.z.shape
+    out = np.zeros((rows, cols, 4), np.uint8)
+    cache: OrderedDict[str, PhotoImage] = OrderedDict()
+    used: set[str] = set()
+    for r0 in range(0, rows, BLOCK_PX):
+        for c0 in range(0, cols, BLOCK_PX):
+            core = (r0, min(rows, r0 + BLOCK_PX), c0, min(cols, c0 + BLOCK_PX))
+            used |= _render_block(surface, core, halo_px, views, photo_px_m, cache, out)
+    return out, len(used)
+
+
+def _render_block(
+    surface: SurfaceWindow,
+    core: tuple[int, int, int, int],
+    halo_px: int,
+    views: list[ViewCamera],
+    photo_px_m: float,
+    cache: OrderedDict[str, PhotoImage],
+    out: np.ndarray,
+) -> set[str]:
+    r0, r1, c0, c1 = core
+    if not np.isfinite(surface.z[r0:r1, c0:c1]).any():
+        return set()
+    rows, cols = surface.z.shape
+    pr0, pc0 = max(0, r0 - halo_px), max(0, c0 - halo_px)
+    zz = surface.z[pr0 : min(rows, r1 + halo_px), pc0 : min(cols, c1 + halo_px)]
+    rr, cc = np.nonzero(np.isfinite(zz))
+    rr, cc = rr + pr0, cc + pc0
+    x = surface.x0 + cc * surface.cell_m
+    y = surface.y0 - rr * surface.cell_m
+    world = np.column_stack([x, y, zz[rr - pr0, cc - pc0]])
+    seeing = [v for v in views if sees_some(v, world)]
+    images = [_photo(cache, v, photo_px_m, surface.cell_m) for v in seeing]
+    rgb, weight = render(world, seeing, images)
+    keep = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1) & (weight > 0)
+    out[rr[keep], cc[keep], :3] = np.clip(np.round(rgb[keep]), 0, 255).astype(np.uint8)
+    out[rr[keep], cc[keep], 3] = 255
+    return {v.name for v in seeing}
+
+
+def _photo(
+    cache: OrderedDict[str, PhotoImage], view: ViewCamera, photo_px_m: float, cell_m: float
+) -> PhotoImage:
+    """The decoded photo, from the cache of the most recently used ones when there."""
+    if view.name in cache:
+        cache.move_to_end(view.name)
+        return cache[view.name]
+    image = cache[view.name] = decode_photo(view, photo_px_m, cell_m)
+    if len(cache) > CACHED_PHOTOS:
+        cache.popitem(last=False)
+    return image
+
+
+def sees_some(view: ViewCamera, world: np.ndarray) -> bool:
+    """Whether the photo's frame holds some of the points (a sample of 2000 of them)."""
+    sample = world[:: max(1, len(world) // 2000)]
+    u, v, depth = project(view, sample)
+    return bool(np.any((u >= 0) & (v >= 0) & (u < view.width) & (v < view.height) & (depth > 0)))

@@ -44,7 +44,7 @@ from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import OrthophotoOptions
 from odm_core.ortho.cutline import orthophoto_cutline
-from odm_core.ortho.render import decode_photo, project, render
+from odm_core.ortho.render import SurfaceWindow, render_surface
 from odm_core.raster.geotiff import RGBA, rgba_profile, write_geotiff, write_kmz
 from odm_core.raster.xyz_tiles import write_xyz_tiles
 from odm_core.sfm.reconstruction import average_gsd_cm
@@ -167,34 +167,19 @@ def render_tile(unit: OrthoUnit) -> OrthoUnitResult:
         return OrthoUnitResult(-1, -1, 0.0, peak_rss_mb())
     prepare_unit()
     grid, tile = unit.surface.grid, unit.surface.tile
-    z = filled_surface(unit.surface)
-    row0, col0, rows, cols = tile.padded(grid)
+    row0, col0, _, _ = tile.padded(grid)
     res = grid.resolution_m
-    x = grid.west + (np.arange(col0, col0 + cols) + 0.5) * res - unit.offset[0]
-    y = grid.north - (np.arange(row0, row0 + rows) + 0.5) * res - unit.offset[1]
-    xx, yy = np.meshgrid(x, y)
-    valid = np.isfinite(z)
-    world = np.column_stack([xx[valid], yy[valid], z[valid] - unit.offset[2]])
-    views = [v for v in unit.views if _sees_some(v, world)]
-    images = [decode_photo(v, unit.photo_px_m, res) for v in views]
-    rgb, weight = render(world, views, images)
-    out = np.zeros((rows, cols, 4), np.uint8)
-    seen = weight > 0
-    cells = np.zeros((rows, cols), bool)
-    cells[valid] = seen
-    out[cells, :3] = np.clip(np.round(rgb[seen]), 0, 255).astype(np.uint8)
-    out[cells, 3] = 255
+    surface = SurfaceWindow(
+        filled_surface(unit.surface) - unit.offset[2],
+        grid.west + (col0 + 0.5) * res - unit.offset[0],
+        grid.north - (row0 + 0.5) * res - unit.offset[1],
+        res,
+    )
+    halo_px = math.ceil(OCCLUSION_HALO_M / res)
+    out, n_views = render_surface(surface, list(unit.views), unit.photo_px_m, halo_px)
     core = out[tile.core()]
     save_arrays(Path(unit.out), unit.key, rgba=core)
-    return OrthoUnitResult(
-        len(views), int((core[..., 3] > 0).sum()), time.perf_counter() - start, peak_rss_mb()
-    )
-
-
-def _sees_some(view: ViewCamera, world: np.ndarray) -> bool:
-    sample = world[:: max(1, len(world) // 2000)]
-    u, v, depth = project(view, sample)
-    return bool(np.any((u >= 0) & (v >= 0) & (u < view.width) & (v < view.height) & (depth > 0)))
+    return OrthoUnitResult(n_views, int((core[..., 3] > 0).sum()), time.perf_counter() - start, peak_rss_mb())
 
 
 def finish_odm_orthophoto(
