@@ -21,7 +21,8 @@ from odm_core.mesh.ply import TriangleMesh
 from odm_core.ortho.render import project
 from odm_core.texturing.data_term import DataTermUnit, data_term, plan_data_term
 from odm_core.texturing.labeling import UNSEEN, Labeling
-from odm_core.texturing.mrf import face_edges, patches, solve_potts, unary_costs
+from odm_core.texturing.mrf import face_edges, patches, unary_costs
+from odm_core.texturing.mrf_tiles import solve_potts_tiled
 from odm_core.texturing.outliers import gauss_clamping
 from odm_core.worker import MapUnits, load_arrays, serial_map
 
@@ -103,7 +104,8 @@ def select_views(
     seen[face] = True
     edges = edges[seen[edges[:, 0]] & seen[edges[:, 1]]]
     start = time.perf_counter()
-    labels = _solve(mesh.n_faces, seen, edges, face, view, cost)
+    centres = mesh.vertices[mesh.faces].mean(axis=1)[:, :2]
+    labels = _solve(centres, seen, edges, face, view, cost)
     mrf_seconds = time.perf_counter() - start
     best = np.full(mesh.n_faces, UNSEEN, np.int64)
     order = np.lexsort((cost, face))
@@ -128,22 +130,20 @@ def select_views(
 
 
 def _solve(
-    n_faces: int,
+    centres: np.ndarray,
     seen: np.ndarray,
     edges: np.ndarray,
     face: np.ndarray,
     view: np.ndarray,
     cost: np.ndarray,
 ) -> np.ndarray:
-    """(M,) int64 labels (view indices, UNSEEN for faces of no pair) from the MRF over the seen faces,
-    with labels and sites renumbered compactly for gco."""
-    labels = np.full(n_faces, UNSEEN, np.int64)
+    """(M,) int64 labels (view indices, UNSEEN for faces of no pair) from the MRF over the seen faces
+    (centres: (M, 2) face centres, metres), solved in tiles (mrf_tiles) with sites renumbered for gco."""
+    labels = np.full(len(centres), UNSEEN, np.int64)
     if not seen.any():
         return labels
     site_of = np.cumsum(seen) - 1
-    used, label = np.unique(view, return_inverse=True)
-    solved = solve_potts(int(seen.sum()), site_of[edges], site_of[face], label, cost, len(used))
-    labels[seen] = used[solved]
+    labels[seen] = solve_potts_tiled(centres[seen], site_of[edges], site_of[face], view, cost)
     return labels
 
 
