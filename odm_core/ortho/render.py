@@ -27,6 +27,7 @@ OCCLUSION_TOL_REL = 0.005
 BORDER_FEATHER = 0.1  # weights fall to 0 over the outer 10% of a photo's frame
 WEIGHT_POWER = 8.0
 BLOCK_PX = 512  # cells a side of a render block: bounds memory, and each block projects only its photos
+MAX_BLOCK_PX = 2048  # a block grows to 4 halos a side (fine cells, wide halo) up to this
 CACHED_PHOTOS = 48  # decoded photos kept between blocks
 
 
@@ -125,16 +126,18 @@ def render_surface(
 ) -> tuple[np.ndarray, int]:
     """(RGBA uint8 (rows, cols, 4), how many photos were used) of a surface, rendered block by block.
 
-    Each block of BLOCK_PX cells is rendered from the photos that see it, with `halo_px` cells around it
-    for the z-buffer (a roof that far away still hides the ground behind it), and keeps its own cells: the
-    memory and the projections are a block's, whatever the size of the surface or the survey."""
+    Each block of BLOCK_PX cells (more, up to MAX_BLOCK_PX, where the halo is wide in cells) is rendered
+    from the photos that see it, with `halo_px` cells around it for the z-buffer (a roof that far away
+    still hides the ground behind it), and keeps its own cells: the memory and the projections are a
+    block's, whatever the size of the surface or the survey."""
     rows, cols = surface.z.shape
     out = np.zeros((rows, cols, 4), np.uint8)
     cache: OrderedDict[str, PhotoImage] = OrderedDict()
     used: set[str] = set()
-    for r0 in range(0, rows, BLOCK_PX):
-        for c0 in range(0, cols, BLOCK_PX):
-            core = (r0, min(rows, r0 + BLOCK_PX), c0, min(cols, c0 + BLOCK_PX))
+    block = min(MAX_BLOCK_PX, max(BLOCK_PX, 4 * halo_px))  # the halo's share of the work at most 2.25x
+    for r0 in range(0, rows, block):
+        for c0 in range(0, cols, block):
+            core = (r0, min(rows, r0 + block), c0, min(cols, c0 + block))
             used |= _render_block(surface, core, halo_px, views, photo_px_m, cache, out)
     return out, len(used)
 
