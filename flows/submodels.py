@@ -113,8 +113,7 @@ def _final_state(client: SyncPrefectClient, run_id: Any) -> State | None:
     run = client.read_flow_run(run_id)
     reason = lost_reason(client, run)
     if reason is not None:
-        client.set_flow_run_state(run_id, Crashed(message=f"lost: {reason}"), force=True)
-        return client.read_flow_run(run_id).state
+        return client.set_flow_run_state(run_id, Crashed(message=f"lost: {reason}"), force=True).state
     return run.state if run.state is not None and run.state.is_final() else None
 
 

@@ -54,11 +54,6 @@ def heartbeat_timeout() -> timedelta:
     return timedelta(seconds=HEARTBEATS_MISSED * frequency)
 
 
-def silent_since(running_since: datetime, heartbeats: list[datetime], now: datetime) -> timedelta:
-    """Time since the newest sign of life: the start of Running or the newest heartbeat after it."""
-    return now - max([running_since, *heartbeats])
-
-
 def lost_reason(client: SyncPrefectClient, run: FlowRun, now: datetime | None = None) -> str | None:
     """Why `run` counts as lost (its worker died), or None while it may still be working.
 
@@ -72,7 +67,9 @@ def lost_reason(client: SyncPrefectClient, run: FlowRun, now: datetime | None = 
         return None
     now = now or datetime.now(UTC)
     timeout = heartbeat_timeout()
-    silent = silent_since(state.timestamp, _heartbeats(client, run, now - timeout), now)
+    if now - state.timestamp <= timeout:  # Running for less: no heartbeat was due yet, nothing to ask
+        return None
+    silent = now - max([state.timestamp, *_heartbeats(client, run, now - timeout)])
     if silent <= timeout:
         return None
     return f"no heartbeat for {silent.total_seconds():.0f} s (at most {timeout.total_seconds():.0f} s)"

@@ -122,23 +122,27 @@ def _sample(image: PhotoImage, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def render_surface(
-    surface: SurfaceWindow, views: list[ViewCamera], photo_px_m: float, halo_px: int
+    surface: SurfaceWindow,
+    keep: tuple[slice, slice],
+    views: list[ViewCamera],
+    photo_px_m: float,
+    halo_px: int,
 ) -> tuple[np.ndarray, int]:
-    """(RGBA uint8 (rows, cols, 4), how many photos were used) of a surface, rendered block by block.
+    """(RGBA uint8 of the `keep` window of the surface, how many photos were used), block by block.
 
     Each block of BLOCK_PX cells (more, up to MAX_BLOCK_PX, where the halo is wide in cells) is rendered
-    from the photos that see it, with `halo_px` cells around it for the z-buffer (a roof that far away
-    still hides the ground behind it), and keeps its own cells: the memory and the projections are a
-    block's, whatever the size of the surface or the survey."""
-    rows, cols = surface.z.shape
-    out = np.zeros((rows, cols, 4), np.uint8)
+    from the photos that see it, with `halo_px` cells of the surface around it for the z-buffer (a roof
+    that far away still hides the ground behind it): the memory and the projections are a block's,
+    whatever the size of the surface or the survey, and the surface outside `keep` is only looked at."""
+    rows, cols = keep
+    out = np.zeros((rows.stop - rows.start, cols.stop - cols.start, 4), np.uint8)
     cache: OrderedDict[str, PhotoImage] = OrderedDict()
     used: set[str] = set()
     block = min(MAX_BLOCK_PX, max(BLOCK_PX, 4 * halo_px))  # the halo's share of the work at most 2.25x
-    for r0 in range(0, rows, block):
-        for c0 in range(0, cols, block):
-            core = (r0, min(rows, r0 + block), c0, min(cols, c0 + block))
-            used |= _render_block(surface, core, halo_px, views, photo_px_m, cache, out)
+    for r0 in range(rows.start, rows.stop, block):
+        for c0 in range(cols.start, cols.stop, block):
+            core = (r0, min(rows.stop, r0 + block), c0, min(cols.stop, c0 + block))
+            used |= _render_block(surface, core, halo_px, views, photo_px_m, cache, out, keep)
     return out, len(used)
 
 
@@ -150,6 +154,7 @@ def _render_block(
     photo_px_m: float,
     cache: OrderedDict[str, PhotoImage],
     out: np.ndarray,
+    keep: tuple[slice, slice],
 ) -> set[str]:
     r0, r1, c0, c1 = core
     if not np.isfinite(surface.z[r0:r1, c0:c1]).any():
@@ -165,9 +170,10 @@ def _render_block(
     seeing = [v for v in views if sees_some(v, world)]
     images = [_photo(cache, v, photo_px_m, surface.cell_m) for v in seeing]
     rgb, weight = render(world, seeing, images)
-    keep = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1) & (weight > 0)
-    out[rr[keep], cc[keep], :3] = np.clip(np.round(rgb[keep]), 0, 255).astype(np.uint8)
-    out[rr[keep], cc[keep], 3] = 255
+    mine = (rr >= r0) & (rr < r1) & (cc >= c0) & (cc < c1) & (weight > 0)
+    at = (rr[mine] - keep[0].start, cc[mine] - keep[1].start)
+    out[at[0], at[1], :3] = np.clip(np.round(rgb[mine]), 0, 255).astype(np.uint8)
+    out[at[0], at[1], 3] = 255
     return {v.name for v in seeing}
 
 

@@ -176,8 +176,7 @@ def render_tile(unit: OrthoUnit) -> OrthoUnitResult:
         res,
     )
     halo_px = math.ceil(OCCLUSION_HALO_M / res)
-    out, n_views = render_surface(surface, list(unit.views), unit.photo_px_m, halo_px)
-    core = out[tile.core()]
+    core, n_views = render_surface(surface, tile.core(), list(unit.views), unit.photo_px_m, halo_px)
     save_arrays(Path(unit.out), unit.key, rgba=core)
     return OrthoUnitResult(n_views, int((core[..., 3] > 0).sum()), time.perf_counter() - start, peak_rss_mb())
 

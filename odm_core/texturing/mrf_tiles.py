@@ -58,8 +58,7 @@ def _solve_tile(
     inside = np.zeros(len(labels), bool)
     inside[members] = True
     touching = edges[inside[edges[:, 0]] | inside[edges[:, 1]]]
-    held = np.unique(touching[labels[touching] >= 0])
-    held = held[~inside[held]]
+    held = np.unique(touching[labels[touching] >= 0])  # solved, so in an earlier tile
     local = np.full(len(labels), -1, np.int64)
     local[members] = np.arange(len(members))
     local[held] = len(members) + np.arange(len(held))
