@@ -16,7 +16,9 @@ from prefect.states import Crashed, State
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
+from odm_core.remote.submodels import submodel_prefix
 from tasks.lost_runs import lost_reason
+from tasks.remote import publish, pull_products
 from tasks.run_artifacts import mark_split_run, update_progress
 
 SUBMODEL_ATTEMPTS = 3  # a submodel's run is tried this many times before the whole run fails
@@ -25,19 +27,25 @@ SPLIT_WRITTEN = 0.05  # of the split stage's progress, the submodel folders writ
 
 
 def run_submodels(
-    pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[str, ...], local_only: bool
+    pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[str, ...], url: str | None
 ) -> None:
     """Every submodel's pipeline with the options the split stage wrote: as flow runs of this run's
-    deployment when it is one (any worker of the pool takes them, all at once), else, or with
-    `local_only` (a bucket project: its submodels are not in the bucket), one after another in this
-    process (on this run's Dask cluster). Raises OdmStageError naming a submodel that failed
-    SUBMODEL_ATTEMPTS times. A pool limited to one run at a time, which this run holds, would never start
-    them: they run here then too."""
+    deployment when it is one (any worker of the pool takes them, all at once), else one after another in
+    this process (on this run's Dask cluster). For a bucket project (`url`) on the pool, each submodel is
+    a bucket project of its own (PREFIX/submodels/NAME, its photos copied there in the bucket), so its
+    worker needs no disk shared with this one; the products the merge reads are downloaded here after.
+    Raises OdmStageError naming a submodel that failed SUBMODEL_ATTEMPTS times. A pool limited to one run
+    at a time, which this run holds, would never start them: they run here then too."""
     runs = {name: _parameters(tree, name) for name in names}
     mark_split_run()
     update_progress("split", SPLIT_WRITTEN, str(flow_run.get_id()))
-    if deployment.id and not local_only and _pool_has_room():
+    if deployment.id and _pool_has_room():
+        if url:
+            publish(url, str(tree.root), names)
+            runs = {name: {**p, "project": f"{url}/{submodel_prefix(name)}"} for name, p in runs.items()}
         _on_the_pool(str(deployment.id), runs)
+        if url:
+            pull_products(url, str(tree.root), names)
         return
     for done, (name, parameters) in enumerate(runs.items(), 1):
         for attempt in range(1, SUBMODEL_ATTEMPTS + 1):

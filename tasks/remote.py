@@ -11,6 +11,7 @@ from prefect.states import State
 
 from odm_core.errors import OdmInputError
 from odm_core.remote.fs import parse_remote, s3_filesystem
+from odm_core.remote.submodels import publish_submodels, pull_submodel_products
 from odm_core.remote.sync import pull_project, push_stage
 
 
@@ -42,3 +43,16 @@ def pull(url: str) -> str:
 def push(url: str, local: str, stage: str) -> int:
     """Upload a finished stage's outputs, result and manifest (last) to the bucket project."""
     return len(push_stage(parse_remote(url), Path(local), stage, s3_filesystem()))
+
+
+@task(name="publish_submodels", retries=2, retry_delay_seconds=[5, 20], retry_condition_fn=_io_error)
+def publish(url: str, local: str, names: tuple[str, ...]) -> int:
+    """Give each submodel of a split bucket project its photos in the bucket (server-side copies), so
+    that a worker on any machine can run it from PREFIX/submodels/NAME."""
+    return publish_submodels(parse_remote(url), Path(local), names, s3_filesystem())
+
+
+@task(name="pull_submodels", retries=2, retry_delay_seconds=[5, 20], retry_condition_fn=_io_error)
+def pull_products(url: str, local: str, names: tuple[str, ...]) -> int:
+    """Download the submodels' products that the merge reads from the bucket to this machine."""
+    return pull_submodel_products(parse_remote(url), Path(local), names, s3_filesystem())

@@ -276,38 +276,40 @@ def test_prefect_ui_shows_the_run_stages_and_summary(
     assert shot.stat().st_size > 10_000
 
 
-def test_a_split_survey_runs_its_submodels_on_the_pool(
+def test_a_split_bucket_survey_runs_its_submodels_on_workers_without_a_shared_disk(
     node: dict[str, Any], small_survey: SyntheticTruth, tmp_path: Path
 ) -> None:
-    """A submitted run of a split survey starts each submodel as a run of the same deployment for the
-    pool's workers, while the parent waits. A second worker takes the submodels and is killed (its machine
-    goes down): its runs end with it, the parent sees them lost and starts them again on the node's
-    worker, and merges every submodel's products."""
-    project = tmp_path / "split-site"
-    shutil.copytree(small_survey.images_dir, project / "images")
+    """A submitted split run of a bucket project starts each submodel as a run of the same deployment for
+    the pool's workers, each submodel a bucket project of its own. A second worker, on a disk of its own,
+    takes the submodels and is killed (its machine goes down): its runs end with it, the parent sees them
+    lost and starts them again; a third worker, on a third disk, runs them from the bucket; the parent
+    downloads their products and merges them into the bucket."""
+    fs = node["fs"]
+    url = f"s3://{BUCKET}/projects/split-site"
+    _upload(fs, small_survey, url[len("s3://") :])
+    photos_before = {k: v["ETag"] for k, v in fs.find(f"{url}/images", detail=True).items()}
+    local = Path(os.environ["ODMFLOW_WORK_DIR"]) / BUCKET / "projects" / "split-site"  # the parent's disk
     options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
-    result = run_cli(["submit", str(project), *options], node["env"])
+    result = run_cli(["submit", url, *options], node["env"])
     assert result.returncode == 0, result.stdout + result.stderr
     _wait(lambda: _running(node, "split-site"), 300, "the split run to start on the node's worker")
     node_worker = next(p for p in server.NodeState.load(node["home"]).processes if p.name == "worker")
-    second = _second_worker(node, tmp_path / "worker-2.log")
-    os.kill(node_worker.pid, signal.SIGSTOP)  # so that the second worker takes the submodels
+    second = _worker(node, "second", tmp_path / "machine-2")
+    os.kill(node_worker.pid, signal.SIGSTOP)  # the node's worker takes nothing until the end
+    third = None
     try:
-        victims = _wait(lambda: _submodels_on(node, project, second.pid), 600, "the submodels to start")
+        victims = _wait(lambda: _submodels_on(node, local, second.pid), 600, "the submodels to start")
+        second.kill()
+        second.wait()
+        _wait(lambda: not any(_alive(pid) for pid in victims.values()), 30, "the second worker's runs to end")
+        third = _worker(node, "third", tmp_path / "machine-3")
+        (parent,) = _wait(lambda: _completed(node, "split-site"), 900, "the split run to complete")
     finally:
         os.kill(node_worker.pid, signal.SIGCONT)
-    second.kill()
-    second.wait()
-    _wait(lambda: not any(_alive(pid) for pid in victims.values()), 30, "the second worker's runs to end")
-
-    def done() -> Any:
-        runs = _pipeline_runs(node, "split-site")
-        failed = [r for r in runs if r.state and r.state.is_final() and not r.state.is_completed()]
-        assert not failed, f"the run ended badly: {[(r.name, r.state.name) for r in failed]}"
-        return runs if runs and all(r.state and r.state.is_completed() for r in runs) else None
-
-    (parent,) = _wait(done, 900, "the split run to complete")
-    names = [s["name"] for s in json.loads((project / "submodels" / "split.json").read_text())["submodels"]]
+        if third is not None:
+            third.kill()
+            third.wait()
+    names = [s["name"] for s in json.loads((local / "submodels" / "split.json").read_text())["submodels"]]
     assert sorted(victims) == sorted(names) and len(names) == 2
     for name in names:
         runs = sorted(_pipeline_runs(node, name), key=lambda r: r.created)
@@ -315,24 +317,39 @@ def test_a_split_survey_runs_its_submodels_on_the_pool(
         assert "its worker was killed" in (runs[0].state.message or "")
         assert runs[-1].deployment_id == parent.deployment_id
         assert runs[-1].parent_task_run_id is not None  # shown under the parent in the UI
-    assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
-    assert (project / "odm_georeferencing" / "odm_georeferenced_model.laz").is_file()
+        ran_on = tmp_path / "machine-3" / BUCKET / "projects" / "split-site" / "submodels" / name
+        assert (ran_on / "odm_orthophoto" / "odm_orthophoto.tif").is_file()  # the third disk ran it
+        assert (local / "submodels" / name / "odm_orthophoto" / "odm_orthophoto.tif").is_file()  # pulled
+        assert not (local / "submodels" / name / "openmvs").exists()  # ... not run on the parent's disk
+        assert fs.exists(f"{url}/submodels/{name}/odm_orthophoto/odm_orthophoto.tif")
+    assert fs.exists(f"{url}/odm_orthophoto/odm_orthophoto.tif")
+    assert fs.exists(f"{url}/odm_georeferencing/odm_georeferenced_model.laz")
+    assert {k: v["ETag"] for k, v in fs.find(f"{url}/images", detail=True).items()} == photos_before
+
+
+def _completed(node: dict[str, Any], name: str) -> list[Any] | None:
+    runs = _pipeline_runs(node, name)
+    failed = [r for r in runs if r.state and r.state.is_final() and not r.state.is_completed()]
+    assert not failed, f"the run ended badly: {[(r.name, r.state.name) for r in failed]}"
+    return runs if runs and all(r.state and r.state.is_completed() for r in runs) else None
 
 
 def _running(node: dict[str, Any], name: str) -> bool:
     return any(r.state and r.state.name == "Running" for r in _pipeline_runs(node, name))
 
 
-def _second_worker(node: dict[str, Any], log: Path) -> subprocess.Popen[bytes]:
-    """A second process worker for the node's pool, as `server up` starts its own."""
+def _worker(node: dict[str, Any], name: str, disk: Path) -> subprocess.Popen[bytes]:
+    """A process worker for the node's pool, as `server up` starts its own, that keeps its bucket
+    projects in a folder of its own (another machine's disk)."""
     state = node["state"]
-    env = server._env(Path(state.home), node["cfg"], state.api_url)
-    args = ["--pool", state.pool, "--type", "process", "--name", "second", "--install-policy", "never"]
-    with log.open("wb") as out:
+    env = {**server._env(Path(state.home), node["cfg"], state.api_url), "ODMFLOW_WORK_DIR": str(disk)}
+    args = ["--pool", state.pool, "--type", "process", "--name", name, "--install-policy", "never"]
+    disk.mkdir(parents=True, exist_ok=True)
+    with (disk / "worker.log").open("wb") as out:
         worker = subprocess.Popen(
             [str(server.BIN / "prefect"), "worker", "start", *args], env=env, stdout=out, stderr=out
         )
-    _wait(lambda: server._worker_online(state.api_url, state.pool, "second"), 120, "the second worker")
+    _wait(lambda: server._worker_online(state.api_url, state.pool, name), 120, f"the {name} worker")
     return worker
 
 

@@ -1,0 +1,126 @@
+"""A split bucket project's submodels in the bucket, against a real moto server: the photos copied
+server-side into each submodel's prefix, and the merge's inputs brought back (odm_core.remote.submodels)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import s3fs
+
+from odm_core.artifacts import write_manifest
+from odm_core.errors import OdmStageError
+from odm_core.layout import ProjectTree
+from odm_core.remote.submodels import publish_submodels, pull_submodel_products
+from odm_core.remote.sync import parse_remote
+from tests import test_remote
+from tests.test_remote import BUCKET, make_project, upload_tree
+
+aws_env = test_remote.aws_env  # the fixtures: moto's endpoint and credentials, an empty bucket
+fs = test_remote.fs
+
+URL = f"s3://{BUCKET}/site-a"
+
+
+def _split_locally(root: Path, photos: dict[str, list[str]]) -> None:
+    """What the split stage leaves: each submodel's images/ of links to the parent's photos."""
+    tree = ProjectTree(root)
+    for name, names in photos.items():
+        images = ProjectTree(tree.submodel(name)).images
+        images.mkdir(parents=True, exist_ok=True)
+        for photo in names:
+            os.symlink(os.path.relpath(tree.images / photo, images), images / photo)
+
+
+def _etags(fs: s3fs.S3FileSystem, path: str) -> dict[str, str]:
+    fs.invalidate_cache()
+    return {k.rsplit("/", 1)[-1]: str(v["ETag"]) for k, v in fs.find(path, detail=True).items()}
+
+
+def test_publish_copies_each_submodels_photos_in_the_bucket_once(
+    fs: s3fs.S3FileSystem,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    root = make_project(tmp_path / "site-a")
+    remote = parse_remote(URL)
+    upload_tree(fs, root, remote)
+    parent = _etags(fs, f"{BUCKET}/site-a/images")
+    _split_locally(
+        root, {"submodel_0000": ["DJI_0001.JPG", "DJI_0002.jpg"], "submodel_0001": ["DJI_0003.tif"]}
+    )
+    uploads: list[str] = []
+    monkeypatch.setattr(fs, "put", lambda *a, **k: uploads.append(str(a)))  # nothing goes through here
+
+    assert publish_submodels(remote, root, ["submodel_0000", "submodel_0001"], fs) == 3
+    first = _etags(fs, f"{BUCKET}/site-a/submodels/submodel_0000/images")
+    assert first == {n: parent[n] for n in ("DJI_0001.JPG", "DJI_0002.jpg")}
+    assert _etags(fs, f"{BUCKET}/site-a/submodels/submodel_0001/images") == {
+        "DJI_0003.tif": parent["DJI_0003.tif"]
+    }
+    assert publish_submodels(remote, root, ["submodel_0000", "submodel_0001"], fs) == 0  # already there
+    assert not uploads
+    assert _etags(fs, f"{BUCKET}/site-a/images") == parent  # the user's photos untouched
+
+    # a later split moves a photo out of submodel_0000: its copy goes
+    (ProjectTree(ProjectTree(root).submodel("submodel_0000")).images / "DJI_0002.jpg").unlink()
+    assert publish_submodels(remote, root, ["submodel_0000"], fs) == 0
+    assert set(_etags(fs, f"{BUCKET}/site-a/submodels/submodel_0000/images")) == {"DJI_0001.JPG"}
+
+
+def test_publish_names_a_photo_missing_from_the_bucket(fs: s3fs.S3FileSystem, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "site-a")
+    remote = parse_remote(URL)
+    upload_tree(fs, root, remote)
+    fs.rm(f"{BUCKET}/site-a/images/DJI_0002.jpg")
+    _split_locally(root, {"submodel_0000": ["DJI_0001.JPG", "DJI_0002.jpg"]})
+    with pytest.raises(OdmStageError, match=r"images/DJI_0002\.jpg is missing: submodel submodel_0000"):
+        publish_submodels(remote, root, ["submodel_0000"], fs)
+
+
+def _finished_submodel(root: Path) -> None:
+    """A submodel as its worker leaves it: an orthophoto stage finished (manifest and output), a dense
+    stage's files the merge does not read, no DEM stage (its options skip it)."""
+    tree = ProjectTree(root)
+    ortho = root / "odm_orthophoto" / "odm_orthophoto.tif"
+    dense = root / "openmvs" / "scene_dense.ply"
+    for path, content in ((ortho, b"ortho"), (dense, b"dense")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    write_manifest(tree.manifest("odm_orthophoto"), "odm_orthophoto", "fp", [ortho], root)
+    write_manifest(tree.manifest("openmvs"), "openmvs", "fp", [dense], root)
+
+
+def test_pull_brings_back_only_what_merge_reads(fs: s3fs.S3FileSystem, tmp_path: Path) -> None:
+    remote = parse_remote(URL)
+    worker_disk = tmp_path / "worker" / "submodel_0000"
+    _finished_submodel(worker_disk)
+    upload_tree(fs, worker_disk, parse_remote(f"{URL}/submodels/submodel_0000"))
+    parent = tmp_path / "parent"
+    assert pull_submodel_products(remote, parent, ["submodel_0000"], fs) == 2
+    sub = ProjectTree(parent / "submodels" / "submodel_0000")
+    assert (sub.root / "odm_orthophoto" / "odm_orthophoto.tif").read_bytes() == b"ortho"
+    assert (
+        sub.manifest("odm_orthophoto").read_bytes()
+        == ProjectTree(worker_disk).manifest("odm_orthophoto").read_bytes()
+    )
+    assert not (sub.root / "openmvs").exists() and not sub.manifest("openmvs").exists()
+    assert pull_submodel_products(remote, parent, ["submodel_0000"], fs) == 0  # already here
+
+
+def test_pull_refuses_a_manifest_whose_output_is_not_in_the_bucket(
+    fs: s3fs.S3FileSystem, tmp_path: Path
+) -> None:
+    remote = parse_remote(URL)
+    worker_disk = tmp_path / "worker" / "submodel_0000"
+    _finished_submodel(worker_disk)
+    upload_tree(fs, worker_disk, parse_remote(f"{URL}/submodels/submodel_0000"))
+    fs.rm(f"{BUCKET}/site-a/submodels/submodel_0000/odm_orthophoto/odm_orthophoto.tif")
+    with pytest.raises(OdmStageError, match="submodel_0000.*odm_orthophoto.tif is missing"):
+        pull_submodel_products(remote, tmp_path / "parent", ["submodel_0000"], fs)
+    assert (
+        not ProjectTree(tmp_path / "parent" / "submodels" / "submodel_0000")
+        .manifest("odm_orthophoto")
+        .exists()
+    )
