@@ -1,13 +1,16 @@
-"""The run's Dask cluster: an address where no scheduler answers is refused before any stage works."""
+"""The run's Dask cluster: an address where no scheduler answers is refused before any stage works; the
+run's local workers yield the CPU to the flow process."""
 
 from __future__ import annotations
 
+import os
 import socket
 
 import pytest
+from distributed import Client
 
 from odm_core.errors import OdmInputError
-from tasks.dask_cluster import check_scheduler
+from tasks.dask_cluster import WORKER_NICENESS, _start_cluster, check_scheduler
 
 
 def _closed_port() -> int:
@@ -21,3 +24,17 @@ def test_an_address_without_a_scheduler_is_named_with_a_fix() -> None:
     with pytest.raises(OdmInputError, match=f"--dask-address {address}: no Dask scheduler answers") as err:
         check_scheduler(address, timeout_s=2.0)
     assert "leave --dask-address out" in str(err.value)
+
+
+def test_the_runs_local_workers_yield_the_cpu_to_the_flow_process() -> None:
+    """The run's local workers run at a lower priority than the process that started them (the flow's,
+    where mapping runs), so that work there is not slowed by the workers' units or imports."""
+    cluster = _start_cluster(
+        {"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
+    )
+    try:
+        with Client(cluster) as client:
+            niceness = list(client.run(os.nice, 0).values())
+    finally:
+        cluster.close()
+    assert niceness == [min(19, os.nice(0) + WORKER_NICENESS)]

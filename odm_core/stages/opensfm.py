@@ -26,6 +26,7 @@ from odm_core.options import OpensfmOptions
 from odm_core.photos.photo import Photo
 from odm_core.sfm import export as sfm_export
 from odm_core.sfm.align import align
+from odm_core.sfm.colors import color_points
 from odm_core.sfm.control import ground_control, reconstruction_stats, rms_errors, write_gcp_stats
 from odm_core.sfm.database import import_photos, write_pose_priors
 from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_keypoints
@@ -217,6 +218,7 @@ def finish_opensfm(
         log.info("%s", note)
     model_georef = georef if alignment.georeferenced else None
     progress(0.95, "writing the reconstruction")
+    color_points(rec, tree.images)
     residuals = gps_residuals_m(rec, photos, model_georef) if model_georef else {}
     outputs = sfm_export.write_all(tree, rec, photos, model_georef, opts.camera_lens)
     outputs += sfm_export.write_reference_lla(tree, model_georef)
