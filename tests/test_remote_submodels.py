@@ -13,7 +13,7 @@ from odm_core.artifacts import write_manifest
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.remote.submodels import publish_submodels, pull_submodel_products
-from odm_core.remote.sync import parse_remote
+from odm_core.remote.sync import parse_remote, pull_project, submodel_run_file
 from tests import test_remote
 from tests.test_remote import BUCKET, make_project, upload_tree
 
@@ -124,3 +124,35 @@ def test_pull_refuses_a_manifest_whose_output_is_not_in_the_bucket(
         .manifest("odm_orthophoto")
         .exists()
     )
+
+
+@pytest.mark.parametrize(
+    ("rel", "left_in_the_bucket"),
+    [
+        ("submodels/submodel_0000/openmvs/scene_dense.ply", True),
+        ("submodels/submodel_0000/images/DJI_0001.JPG", True),
+        ("submodels/submodel_0012/.odmflow/manifests/odm_orthophoto.json", True),
+        ("submodels/submodel_0000/submodel_options.json", False),
+        ("submodels/submodel_0000/split_seed/points3D.bin", False),
+        ("submodels/split.json", False),
+        ("submodels/opensfm/clusters_with_neighbors.geojson", False),
+        ("odm_orthophoto/odm_orthophoto.tif", False),
+    ],
+)
+def test_a_parents_pull_leaves_its_submodels_own_files_in_the_bucket(
+    rel: str, left_in_the_bucket: bool
+) -> None:
+    assert submodel_run_file(rel) is left_in_the_bucket
+
+
+def test_pulling_a_split_parent_skips_the_submodels_runs(fs: s3fs.S3FileSystem, tmp_path: Path) -> None:
+    root = make_project(tmp_path / "site-a")
+    remote = parse_remote(URL)
+    upload_tree(fs, root, remote)
+    _finished_submodel(tmp_path / "worker" / "submodel_0000")
+    upload_tree(fs, tmp_path / "worker" / "submodel_0000", parse_remote(f"{URL}/submodels/submodel_0000"))
+    fs.pipe(f"{BUCKET}/site-a/submodels/submodel_0000/submodel_options.json", b"{}")
+    pulled = pull_project(remote, tmp_path / "elsewhere", fs)
+    assert (pulled / "submodels" / "submodel_0000" / "submodel_options.json").read_bytes() == b"{}"
+    assert not (pulled / "submodels" / "submodel_0000" / "odm_orthophoto").exists()
+    assert (pulled / "images" / "DJI_0001.JPG").is_file()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
@@ -103,7 +104,8 @@ def pull_project(remote: RemoteProject, local: Path, fs: s3fs.S3FileSystem) -> P
     """Mirror the project in the bucket into `local` (downloads only what changed) and return `local`.
 
     Each file is downloaded to a temporary name and renamed, manifests last. Local files in images/
-    that the bucket lacks are deleted; other local files that the bucket lacks are kept.
+    that the bucket lacks are deleted; other local files that the bucket lacks are kept. A split project's
+    submodels' own files stay in the bucket (`submodel_run_file`).
     """
     check_remote(remote, fs)
     with remote_errors(remote):
@@ -133,7 +135,19 @@ def _pullable(rel: str, remote: RemoteProject) -> bool:
     if not safe_relative(rel):
         log.warning("skipping %s: its name cannot be a local path", remote.address(rel))
         return False
-    return rel not in LOCAL_ONLY and not rel.endswith(".part")
+    return rel not in LOCAL_ONLY and not rel.endswith(".part") and not submodel_run_file(rel)
+
+
+_SUBMODEL_FILE = re.compile(r"submodels/submodel_\d+/(.+)")
+_SPLIT_WRITES = re.compile(r"submodel_options\.json|split_seed/.+")  # what the parent's split stage wrote
+
+
+def submodel_run_file(rel: str) -> bool:
+    """True for a file in a split project's submodel folder that the submodel's own run wrote, or one of
+    its photo copies: a pull of the parent project leaves those in the bucket (the split run downloads
+    the few the merge reads, odm_core.remote.submodels)."""
+    match = _SUBMODEL_FILE.fullmatch(rel)
+    return match is not None and _SPLIT_WRITES.fullmatch(match.group(1)) is None
 
 
 def _batches(rels: Iterable[str]) -> list[list[str]]:
