@@ -31,9 +31,9 @@ from odm_core.sfm.control import ground_control, reconstruction_stats, rms_error
 from odm_core.sfm.database import import_photos, write_pose_priors
 from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_keypoints
 from odm_core.sfm.figures import report_figures
-from odm_core.sfm.focal import hold_focal, settle_focal
+from odm_core.sfm.focal import hold_focal
 from odm_core.sfm.gps import finite_or_none, gps_errors, gps_residuals_m
-from odm_core.sfm.mapping import incremental_mapping
+from odm_core.sfm.mapping_process import map_in_process
 from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
 from odm_core.sfm.matching import plan_matching
 from odm_core.sfm.seed import read_seed
@@ -205,10 +205,10 @@ def finish_opensfm(
     georeferenced = _write_matches(db, pairs, matches) and georef is not None
     progress(0.7, "incremental mapping")
     held = hold_focal(db)
-    rec = incremental_mapping(db, tree.images, work / "mapper", georeferenced, len(photos), progress, held)
-
+    rec, focal_note = map_in_process(
+        db, tree.images, work / "mapper", georeferenced, len(photos), progress, held
+    )
     registered, unregistered = _registration(rec, photos)
-    rec, focal_note = settle_focal(rec, db) if held else (rec, None)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
     alignment, adjustment = ground_control(
         tree, rec, photos, georef, opts, alignment, not focal_note, progress

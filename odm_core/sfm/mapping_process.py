@@ -1,0 +1,99 @@
+"""Incremental mapping and the focal's settling in a process of their own.
+
+Mapping holds COLMAP's correspondence graph and Ceres' bundle adjustment over every observation: about
+1.9 GiB at 300 photos of the synthetic survey. In the stage's own process that came on top of Prefect's
+and the other stages' modules (2.9 GB in the node run); a child process (`python -m
+odm_core.sfm.mapping_process`) imports only numpy, pycolmap and the mapping modules (about 130 MiB) and
+returns its memory when it ends. It writes the model (COLMAP binary files) into `out`/model and reports
+on its standard output, one JSON object a line: progress, then its outcome. COLMAP's log goes to the
+stage's standard error as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pycolmap
+
+from odm_core.errors import OdmStageError
+
+Progress = Callable[[float, str], None]
+PARENT_POLL_S = 1.0
+
+
+def map_in_process(
+    db: Path, images: Path, out: Path, use_priors: bool, n_photos: int, progress: Progress, hold: bool
+) -> tuple[pycolmap.Reconstruction, str | None]:
+    """odm_core.sfm.mapping.incremental_mapping, then focal.settle_focal when `hold`, in a child process:
+    (the model kept, the focal note or None). Raises OdmStageError with the mapping's own message when it
+    found no model, or naming the exit code when the process died (killed, out of memory)."""
+    args = {"db": str(db), "images": str(images), "out": str(out), "use_priors": use_priors}
+    args |= {"n_photos": n_photos, "hold": hold}
+    command = [sys.executable, "-m", "odm_core.sfm.mapping_process", json.dumps(args)]
+    outcome: dict[str, Any] | None = None
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+        assert child.stdout is not None
+        for line in child.stdout:
+            try:
+                message = json.loads(line)
+            except ValueError:  # not one of ours: a library printed it
+                sys.stderr.write(line)
+                continue
+            if "progress" in message:
+                progress(*message["progress"])
+            else:
+                outcome = message
+    if outcome is None or child.returncode != 0:
+        raise OdmStageError(
+            f"the mapping process ended with exit code {child.returncode} before finishing (killed, or out "
+            "of memory?); run the project again (the matched features are kept)"
+        )
+    if "error" in outcome:
+        raise OdmStageError(outcome["error"])
+    return pycolmap.Reconstruction(outcome["model"]), outcome["note"]
+
+
+def _report(message: dict[str, Any]) -> None:
+    print(json.dumps(message), flush=True)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """End this process when the stage's process is gone (its worker killed): no orphaned mapping."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_S)
+    os._exit(1)
+
+
+def main(arguments: str) -> None:
+    """The child: map, settle the focal, write the model, report on standard output."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    from odm_core.sfm.focal import settle_focal
+    from odm_core.sfm.mapping import incremental_mapping
+
+    a = json.loads(arguments)
+    db, out = Path(a["db"]), Path(a["out"])
+    report: Progress = lambda fraction, text: _report({"progress": [fraction, text]})  # noqa: E731
+    try:
+        rec = incremental_mapping(
+            db, Path(a["images"]), out, a["use_priors"], a["n_photos"], report, a["hold"]
+        )
+        rec, note = settle_focal(rec, db) if a["hold"] else (rec, None)
+    except OdmStageError as err:
+        _report({"error": str(err)})
+        return
+    model = out / "model"
+    model.mkdir(parents=True, exist_ok=True)
+    rec.write(str(model))
+    _report({"model": str(model), "note": note})
+
+
+if __name__ == "__main__":  # `python -m` imported odm_core first: numpy before pycolmap, as it must be
+    main(sys.argv[1])
