@@ -16,6 +16,7 @@ from prefect.states import Crashed, State
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
+from odm_core.remote.fs import parse_remote
 from odm_core.remote.submodels import submodel_prefix
 from tasks.lost_runs import lost_reason
 from tasks.remote import publish, pull_products
@@ -42,7 +43,8 @@ def run_submodels(
     if deployment.id and _pool_has_room():
         if url:
             publish(url, str(tree.root), names)
-            runs = {name: {**p, "project": f"{url}/{submodel_prefix(name)}"} for name, p in runs.items()}
+            remote = parse_remote(url)
+            runs = {name: {**p, "project": remote.address(submodel_prefix(name))} for name, p in runs.items()}
         _on_the_pool(str(deployment.id), runs)
         if url:
             pull_products(url, str(tree.root), names)

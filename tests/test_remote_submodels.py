@@ -3,7 +3,7 @@ server-side into each submodel's prefix, and the merge's inputs brought back (od
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 
 import pytest
@@ -24,13 +24,12 @@ URL = f"s3://{BUCKET}/site-a"
 
 
 def _split_locally(root: Path, photos: dict[str, list[str]]) -> None:
-    """What the split stage leaves: each submodel's images/ of links to the parent's photos."""
+    """What the split stage records: split.json naming each submodel's photos (no photo links: a parent
+    resumed on another worker has none)."""
     tree = ProjectTree(root)
-    for name, names in photos.items():
-        images = ProjectTree(tree.submodel(name)).images
-        images.mkdir(parents=True, exist_ok=True)
-        for photo in names:
-            os.symlink(os.path.relpath(tree.images / photo, images), images / photo)
+    tree.split_json.parent.mkdir(parents=True, exist_ok=True)
+    record = {"submodels": [{"name": name, "photos": names} for name, names in photos.items()]}
+    tree.split_json.write_text(json.dumps(record))
 
 
 def _etags(fs: s3fs.S3FileSystem, path: str) -> dict[str, str]:
@@ -64,7 +63,7 @@ def test_publish_copies_each_submodels_photos_in_the_bucket_once(
     assert _etags(fs, f"{BUCKET}/site-a/images") == parent  # the user's photos untouched
 
     # a later split moves a photo out of submodel_0000: its copy goes
-    (ProjectTree(ProjectTree(root).submodel("submodel_0000")).images / "DJI_0002.jpg").unlink()
+    _split_locally(root, {"submodel_0000": ["DJI_0001.JPG"], "submodel_0001": ["DJI_0003.tif"]})
     assert publish_submodels(remote, root, ["submodel_0000"], fs) == 0
     assert set(_etags(fs, f"{BUCKET}/site-a/submodels/submodel_0000/images")) == {"DJI_0001.JPG"}
 
@@ -156,3 +155,21 @@ def test_pulling_a_split_parent_skips_the_submodels_runs(fs: s3fs.S3FileSystem, 
     assert (pulled / "submodels" / "submodel_0000" / "submodel_options.json").read_bytes() == b"{}"
     assert not (pulled / "submodels" / "submodel_0000" / "odm_orthophoto").exists()
     assert (pulled / "images" / "DJI_0001.JPG").is_file()
+
+
+def test_publish_copies_names_with_glob_characters_as_they_are(fs: s3fs.S3FileSystem, tmp_path: Path) -> None:
+    """A photo named DJI_0001[1].JPG is copied as itself (not as a pattern matching DJI_00011.JPG), and a
+    stale copy with such a name is deleted alone."""
+    root = make_project(tmp_path / "site-a")
+    (ProjectTree(root).images / "DJI_0001[1].JPG").write_bytes(b"bracketed")
+    (ProjectTree(root).images / "DJI_00011.JPG").write_bytes(b"plain")
+    remote = parse_remote(URL)
+    upload_tree(fs, root, remote)
+    _split_locally(root, {"submodel_0000": ["DJI_0001[1].JPG", "DJI_00011.JPG"]})
+    assert publish_submodels(remote, root, ["submodel_0000"], fs) == 2
+    copies = f"{BUCKET}/site-a/submodels/submodel_0000/images"
+    assert fs.cat_file(f"{copies}/DJI_0001[1].JPG") == b"bracketed"
+    _split_locally(root, {"submodel_0000": ["DJI_00011.JPG"]})
+    publish_submodels(remote, root, ["submodel_0000"], fs)
+    assert set(_etags(fs, copies)) == {"DJI_00011.JPG"}
+    assert fs.cat_file(f"{copies}/DJI_00011.JPG") == b"plain"

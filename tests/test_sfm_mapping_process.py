@@ -49,3 +49,14 @@ def test_no_model_comes_back_as_the_stages_error(tmp_path: Path) -> None:
         map_in_process(
             tmp_path / "database.db", tmp_path, tmp_path / "mapper", False, 6, lambda f, m: None, False
         )
+
+
+def test_any_failure_in_the_child_comes_back_with_its_message(tmp_path: Path) -> None:
+    """Not only the mapping's own errors: one from the file system (its output folder is a file) is
+    raised by the stage with its type and text, not as a died process."""
+    _database(tmp_path / "database.db", matched=True)
+    (tmp_path / "mapper").write_text("a file where the mapper's folder goes")
+    with pytest.raises(OdmStageError, match=r"mapping failed: File\w+Error"):
+        map_in_process(
+            tmp_path / "database.db", tmp_path, tmp_path / "mapper", False, 6, lambda f, m: None, False
+        )

@@ -22,6 +22,7 @@ import s3fs
 from odm_core.checkpoint import SUBMODEL_PRODUCTS
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
+from odm_core.photos.listing import find_mask
 from odm_core.remote.fs import RemoteFile, RemoteProject, SyncIndex, list_files, remote_errors, safe_relative
 from odm_core.remote.sync import download_files
 
@@ -34,10 +35,10 @@ def submodel_prefix(name: str) -> str:
 
 
 def publish_submodels(remote: RemoteProject, local: Path, names: Iterable[str], fs: s3fs.S3FileSystem) -> int:
-    """Copy, inside the bucket, each submodel's photos (the files its local images/ holds, links to the
-    parent's) from PREFIX/images/ to PREFIX/submodels/NAME/images/, skipping copies already there with
-    the same content, and delete copies of photos the submodel no longer has. Returns the number copied.
-    Raises OdmStageError when a photo the submodel needs is not in the bucket's images/."""
+    """Copy, inside the bucket, each submodel's photos (split.json's, and their masks) from PREFIX/images/
+    to PREFIX/submodels/NAME/images/, skipping copies already there with the same content, and delete
+    copies of photos the submodel no longer has. Returns the number copied. Raises OdmStageError when a
+    photo the submodel needs is not in the bucket's images/."""
     tree = ProjectTree(local)
     with remote_errors(remote):
         sources = list_files(fs, remote, "images")
@@ -51,7 +52,7 @@ def _publish_one(
     remote: RemoteProject, tree: ProjectTree, name: str, sources: dict[str, RemoteFile], fs: s3fs.S3FileSystem
 ) -> int:
     images = f"{submodel_prefix(name)}/images"
-    wanted = sorted(p.name for p in ProjectTree(tree.submodel(name)).images.iterdir())
+    wanted = _photos_of(tree, name)
     present = list_files(fs, remote, images)
     todo: list[tuple[str, str]] = []
     for photo in wanted:
@@ -65,12 +66,22 @@ def _publish_one(
         if copy is None or (copy.size, copy.etag) != (source.size, source.etag):
             todo.append((remote.path(source.rel), remote.path(f"{images}/{photo}")))
     stale = [remote.path(rel) for rel in present if rel.rsplit("/", 1)[-1] not in wanted]
-    if stale:
-        fs.rm(stale)
+    for path in stale:  # one key at a time: fs.rm and fs.copy would read [, * and ? in names as globs
+        fs.rm_file(path)
     for source_path, target_path in todo:
-        fs.copy(source_path, target_path)
+        fs.cp_file(source_path, target_path)
     log.info("submodel %s: %d photos copied in the bucket, %d removed", name, len(todo), len(stale))
     return len(todo)
+
+
+def _photos_of(tree: ProjectTree, name: str) -> list[str]:
+    """The submodel's photos as split.json records them, with their masks in the parent's images/ (the
+    files the split stage links; the links themselves are not a checkpointed output, and a parent resumed
+    on another worker has none)."""
+    record = json.loads(tree.split_json.read_text())
+    photos = next(s["photos"] for s in record["submodels"] if s["name"] == name)
+    masks = (find_mask(tree.images, p) for p in photos)
+    return sorted(set(photos) | {m.name for m in masks if m is not None})
 
 
 def pull_submodel_products(

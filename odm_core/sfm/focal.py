@@ -74,7 +74,7 @@ def settle_focal(held: pycolmap.Reconstruction, db_path: Path) -> tuple[pycolmap
     photos)."""
     priors = exif_focals(db_path)
     held_px = float(held.compute_mean_reprojection_error())
-    with tempfile.TemporaryDirectory(prefix="held-", dir=db_path.parent) as saved:
+    with tempfile.TemporaryDirectory(prefix=".held-", suffix=".part", dir=db_path.parent) as saved:
         held.write(saved)
         refined = held
         free_focal(refined, db_path)

@@ -36,22 +36,16 @@ def map_in_process(
     (the model kept, the focal note or None). Raises OdmStageError with the mapping's own message when it
     found no model, or naming the exit code when the process died (killed, out of memory)."""
     args = {"db": str(db), "images": str(images), "out": str(out), "use_priors": use_priors}
-    args |= {"n_photos": n_photos, "hold": hold}
+    args |= {"n_photos": n_photos, "hold": hold, "parent": os.getpid()}
     command = [sys.executable, "-m", "odm_core.sfm.mapping_process", json.dumps(args)]
     outcome: dict[str, Any] | None = None
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
-        assert child.stdout is not None
-        for line in child.stdout:
-            try:
-                message = json.loads(line)
-            except ValueError:  # not one of ours: a library printed it
-                sys.stderr.write(line)
-                continue
-            if "progress" in message:
-                progress(*message["progress"])
-            else:
-                outcome = message
-    if outcome is None or child.returncode != 0:
+        try:
+            outcome = _follow(child, progress)
+        finally:
+            if child.poll() is None and outcome is None:  # this process is failing: so is the mapping
+                child.kill()
+    if outcome is None:
         raise OdmStageError(
             f"the mapping process ended with exit code {child.returncode} before finishing (killed, or out "
             "of memory?); run the project again (the matched features are kept)"
@@ -59,6 +53,23 @@ def map_in_process(
     if "error" in outcome:
         raise OdmStageError(outcome["error"])
     return pycolmap.Reconstruction(outcome["model"]), outcome["note"]
+
+
+def _follow(child: subprocess.Popen[str], progress: Progress) -> dict[str, Any] | None:
+    """The child's outcome (its last JSON line), its progress lines passed on meanwhile."""
+    assert child.stdout is not None
+    for line in child.stdout:
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):  # not one of ours: a library printed it
+            sys.stderr.write(line)
+        elif "progress" in message:
+            progress(*message["progress"])
+        else:
+            return message
+    return None
 
 
 def _report(message: dict[str, Any]) -> None:
@@ -73,12 +84,13 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def main(arguments: str) -> None:
-    """The child: map, settle the focal, write the model, report on standard output."""
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    """The child: map, settle the focal, write the model, report on standard output; then exit at once
+    (the outcome is out, nothing left to tear down)."""
+    a = json.loads(arguments)
+    threading.Thread(target=_exit_with_parent, args=(a["parent"],), daemon=True).start()
     from odm_core.sfm.focal import settle_focal
     from odm_core.sfm.mapping import incremental_mapping
 
-    a = json.loads(arguments)
     db, out = Path(a["db"]), Path(a["out"])
     report: Progress = lambda fraction, text: _report({"progress": [fraction, text]})  # noqa: E731
     try:
@@ -86,13 +98,16 @@ def main(arguments: str) -> None:
             db, Path(a["images"]), out, a["use_priors"], a["n_photos"], report, a["hold"]
         )
         rec, note = settle_focal(rec, db) if a["hold"] else (rec, None)
+        model = out / "model"
+        model.mkdir(parents=True, exist_ok=True)
+        rec.write(str(model))
+        _report({"model": str(model), "note": note})
     except OdmStageError as err:
         _report({"error": str(err)})
-        return
-    model = out / "model"
-    model.mkdir(parents=True, exist_ok=True)
-    rec.write(str(model))
-    _report({"model": str(model), "note": note})
+    except Exception as err:  # noqa: BLE001 - reported to the stage, which raises it
+        _report({"error": f"mapping failed: {type(err).__name__}: {err}"})
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":  # `python -m` imported odm_core first: numpy before pycolmap, as it must be
