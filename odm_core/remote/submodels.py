@@ -22,16 +22,16 @@ import s3fs
 from odm_core.checkpoint import SUBMODEL_PRODUCTS
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
-from odm_core.photos.listing import find_mask
 from odm_core.remote.fs import RemoteFile, RemoteProject, SyncIndex, list_files, remote_errors, safe_relative
 from odm_core.remote.sync import download_files
+from odm_core.stages.split import photos_and_masks
 
 log = logging.getLogger(__name__)
 
 
 def submodel_prefix(name: str) -> str:
-    """A submodel's folder relative to its parent project (ODM's submodels/submodel_NNNN)."""
-    return f"submodels/{name}"
+    """A submodel's folder relative to its parent project (ProjectTree.submodel's)."""
+    return ProjectTree(Path(".")).submodel(name).as_posix()
 
 
 def publish_submodels(remote: RemoteProject, local: Path, names: Iterable[str], fs: s3fs.S3FileSystem) -> int:
@@ -40,22 +40,24 @@ def publish_submodels(remote: RemoteProject, local: Path, names: Iterable[str], 
     copies of photos the submodel no longer has. Returns the number copied. Raises OdmStageError when a
     photo the submodel needs is not in the bucket's images/."""
     tree = ProjectTree(local)
+    photos = {s["name"]: s["photos"] for s in json.loads(tree.split_json.read_text())["submodels"]}
     with remote_errors(remote):
         sources = list_files(fs, remote, "images")
         copied = 0
         for name in names:
-            copied += _publish_one(remote, tree, name, sources, fs)
+            wanted = photos_and_masks(tree.images, photos[name])
+            copied += _publish_one(remote, name, wanted, sources, fs)
     return copied
 
 
 def _publish_one(
-    remote: RemoteProject, tree: ProjectTree, name: str, sources: dict[str, RemoteFile], fs: s3fs.S3FileSystem
+    remote: RemoteProject, name: str, wanted: set[str], sources: dict[str, RemoteFile], fs: s3fs.S3FileSystem
 ) -> int:
+    """One submodel's photo copies (`wanted`: file names in the parent's images/); how many copied."""
     images = f"{submodel_prefix(name)}/images"
-    wanted = _photos_of(tree, name)
     present = list_files(fs, remote, images)
     todo: list[tuple[str, str]] = []
-    for photo in wanted:
+    for photo in sorted(wanted):
         source = sources.get(f"images/{photo}")
         if source is None:
             raise OdmStageError(
@@ -74,16 +76,6 @@ def _publish_one(
     return len(todo)
 
 
-def _photos_of(tree: ProjectTree, name: str) -> list[str]:
-    """The submodel's photos as split.json records them, with their masks in the parent's images/ (the
-    files the split stage links; the links themselves are not a checkpointed output, and a parent resumed
-    on another worker has none)."""
-    record = json.loads(tree.split_json.read_text())
-    photos = next(s["photos"] for s in record["submodels"] if s["name"] == name)
-    masks = (find_mask(tree.images, p) for p in photos)
-    return sorted(set(photos) | {m.name for m in masks if m is not None})
-
-
 def pull_submodel_products(
     remote: RemoteProject, local: Path, names: Iterable[str], fs: s3fs.S3FileSystem
 ) -> int:
@@ -99,7 +91,7 @@ def pull_submodel_products(
         for name in names:
             files = list_files(fs, remote, submodel_prefix(name))
             for stage in SUBMODEL_PRODUCTS:
-                manifest = _rel(ProjectTree(Path(submodel_prefix(name))).manifest(stage))
+                manifest = ProjectTree(Path(submodel_prefix(name))).manifest(stage).as_posix()
                 if manifest not in files:  # a stage its options skip (merge reads what there is)
                     continue
                 manifests[manifest] = files[manifest]
@@ -121,10 +113,6 @@ def pull_submodel_products(
         len(wanted) + len(manifests) - len(todo),
     )
     return len(todo)
-
-
-def _rel(path: Path) -> str:
-    return path.as_posix()
 
 
 def _outputs(fs: s3fs.S3FileSystem, remote: RemoteProject, name: str, manifest: str) -> list[str]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,12 +127,18 @@ def write_submodel(
     return [written, *sorted(sub_tree.split_seed.iterdir())]
 
 
+def photos_and_masks(source: Path, photos: Iterable[str]) -> set[str]:
+    """A submodel's files in images/: its photos and their masks (<stem>_mask.*) found in `source`."""
+    listed = list(photos)
+    masks = (find_mask(source, p) for p in listed)
+    return set(listed) | {m.name for m in masks if m is not None}
+
+
 def _link_photos(source: Path, images: Path, photos: tuple[str, ...]) -> None:
     """Relative symbolic links to the parent's photos and their masks (<stem>_mask.*); links to photos
     no longer in the submodel are removed. The parent's files are never touched."""
     images.mkdir(parents=True, exist_ok=True)
-    masks = (find_mask(source, p) for p in photos)
-    wanted = set(photos) | {m.name for m in masks if m is not None}
+    wanted = photos_and_masks(source, photos)
     for entry in images.iterdir():
         if entry.name not in wanted and entry.is_symlink():
             entry.unlink()
