@@ -28,6 +28,12 @@ class SplitOptions(StageOptions):
         le=100000,
         description="Metres around a submodel's own photos from which it also takes photos (overlap).",
     )
+    sm_no_align: bool = Field(
+        False,
+        description="ODM's switch to skip aligning the submodels to each other. odmflow cuts every "
+        "submodel from one model of the whole survey, so they are aligned by construction and there is "
+        "no alignment to skip: accepted, as ODM's clients send it, and changes nothing.",
+    )
     submodel_options: dict[str, Any] | None = Field(
         None,
         description="The pipeline options each submodel runs with (set from the run's options).",

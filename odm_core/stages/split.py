@@ -83,6 +83,8 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
     outputs.append(write_json(tree.clusters_geojson, clusters_geojson(submodels, names, xy_m, georef.epsg)))
     outputs.append(write_json(tree.split_json, _record(submodels, positions, georef.epsg)))
     how = "image_groups.txt" if groups else f"--split {opts.split}, --split-overlap {opts.split_overlap:g} m"
+    if opts.sm_no_align:
+        how += "; --sm-no-align changes nothing: the submodels share one model"
     return SplitResult(len(names), tuple(s.name for s in submodels), how, tuple(outputs))
 
 
