@@ -12,7 +12,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 from uuid import uuid4
 
-from distributed import Client, LocalCluster, fire_and_forget
+from distributed import Client, LocalCluster, WorkerPlugin, fire_and_forget
 from prefect.client.orchestration import get_client
 from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
@@ -78,17 +78,25 @@ class KeyedDaskTaskRunner(DaskTaskRunner):
         return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
 
 
-def _local_cluster_kwargs(max_concurrency: int) -> dict[str, Any]:
-    """One single-threaded worker per core (at most max_concurrency), reporting to this run's Prefect API."""
-    workers = max(1, min(os.cpu_count() or 1, max_concurrency))
-    with get_client(sync_client=True) as client:
-        api_url = str(client.api_url)
+def local_workers(workers: int) -> dict[str, Any]:
+    """LocalCluster's arguments for `workers` single-threaded worker processes at a lower priority
+    (YieldCpu), sharing 80% of the RAM."""
     return {
         "n_workers": workers,
         "threads_per_worker": 1,
         "processes": True,
         "dashboard_address": ":0",  # a free port: a fixed 8787 warns whenever another cluster holds it
         "memory_limit": int(MEMORY_FRACTION * _total_memory_bytes() / workers),
+        "plugins": {YieldCpu()},
+    }
+
+
+def _local_cluster_kwargs(max_concurrency: int) -> dict[str, Any]:
+    """One single-threaded worker per core (at most max_concurrency), reporting to this run's Prefect API."""
+    workers = max(1, min(os.cpu_count() or 1, max_concurrency))
+    with get_client(sync_client=True) as client:
+        api_url = str(client.api_url)
+    return local_workers(workers) | {
         "env": {
             "PREFECT_API_URL": api_url,
             "OMP_NUM_THREADS": "1",
@@ -107,16 +115,22 @@ def _import_modules(modules: tuple[str, ...] = WORKER_MODULES) -> None:
         importlib.import_module(module)
 
 
-def _yield_cpu(niceness: int = WORKER_NICENESS) -> None:
-    """Lower this process's priority by `niceness` (Unix; elsewhere nothing)."""
-    with suppress(AttributeError, OSError):
-        os.nice(niceness)
+class YieldCpu(WorkerPlugin):
+    """Each local worker lowers its priority by WORKER_NICENESS as it starts (Unix; elsewhere nothing),
+    so the flow process's own work (mapping's child, the stages between units) is not slowed by the
+    units or the workers' imports. Given to every worker at its start, it also holds for a worker that
+    its nanny restarts (after a crash or at its memory limit)."""
+
+    name = "odmflow-yield-cpu"
+
+    def setup(self, worker: Any) -> None:
+        with suppress(AttributeError, OSError):
+            os.nice(WORKER_NICENESS)
 
 
 def _start_cluster(kwargs: dict[str, Any]) -> LocalCluster:
     cluster = LocalCluster(**kwargs)
     with Client(cluster) as client:
-        client.run(_yield_cpu)
         client.run(_import_modules, STARTUP_MODULES)
     return cluster
 

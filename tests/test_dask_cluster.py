@@ -10,7 +10,7 @@ import pytest
 from distributed import Client
 
 from odm_core.errors import OdmInputError
-from tasks.dask_cluster import WORKER_NICENESS, _start_cluster, check_scheduler
+from tasks.dask_cluster import WORKER_NICENESS, _start_cluster, check_scheduler, local_workers
 
 
 def _closed_port() -> int:
@@ -28,13 +28,19 @@ def test_an_address_without_a_scheduler_is_named_with_a_fix() -> None:
 
 def test_the_runs_local_workers_yield_the_cpu_to_the_flow_process() -> None:
     """The run's local workers run at a lower priority than the process that started them (the flow's,
-    where mapping runs), so that work there is not slowed by the workers' units or imports."""
-    cluster = _start_cluster(
-        {"n_workers": 1, "threads_per_worker": 1, "processes": True, "dashboard_address": ":0"}
-    )
+    where mapping runs), so that work there is not slowed by the workers' units or imports; a worker
+    that its nanny restarts does too."""
+    cluster = _start_cluster(local_workers(1))
+    expected = [min(19, os.nice(0) + WORKER_NICENESS)]
     try:
         with Client(cluster) as client:
             niceness = list(client.run(os.nice, 0).values())
+            before = set(client.scheduler_info()["workers"])
+            client.restart_workers(list(before))
+            client.wait_for_workers(1)
+            after = set(client.scheduler_info()["workers"])
+            restarted = list(client.run(os.nice, 0).values())
     finally:
         cluster.close()
-    assert niceness == [min(19, os.nice(0) + WORKER_NICENESS)]
+    assert niceness == expected
+    assert after and after != before and restarted == expected
