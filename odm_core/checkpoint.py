@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
-import json
 import shutil
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +32,7 @@ from odm_core.artifacts import (
 )
 from odm_core.layout import ProjectTree
 from odm_core.registry import SPECS
+from odm_core.split.record import read_split_record
 
 ENGINES = (
     "pycolmap",
@@ -141,11 +141,11 @@ def submodel_products(tree: ProjectTree) -> list[str]:
     """What a stage that reads submodels (merge) reads besides its input stages: each submodel's
     (split.json names them) last stages' outputs, as their manifests record them ("missing" for a submodel
     not finished)."""
-    if not tree.split_json.is_file():
+    record = read_split_record(tree.split_json)
+    if record is None:
         return []
-    names = [s["name"] for s in json.loads(tree.split_json.read_text())["submodels"]]
     digests = []
-    for name in names:
+    for name in record.names:
         sub = ProjectTree(tree.submodel(name))
         for stage in SUBMODEL_PRODUCTS:
             manifest = sub.manifest(stage)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -130,7 +131,8 @@ def test_merge_fingerprint_follows_the_submodels_products(tmp_path: Path) -> Non
     """The merge stage reads the submodels' products: a submodel run again with another result, or not
     finished, changes its fingerprint (its input stages alone would not)."""
     tree = ProjectTree(tmp_path)
-    write_text(tree.split_json, '{"epsg": 32632, "submodels": [{"name": "submodel_0000"}]}')
+    sub0 = {"name": "submodel_0000", "photos": ["a.jpg"], "core": ["a.jpg"], "core_xy_m": [[0.0, 0.0]]}
+    write_text(tree.split_json, json.dumps({"epsg": 32632, "submodels": [sub0]}))
     sub = ProjectTree(tree.submodel("submodel_0000"))
     missing = checkpoint.submodel_products(tree)
     assert missing == [f"submodel_0000/{s}=missing" for s in checkpoint.SUBMODEL_PRODUCTS]

@@ -28,7 +28,13 @@ def _split_locally(root: Path, photos: dict[str, list[str]]) -> None:
     resumed on another worker has none)."""
     tree = ProjectTree(root)
     tree.split_json.parent.mkdir(parents=True, exist_ok=True)
-    record = {"submodels": [{"name": name, "photos": names} for name, names in photos.items()]}
+    record = {
+        "epsg": 32632,
+        "submodels": [
+            {"name": name, "photos": names, "core": names, "core_xy_m": [[0.0, 0.0]] * len(names)}
+            for name, names in photos.items()
+        ],
+    }
     tree.split_json.write_text(json.dumps(record))
 
 

@@ -199,3 +199,26 @@ def test_clusters_geojson_outlines_each_submodel() -> None:
     polygon = shapely.geometry.shape(line["features"][0]["geometry"])
     assert polygon.geom_type == "Polygon" and polygon.area > 0
     assert shapely.covers(polygon, shapely.points(xy[:2])).all()
+
+
+def test_split_record_round_trips_and_names_a_file_it_cannot_read(tmp_path: Path) -> None:
+    from odm_core.errors import OdmStageError
+    from odm_core.split.partition import Submodel
+    from odm_core.split.record import read_split_record, write_split_record
+
+    path = tmp_path / "split.json"
+    assert read_split_record(path) is None  # a survey not split
+    submodels = [
+        Submodel("submodel_0000", core=("a.jpg",), photos=("a.jpg", "b.jpg")),
+        Submodel("submodel_0001", core=("b.jpg", "c.jpg"), photos=("a.jpg", "b.jpg", "c.jpg")),
+    ]
+    positions = {"a.jpg": [1.0, 2.0], "b.jpg": [3.0, 4.0], "c.jpg": [5.0, 6.0]}
+    write_split_record(path, submodels, positions, 32615)
+    record = read_split_record(path)
+    assert record is not None and record.epsg == 32615
+    assert record.names == ["submodel_0000", "submodel_0001"]
+    assert record.submodels[1].photos == ("a.jpg", "b.jpg", "c.jpg")
+    assert record.submodels[1].core_xy_m.tolist() == [[3.0, 4.0], [5.0, 6.0]]
+    path.write_text('{"epsg": 32615, "submodels": [{"name": "submodel_0000"}]}')
+    with pytest.raises(OdmStageError, match="split.json: not a split record.*--rerun-from split"):
+        read_split_record(path)

@@ -24,7 +24,7 @@ from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.remote.fs import RemoteFile, RemoteProject, SyncIndex, list_files, remote_errors, safe_relative
 from odm_core.remote.sync import download_files
-from odm_core.stages.split import photos_and_masks
+from odm_core.split.record import photos_and_masks, read_split_record
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,10 @@ def publish_submodels(remote: RemoteProject, local: Path, names: Iterable[str], 
     copies of photos the submodel no longer has. Returns the number copied. Raises OdmStageError when a
     photo the submodel needs is not in the bucket's images/."""
     tree = ProjectTree(local)
-    photos = {s["name"]: s["photos"] for s in json.loads(tree.split_json.read_text())["submodels"]}
+    record = read_split_record(tree.split_json)
+    if record is None:
+        raise OdmStageError(f"{tree.split_json} is missing: the split stage did not record its submodels")
+    photos = {s.name: s.photos for s in record.submodels}
     with remote_errors(remote):
         sources = list_files(fs, remote, "images")
         copied = 0

@@ -28,6 +28,7 @@ from odm_core.split.merge_cloud import merge_point_clouds
 from odm_core.split.merge_dem import merge_dems
 from odm_core.split.merge_ortho import merge_orthophotos
 from odm_core.split.partition import Ownership
+from odm_core.split.record import read_split_record
 from odm_core.worker import MapUnits, serial_map
 
 Progress = Callable[[float, str], None]
@@ -57,11 +58,11 @@ def merge(
 ) -> MergeResult:
     """Merge the products of the submodels split.json names. Raises OdmStageError naming a submodel
     whose product is missing (its run did not finish)."""
-    if not tree.split_json.is_file():
+    record = read_split_record(tree.split_json)
+    if record is None:
         return MergeResult(0, (), ())
-    record = json.loads(tree.split_json.read_text())
-    trees = [ProjectTree(tree.submodel(s["name"])) for s in record["submodels"]]
-    cores = [np.asarray(s["core_xy_m"], dtype=float).reshape(-1, 2) for s in record["submodels"]]
+    trees = [ProjectTree(tree.submodel(name)) for name in record.names]
+    cores = [s.core_xy_m for s in record.submodels]
     what = {"all": ("pointcloud", "orthophoto", "dem")}.get(opts.merge, (opts.merge,))
     outputs: list[Path] = []
     merged: list[str] = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,9 +30,9 @@ from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.options_split import SplitOptions
-from odm_core.photos.listing import find_mask
 from odm_core.sfm.seed import model_subset, write_seed
 from odm_core.split.partition import Submodel, clusters_geojson, partition, read_image_groups
+from odm_core.split.record import photos_and_masks, write_split_record
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
         outputs += write_submodel(tree, sub, rec, template)
     positions = dict(zip(names, xy_m.tolist(), strict=True))
     outputs.append(write_json(tree.clusters_geojson, clusters_geojson(submodels, names, xy_m, georef.epsg)))
-    outputs.append(write_json(tree.split_json, _record(submodels, positions, georef.epsg)))
+    outputs.append(write_split_record(tree.split_json, submodels, positions, georef.epsg))
     how = "image_groups.txt" if groups else f"--split {opts.split}, --split-overlap {opts.split_overlap:g} m"
     if opts.sm_no_align:
         how += "; --sm-no-align changes nothing: the submodels share one model"
@@ -129,13 +129,6 @@ def write_submodel(
     return [written, *sorted(sub_tree.split_seed.iterdir())]
 
 
-def photos_and_masks(source: Path, photos: Iterable[str]) -> set[str]:
-    """A submodel's files in images/: its photos and their masks (<stem>_mask.*) found in `source`."""
-    listed = list(photos)
-    masks = (find_mask(source, p) for p in listed)
-    return set(listed) | {m.name for m in masks if m is not None}
-
-
 def _link_photos(source: Path, images: Path, photos: tuple[str, ...]) -> None:
     """Relative symbolic links to the parent's photos and their masks (<stem>_mask.*); links to photos
     no longer in the submodel are removed. The parent's files are never touched."""
@@ -151,22 +144,6 @@ def _link_photos(source: Path, images: Path, photos: tuple[str, ...]) -> None:
             continue
         link.unlink(missing_ok=True)
         link.symlink_to(target)
-
-
-def _record(submodels: list[Submodel], positions: dict[str, list[float]], epsg: int) -> dict[str, Any]:
-    """split.json: what the merge stage needs of the partition."""
-    return {
-        "epsg": epsg,
-        "submodels": [
-            {
-                "name": s.name,
-                "photos": list(s.photos),
-                "core": list(s.core),
-                "core_xy_m": [positions[n] for n in s.core],
-            }
-            for s in submodels
-        ],
-    }
 
 
 def run(
