@@ -3,6 +3,7 @@ stage's error, not as a crash of the stage's process."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pycolmap
@@ -24,7 +25,15 @@ def _database(path: Path, matched: bool) -> pycolmap.Reconstruction:
     return truth
 
 
-def test_the_child_maps_and_reports_progress(tmp_path: Path) -> None:
+def test_the_child_maps_and_reports_progress(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reports come on a pipe of their own: what a library prints on the child's standard output
+    (here at its start, without a newline) goes to the stage's, and no report is lost to it."""
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    (noise / "sitecustomize.py").write_text("print('library noise', end='', flush=True)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(noise), os.environ.get("PYTHONPATH", "")]))
     truth = _database(tmp_path / "database.db", matched=True)
     lines: list[tuple[float, str]] = []
     rec, note = map_in_process(
@@ -41,6 +50,9 @@ def test_the_child_maps_and_reports_progress(tmp_path: Path) -> None:
     assert rec.compute_mean_reprojection_error() < 0.5
     assert sorted(im.name for im in rec.images.values()) == sorted(im.name for im in truth.images.values())
     assert lines and lines[-1][1].startswith("registered") and all(0.7 <= f <= 0.95 for f, _ in lines)
+    printed = capfd.readouterr()
+    assert "library noise" in printed.out and '"progress"' not in printed.out + printed.err
+    assert lines[0] == (0.7 + 0.25 / 6, "registered 1 photos")  # the first report is not lost
 
 
 def test_no_model_comes_back_as_the_stages_error(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ Mapping holds COLMAP's correspondence graph and Ceres' bundle adjustment over ev
 and the other stages' modules (2.9 GB in the node run); a child process (`python -m
 odm_core.sfm.mapping_process`) imports only numpy, pycolmap and the mapping modules (about 130 MiB) and
 returns its memory when it ends. It writes the model (COLMAP binary files) into `out`/model and reports
-on its standard output, one JSON object a line: progress, then its outcome. COLMAP's log goes to the
-stage's standard error as before.
+on a pipe of its own, one JSON object a line: progress, then its outcome. Its standard output and error
+are the stage's, so whatever COLMAP or a library prints there reaches the log as before and cannot be
+taken for, or break into, a report line.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pycolmap
 
@@ -35,16 +36,22 @@ def map_in_process(
     """odm_core.sfm.mapping.incremental_mapping, then focal.settle_focal when `hold`, in a child process:
     (the model kept, the focal note or None). Raises OdmStageError with the mapping's own message when it
     found no model, or naming the exit code when the process died (killed, out of memory)."""
+    read_fd, write_fd = os.pipe()
     args = {"db": str(db), "images": str(images), "out": str(out), "use_priors": use_priors}
-    args |= {"n_photos": n_photos, "hold": hold, "parent": os.getpid()}
+    args |= {"n_photos": n_photos, "hold": hold, "parent": os.getpid(), "report_fd": write_fd}
     command = [sys.executable, "-m", "odm_core.sfm.mapping_process", json.dumps(args)]
     outcome: dict[str, Any] | None = None
-    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as child:
+    with os.fdopen(read_fd) as reports:
         try:
-            outcome = _follow(child, progress)
+            child = subprocess.Popen(command, pass_fds=(write_fd,))
         finally:
-            if child.poll() is None and outcome is None:  # this process is failing: so is the mapping
-                child.kill()
+            os.close(write_fd)  # the child's copy alone keeps the pipe open: its end is the child's end
+        with child:
+            try:
+                outcome = _follow(reports, progress)
+            finally:
+                if child.poll() is None and outcome is None:  # this process is failing: so is the mapping
+                    child.kill()
     if outcome is None:
         raise OdmStageError(
             f"the mapping process ended with exit code {child.returncode} before finishing (killed, or out "
@@ -55,25 +62,16 @@ def map_in_process(
     return pycolmap.Reconstruction(outcome["model"]), outcome["note"]
 
 
-def _follow(child: subprocess.Popen[str], progress: Progress) -> dict[str, Any] | None:
-    """The child's outcome (its last JSON line), its progress lines passed on meanwhile."""
-    assert child.stdout is not None
-    for line in child.stdout:
-        try:
-            message = json.loads(line)
-        except ValueError:
-            message = None
-        if not isinstance(message, dict):  # not one of ours: a library printed it
-            sys.stderr.write(line)
-        elif "progress" in message:
+def _follow(reports: IO[str], progress: Progress) -> dict[str, Any] | None:
+    """The child's outcome (its last report), its progress reports passed on meanwhile; None when the
+    pipe closes first (the child died)."""
+    for line in reports:
+        message = json.loads(line)
+        if "progress" in message:
             progress(*message["progress"])
         else:
-            return message
+            return dict(message)
     return None
-
-
-def _report(message: dict[str, Any]) -> None:
-    print(json.dumps(message), flush=True)
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -84,10 +82,16 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def main(arguments: str) -> None:
-    """The child: map, settle the focal, write the model, report on standard output; then exit at once
-    (the outcome is out, nothing left to tear down)."""
+    """The child: map, settle the focal, write the model, report on its pipe (`report_fd`); then exit at
+    once (the outcome is out, nothing left to tear down)."""
     a = json.loads(arguments)
     threading.Thread(target=_exit_with_parent, args=(a["parent"],), daemon=True).start()
+    reports = os.fdopen(a["report_fd"], "w")
+
+    def _report(message: dict[str, Any]) -> None:
+        reports.write(json.dumps(message) + "\n")
+        reports.flush()
+
     from odm_core.sfm.focal import settle_focal
     from odm_core.sfm.mapping import incremental_mapping
 
@@ -107,6 +111,7 @@ def main(arguments: str) -> None:
     except Exception as err:  # noqa: BLE001 - reported to the stage, which raises it
         _report({"error": f"mapping failed: {type(err).__name__}: {err}"})
     sys.stdout.flush()
+    reports.close()
     os._exit(0)
 
 
