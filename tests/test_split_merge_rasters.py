@@ -294,3 +294,21 @@ def test_an_error_mid_merge_leaves_nothing(dems: tuple[Path, Path], tmp_path: Pa
             srcs = write_orthos(tmp_path / "in", scene(), GAIN)
             merge_orthophotos(srcs, CORES, out, failing_map, block_px=64, batch_px=64 * 64)
     assert len(calls) == 3 and not out.exists() and list(out.parent.iterdir()) == []
+
+
+def test_only_the_dems_every_submodels_last_run_made_are_merged(tmp_path: Path) -> None:
+    """A dtm.tif left in a submodel by an earlier run with --dtm is not its product now: the merge takes
+    the DEMs each submodel's odm_dem manifest lists, not whatever files lie there."""
+    from odm_core.artifacts import write_manifest, write_text
+    from odm_core.layout import ProjectTree
+    from odm_core.stages.merge import dem_kinds
+
+    trees = [ProjectTree(tmp_path / name) for name in ("submodel_0000", "submodel_0001")]
+    assert dem_kinds(trees) == []  # no odm_dem run finished
+    for t in trees:
+        made = [write_text(t.dem_tif(kind), kind) for kind in ("dsm", "dtm")]
+        write_manifest(t.manifest("odm_dem"), "odm_dem", "fp", made, t.root)
+    assert dem_kinds(trees) == ["dsm", "dtm"]
+    write_manifest(trees[1].manifest("odm_dem"), "odm_dem", "fp", [trees[1].dem_tif("dsm")], trees[1].root)
+    assert trees[1].dem_tif("dtm").is_file()  # stale, from the earlier run
+    assert dem_kinds(trees) == ["dsm"]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from odm_core.artifacts import write_json
+from odm_core.artifacts import read_manifest, write_json
 from odm_core.errors import OdmStageError
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
@@ -83,13 +83,23 @@ def merge(
         )
         merged.append("orthophoto")
     if "dem" in what:
-        for kind in ("dsm", "dtm"):
-            if all(t.dem_tif(kind).is_file() for t in trees):
-                progress(0.75, f"merging the {kind.upper()}s")
-                outputs.append(merge_dems([t.dem_tif(kind) for t in trees], tree.dem_tif(kind), map_units))
-                merged.append(kind.upper())
+        for kind in dem_kinds(trees):
+            progress(0.75, f"merging the {kind.upper()}s")
+            outputs.append(merge_dems([t.dem_tif(kind) for t in trees], tree.dem_tif(kind), map_units))
+            merged.append(kind.upper())
     outputs += _shots(tree)
     return MergeResult(len(trees), tuple(merged), tuple(outputs))
+
+
+def dem_kinds(trees: list[ProjectTree]) -> list[str]:
+    """The DEMs ("dsm", "dtm") that every submodel's last `odm_dem` run made, as its manifest records
+    them: a dtm.tif left by an earlier run with --dtm is not one, and is not merged."""
+    made = []
+    for t in trees:
+        manifest = read_manifest(t.manifest("odm_dem"))
+        outputs = set(manifest["outputs"]) if manifest else set()
+        made.append({k for k in ("dsm", "dtm") if t.dem_tif(k).relative_to(t.root).as_posix() in outputs})
+    return [k for k in ("dsm", "dtm") if all(k in m for m in made)]
 
 
 def _required(trees: list[ProjectTree], product: Callable[[ProjectTree], Path]) -> list[Path]:
