@@ -12,6 +12,7 @@ import s3fs
 from odm_core.artifacts import write_manifest
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
+from odm_core.remote.fs import RemoteFile
 from odm_core.remote.submodels import publish_submodels, pull_submodel_products
 from odm_core.remote.sync import parse_remote, pull_project, submodel_run_file
 from tests import test_remote
@@ -112,6 +113,25 @@ def test_pull_brings_back_only_what_merge_reads(fs: s3fs.S3FileSystem, tmp_path:
     )
     assert not (sub.root / "openmvs").exists() and not sub.manifest("openmvs").exists()
     assert pull_submodel_products(remote, parent, ["submodel_0000"], fs) == 0  # already here
+
+
+def test_a_parents_pull_keeps_what_the_products_pull_recorded(
+    fs: s3fs.S3FileSystem, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The split run pulls its own project when it resumes: the products it pulled before stay known, so
+    files whose ETag is not an MD5 (multipart uploads: no content check possible) are not downloaded
+    again."""
+    root = make_project(tmp_path / "site-a")
+    remote = parse_remote(URL)
+    upload_tree(fs, root, remote)
+    worker_disk = tmp_path / "worker" / "submodel_0000"
+    _finished_submodel(worker_disk)
+    upload_tree(fs, worker_disk, parse_remote(f"{URL}/submodels/submodel_0000"))
+    parent = pull_project(remote, tmp_path / "parent", fs)
+    assert pull_submodel_products(remote, parent, ["submodel_0000"], fs) == 2
+    pull_project(remote, parent, fs)  # the run resumed
+    monkeypatch.setattr(RemoteFile, "md5", property(lambda self: None))  # as for multipart ETags
+    assert pull_submodel_products(remote, parent, ["submodel_0000"], fs) == 0
 
 
 def test_pull_refuses_a_manifest_whose_output_is_not_in_the_bucket(

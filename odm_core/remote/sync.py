@@ -109,7 +109,8 @@ def pull_project(remote: RemoteProject, local: Path, fs: s3fs.S3FileSystem) -> P
     """
     check_remote(remote, fs)
     with remote_errors(remote):
-        files = {r: f for r, f in list_files(fs, remote).items() if _pullable(r, remote)}
+        listed = list_files(fs, remote)
+    files = {r: f for r, f in listed.items() if _pullable(r, remote)}
     index = SyncIndex.load(local, remote)
     todo = [f for f in files.values() if not index.up_to_date(local, f)]
     for batch in _batches([f.rel for f in todo]):
@@ -117,9 +118,9 @@ def pull_project(remote: RemoteProject, local: Path, fs: s3fs.S3FileSystem) -> P
             download_files(fs, remote, local, [files[r] for r in batch])
         for rel in batch:
             index.record(local, files[rel])
-        index.save(local, files)
+        index.save(local, listed)  # the whole listing: entries of submodel products pulled apart stay
     removed = _prune_images(local, files)
-    index.save(local, files)
+    index.save(local, listed)
     kept = len(files) - len(todo)
     log.info(
         "pulled %s: %d downloaded, %d up to date, %d removed from images/",
