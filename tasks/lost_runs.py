@@ -17,8 +17,8 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
+import psutil
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
@@ -34,10 +34,9 @@ _watching: list[int] = []
 def pid_alive(pid: int) -> bool:
     """True when the process exists and is not a zombie (an exited child nobody has reaped)."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.Error:  # no such process (or not ours to see)
         return False
-    return state not in "ZX"
 
 
 def process_gone(infrastructure_pid: str | None, host: str | None = None) -> bool:

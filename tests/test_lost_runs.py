@@ -60,3 +60,22 @@ def test_a_run_whose_process_is_gone_is_lost_at_once() -> None:
     elsewhere = _run(Pending(), f"another-machine:{_dead_pid()}")  # not ours to judge by pid
     assert lost_reason(_Events(), elsewhere, NOW) is None
     assert lost_reason(_Events(), _run(Completed(), f"{host}:{_dead_pid()}"), NOW) is None
+
+
+def test_an_exited_process_nobody_reaped_counts_as_gone() -> None:
+    """A worker's run process that exited but was not reaped yet (a zombie) is gone, as is one reaped."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from tasks.lost_runs import pid_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_alive(child.pid)
+    child.wait()
+    assert not pid_alive(child.pid) and pid_alive(os.getpid())
