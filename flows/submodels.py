@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +12,7 @@ from prefect import get_run_logger
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.deployments import run_deployment
 from prefect.runtime import deployment, flow_run
-from prefect.states import Crashed, State
+from prefect.states import Cancelled, Crashed, State
 
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
@@ -24,6 +25,10 @@ from tasks.run_artifacts import mark_split_run, update_progress
 
 SUBMODEL_ATTEMPTS = 3  # a submodel's run is tried this many times before the whole run fails
 POLL_S = 5.0
+# A submodel run that no worker has started after this long is run by the split run itself (every slot
+# of the pool's workers may be held, this run's among them: a worker started with --limit 1, or split
+# runs waiting on each other); $ODMFLOW_SUBMODEL_START_S sets it.
+START_TIMEOUT_S = 300.0
 SPLIT_WRITTEN = 0.05  # of the split stage's progress, the submodel folders written; the runs the rest
 
 
@@ -45,18 +50,26 @@ def run_submodels(
             publish(url, str(tree.root), names)
             remote = parse_remote(url)
             runs = {name: {**p, "project": remote.address(submodel_prefix(name))} for name, p in runs.items()}
-        _on_the_pool(str(deployment.id), runs)
+        _on_the_pool(pipeline, str(deployment.id), runs)
         if url:
             pull_products(url, str(tree.root), names)
         return
     for done, (name, parameters) in enumerate(runs.items(), 1):
-        for attempt in range(1, SUBMODEL_ATTEMPTS + 1):
-            state = pipeline(**parameters, return_state=True)
-            assert isinstance(state, State)
-            if state.is_completed():
-                break
-            _give_up_after(name, attempt, state.message)
+        _run_here(pipeline, name, parameters, first_attempt=1)
         _progress(done, len(runs))
+
+
+def _run_here(
+    pipeline: Callable[..., Any], name: str, parameters: dict[str, Any], first_attempt: int
+) -> None:
+    """A submodel's pipeline in this process, tried until it completes or has failed SUBMODEL_ATTEMPTS
+    times in all (counting `first_attempt` - 1 earlier tries)."""
+    for attempt in range(first_attempt, SUBMODEL_ATTEMPTS + 1):
+        state = pipeline(**parameters, return_state=True)
+        assert isinstance(state, State)
+        if state.is_completed():
+            return
+        _give_up_after(name, attempt, state.message)
 
 
 def _pool_has_room() -> bool:
@@ -97,25 +110,48 @@ def _give_up_after(name: str, attempt: int, message: str | None) -> None:
         )
 
 
-def _on_the_pool(deployment_id: str, runs: dict[str, dict[str, Any]]) -> None:
+def _on_the_pool(pipeline: Callable[..., Any], deployment_id: str, runs: dict[str, dict[str, Any]]) -> None:
     """Start every submodel's flow run at once, then wait; a failed or crashed one, or one whose worker
-    died, is started again."""
+    died, is started again; one that no worker starts within the start timeout runs here."""
     pending = {name: _start(deployment_id, parameters) for name, parameters in runs.items()}
     attempts = dict.fromkeys(runs, 1)
+    since = dict.fromkeys(runs, time.monotonic())
+    timeout_s = float(os.environ.get("ODMFLOW_SUBMODEL_START_S", START_TIMEOUT_S))
     with get_client(sync_client=True) as client:
         while pending:
             time.sleep(POLL_S)
             for name, run_id in list(pending.items()):
                 state = _final_state(client, run_id)
                 if state is None:
+                    if time.monotonic() - since[name] > timeout_s and _withdrawn(client, run_id, timeout_s):
+                        del pending[name]
+                        get_run_logger().warning(
+                            f"submodel {name}: no worker of the pool started its run within {timeout_s:g} "
+                            "s (every slot taken, this run's among them): this run runs it"
+                        )
+                        _run_here(pipeline, name, runs[name], attempts[name])
+                        _progress(len(runs) - len(pending), len(runs))
                     continue
                 del pending[name]
                 if not state.is_completed():
                     _give_up_after(name, attempts[name], state.message)
                     pending[name] = _start(deployment_id, runs[name])
                     attempts[name] += 1
+                    since[name] = time.monotonic()
                 else:
                     _progress(len(runs) - len(pending), len(runs))
+
+
+def _withdrawn(client: SyncPrefectClient, run_id: Any, timeout_s: float) -> bool:
+    """Cancel a submodel run that is still waiting for a worker; False when a worker took it meanwhile
+    (the server refuses to cancel it then, unforced, once it is pending or running)."""
+    state = client.read_flow_run(run_id).state
+    if state is None or not state.is_scheduled():
+        return False
+    message = f"no worker started it within {timeout_s:g} s: its split run runs it"
+    cancelled: State[Any] = Cancelled(message=message)
+    result = client.set_flow_run_state(run_id, cancelled)
+    return bool(result.state is not None and result.state.is_cancelled())
 
 
 def _final_state(client: SyncPrefectClient, run_id: Any) -> State | None:

@@ -21,6 +21,7 @@ import s3fs
 
 from odm_core.synthetic import SyntheticTruth
 from odmflow import server
+from tasks.lost_runs import pid_alive
 from tests.conftest import run_cli
 from tests.inprocess import AFTER_OPENSFM
 from tests.s3server import free_port, reset
@@ -78,14 +79,6 @@ def _wait(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
             return value
         time.sleep(2)
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
 
 
 def _client(node: dict[str, Any]):
@@ -195,7 +188,7 @@ def test_run_resumes_after_its_worker_is_killed(node: dict[str, Any], small_surv
     run_pid = int(_pipeline_runs(node, "gamma")[0].infrastructure_pid.rpartition(":")[2])
     os.killpg(worker.pid, 9)
     os.killpg(os.getpgid(run_pid), 9)
-    _wait(lambda: not worker.running() and not _alive(run_pid), 30, "the killed worker and run to be gone")
+    _wait(lambda: not worker.running() and not pid_alive(run_pid), 30, "the killed worker and run to be gone")
     assert not fs.exists(f"{BUCKET}/jobs/gamma/odm_report/shots.geojson")
 
     # Restart the node: a new worker, and the orphaned run queued again to resume.
@@ -301,7 +294,8 @@ def test_a_split_bucket_survey_runs_its_submodels_on_workers_without_a_shared_di
         victims = _wait(lambda: _submodels_on(node, local, second.pid), 600, "the submodels to start")
         second.kill()
         second.wait()
-        _wait(lambda: not any(_alive(pid) for pid in victims.values()), 30, "the second worker's runs to end")
+        gone = lambda: not any(pid_alive(pid) for pid in victims.values())  # noqa: E731
+        _wait(gone, 30, "the second worker's runs to end")
         third = _worker(node, "third", tmp_path / "machine-3")
         (parent,) = _wait(lambda: _completed(node, "split-site"), 900, "the split run to complete")
     finally:
@@ -327,6 +321,49 @@ def test_a_split_bucket_survey_runs_its_submodels_on_workers_without_a_shared_di
     assert {k: v["ETag"] for k, v in fs.find(f"{url}/images", detail=True).items()} == photos_before
 
 
+def test_submodels_that_no_worker_starts_run_in_the_split_run(
+    node: dict[str, Any], small_survey: SyntheticTruth, tmp_path: Path
+) -> None:
+    """The pool's only free worker was started with --limit 1 and takes the split run: no slot is left for
+    the submodels (the node's own worker paused). After the start timeout the split run cancels their
+    waiting runs and runs them itself; the run completes."""
+    project = tmp_path / "solo-site"
+    shutil.copytree(small_survey.images_dir, project / "images")
+    node_worker = next(p for p in server.NodeState.load(node["home"]).processes if p.name == "worker")
+    os.kill(node_worker.pid, signal.SIGSTOP)  # the node's worker takes nothing until the end
+    solo = None
+    try:
+        solo = _worker(node, "solo", tmp_path / "solo-disk", limit=1, env={"ODMFLOW_SUBMODEL_START_S": "20"})
+        options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
+        result = run_cli(["submit", str(project), *options], node["env"])
+        assert result.returncode == 0, result.stdout + result.stderr
+        (parent,) = _wait(
+            lambda: [r for r in _pipeline_runs(node, project.name) if r.state and r.state.is_final()],
+            900,
+            "the split run to end",
+        )
+    finally:
+        os.kill(node_worker.pid, signal.SIGCONT)
+        if solo is not None:
+            solo.kill()
+            solo.wait()
+    assert parent.state.is_completed(), parent.state
+    names = [s["name"] for s in json.loads((project / "submodels" / "split.json").read_text())["submodels"]]
+    assert len(names) == 2
+    with _client(node) as client:
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["odm-pipeline"])))
+    for name in names:
+        folder = str(project / "submodels" / name)
+        states = sorted(r.state.name for r in runs if str(r.parameters.get("project")) == folder and r.state)
+        assert states == ["Cancelled", "Completed"], (name, states)  # the pool's, then the split run's
+        assert (Path(folder) / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
+    logs = run_cli(["logs", project.name], node["env"]).stdout
+    assert "no worker of the pool started its run within 20 s" in logs
+    assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
+
+
 def _completed(node: dict[str, Any], name: str) -> list[Any] | None:
     runs = _pipeline_runs(node, name)
     failed = [r for r in runs if r.state and r.state.is_final() and not r.state.is_completed()]
@@ -338,12 +375,17 @@ def _running(node: dict[str, Any], name: str) -> bool:
     return any(r.state and r.state.name == "Running" for r in _pipeline_runs(node, name))
 
 
-def _worker(node: dict[str, Any], name: str, disk: Path) -> subprocess.Popen[bytes]:
+def _worker(
+    node: dict[str, Any], name: str, disk: Path, limit: int | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """A process worker for the node's pool, as `server up` starts its own, that keeps its bucket
-    projects in a folder of its own (another machine's disk)."""
+    projects in a folder of its own (another machine's disk); `limit`: its --limit."""
     state = node["state"]
-    env = {**server._env(Path(state.home), node["cfg"], state.api_url), "ODMFLOW_WORK_DIR": str(disk)}
+    env = {**server._env(Path(state.home), node["cfg"], state.api_url), "ODMFLOW_WORK_DIR": str(disk)} | (
+        env or {}
+    )
     args = ["--pool", state.pool, "--type", "process", "--name", name, "--install-policy", "never"]
+    args += ["--limit", str(limit)] if limit is not None else []
     disk.mkdir(parents=True, exist_ok=True)
     with (disk / "worker.log").open("wb") as out:
         worker = subprocess.Popen(
@@ -361,7 +403,7 @@ def _submodels_on(node: dict[str, Any], project: Path, worker: int) -> dict[str,
     for sub in json.loads((project / "submodels" / "split.json").read_text())["submodels"]:
         runs = [r for r in _pipeline_runs(node, sub["name"]) if r.state and r.state.name == "Running"]
         pid = (runs[0].infrastructure_pid or "").rpartition(":")[2] if runs else ""
-        if not pid.isdigit() or not _alive(int(pid)):
+        if not pid.isdigit() or not pid_alive(int(pid)):
             return None
         assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) == worker
         pids[sub["name"]] = int(pid)
