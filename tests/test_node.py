@@ -334,14 +334,7 @@ def test_submodels_that_no_worker_starts_run_in_the_split_run(
     solo = None
     try:
         solo = _worker(node, "solo", tmp_path / "solo-disk", limit=1, env={"ODMFLOW_SUBMODEL_START_S": "20"})
-        options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
-        result = run_cli(["submit", str(project), *options], node["env"])
-        assert result.returncode == 0, result.stdout + result.stderr
-        (parent,) = _wait(
-            lambda: [r for r in _pipeline_runs(node, project.name) if r.state and r.state.is_final()],
-            900,
-            "the split run to end",
-        )
+        parent = _submit_split_and_wait(node, project)
     finally:
         os.kill(node_worker.pid, signal.SIGCONT)
         if solo is not None:
@@ -362,6 +355,19 @@ def test_submodels_that_no_worker_starts_run_in_the_split_run(
     logs = run_cli(["logs", project.name], node["env"]).stdout
     assert "no worker of the pool started its run within 20 s" in logs
     assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
+
+
+def _submit_split_and_wait(node: dict[str, Any], project: Path) -> Any:
+    """Submit the small survey split in two (`odmflow submit`) and return its run once it has ended."""
+    options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
+    result = run_cli(["submit", str(project), *options], node["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    (parent,) = _wait(
+        lambda: [r for r in _pipeline_runs(node, project.name) if r.state and r.state.is_final()],
+        900,
+        "the split run to end",
+    )
+    return parent
 
 
 def _completed(node: dict[str, Any], name: str) -> list[Any] | None:
@@ -423,14 +429,7 @@ def test_a_split_run_on_a_pool_of_one_run_at_a_time_runs_its_submodels_itself(
     try:
         project = tmp_path / "one-at-a-time"
         shutil.copytree(small_survey.images_dir, project / "images")
-        options = ["-o", "split=4", "-o", "split-overlap=10", "-o", "feature-quality=lowest"]
-        result = run_cli(["submit", str(project), *options], node["env"])
-        assert result.returncode == 0, result.stdout + result.stderr
-        (parent,) = _wait(
-            lambda: [r for r in _pipeline_runs(node, project.name) if r.state and r.state.is_final()],
-            900,
-            "the split run to end",
-        )
+        parent = _submit_split_and_wait(node, project)
     finally:
         with _client(node) as client:
             client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=None))
