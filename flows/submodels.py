@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -17,6 +20,7 @@ from prefect.states import Cancelled, Crashed, State
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
+from odm_core.remote.cluster import NodeSubmodel, connect, run_on_node
 from odm_core.remote.fs import parse_remote
 from odm_core.remote.submodels import submodel_prefix
 from tasks.lost_runs import lost_reason
@@ -33,11 +37,16 @@ SPLIT_WRITTEN = 0.05  # of the split stage's progress, the submodel folders writ
 
 
 def run_submodels(
-    pipeline: Callable[..., Any], tree: ProjectTree, names: tuple[str, ...], url: str | None
+    pipeline: Callable[..., Any],
+    tree: ProjectTree,
+    names: tuple[str, ...],
+    url: str | None,
+    cluster: str | None = None,
 ) -> None:
-    """Every submodel's pipeline with the options the split stage wrote: as flow runs of this run's
-    deployment when it is one (any worker of the pool takes them, all at once), else one after another in
-    this process (on this run's Dask cluster). For a bucket project (`url`) on the pool, each submodel is
+    """Every submodel's pipeline with the options the split stage wrote: as tasks of the node at `cluster`
+    (--sm-cluster) when given, else as flow runs of this run's deployment when it is one (any worker of
+    the pool takes them, all at once), else one after another in this process (on this run's Dask
+    cluster). For a bucket project (`url`) on the pool, each submodel is
     a bucket project of its own (PREFIX/submodels/NAME, its photos copied there in the bucket), so its
     worker needs no disk shared with this one; the products the merge reads are downloaded here after.
     Raises OdmStageError naming a submodel that failed SUBMODEL_ATTEMPTS times. A pool limited to one run
@@ -45,6 +54,9 @@ def run_submodels(
     runs = {name: _parameters(tree, name) for name in names}
     mark_split_run()
     update_progress("split", SPLIT_WRITTEN, str(flow_run.get_id()))
+    if cluster:
+        _on_the_node(pipeline, cluster, runs)
+        return
     if deployment.id and _pool_has_room():
         if url:
             publish(url, str(tree.root), names)
@@ -116,7 +128,7 @@ def _on_the_pool(pipeline: Callable[..., Any], deployment_id: str, runs: dict[st
     pending = {name: _start(deployment_id, parameters) for name, parameters in runs.items()}
     attempts = dict.fromkeys(runs, 1)
     since = dict.fromkeys(runs, time.monotonic())
-    timeout_s = float(os.environ.get("ODMFLOW_SUBMODEL_START_S", START_TIMEOUT_S))
+    timeout_s = _start_timeout_s()
     with get_client(sync_client=True) as client:
         while pending:
             time.sleep(POLL_S)
@@ -140,6 +152,40 @@ def _on_the_pool(pipeline: Callable[..., Any], deployment_id: str, runs: dict[st
                     since[name] = time.monotonic()
                 else:
                     _progress(len(runs) - len(pending), len(runs))
+
+
+def _on_the_node(pipeline: Callable[..., Any], url: str, runs: dict[str, dict[str, Any]]) -> None:
+    """Send every submodel to the node at once (a thread each, see odm_core.remote.cluster); one the node
+    does not start within the start timeout runs here. The first that keeps failing stops the others
+    (their tasks removed from the node) and fails the run."""
+    node = connect(url)
+    stop = threading.Event()
+    done = dict.fromkeys(runs, 0.0)
+    jobs = {
+        name: NodeSubmodel(node, name, Path(p["project"]), SUBMODEL_ATTEMPTS, _start_timeout_s(), stop)
+        for name, p in runs.items()
+    }
+    with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="sm-cluster") as threads:
+        futures = {threads.submit(run_on_node, job, done.__setitem__): name for name, job in jobs.items()}
+        pending = set(futures)
+        try:
+            while pending:
+                finished, pending = wait(pending, timeout=POLL_S, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    if not future.result():
+                        name = futures[future]
+                        get_run_logger().warning(
+                            f"submodel {name}: the node did not start it, this run runs it"
+                        )
+                        _run_here(pipeline, name, runs[name], first_attempt=1)
+                        done[name] = 1.0
+                update_progress("split", SPLIT_WRITTEN + (1 - SPLIT_WRITTEN) * sum(done.values()) / len(done))
+        finally:
+            stop.set()  # nothing left to wait for, or a submodel failed: the others stop too
+
+
+def _start_timeout_s() -> float:
+    return float(os.environ.get("ODMFLOW_SUBMODEL_START_S", START_TIMEOUT_S))
 
 
 def _withdrawn(client: SyncPrefectClient, run_id: Any, timeout_s: float) -> bool:

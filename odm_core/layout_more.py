@@ -68,3 +68,9 @@ class MorePaths:
     def submodel_options_json(self) -> Path:
         """In a submodel: the pipeline options it runs with, as the split stage wrote them."""
         return self.root / "submodel_options.json"
+
+    @property
+    def node_task_json(self) -> Path:
+        """In a submodel run on a node (--sm-cluster): what was sent (its seed's digest) and the task that
+        made the products now here."""
+        return self.state / "node_task.json"

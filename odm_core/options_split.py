@@ -4,8 +4,9 @@ options a submodel runs with."""
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from odm_core.option_fields import StageOptions
 
@@ -34,11 +35,27 @@ class SplitOptions(StageOptions):
         "submodel from one model of the whole survey, so they are aligned by construction and there is "
         "no alignment to skip: accepted, as ODM's clients send it, and changes nothing.",
     )
+    sm_cluster: str | None = Field(
+        None,
+        description="URL of a NodeODM-compatible node that runs the submodels, "
+        "http(s)://HOST:PORT/?token=TOKEN: an odmflow node, or ClusterODM in front of odmflow nodes "
+        "(ODM's LocalRemoteExecutor contract).",
+    )
     submodel_options: dict[str, Any] | None = Field(
         None,
         description="The pipeline options each submodel runs with (set from the run's options).",
         json_schema_extra={"internal": True},
     )
+
+    @field_validator("sm_cluster")
+    @classmethod
+    def _node_url(cls, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not a node's URL: give http(s)://HOST:PORT/?token=TOKEN")
+        return url
 
 
 class MergeOptions(StageOptions):

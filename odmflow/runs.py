@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,15 +23,13 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, TaskRun
 from prefect.client.schemas.sorting import FlowRunSort, LogSort
 from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL
-from prefect.states import Cancelling, Crashed, Scheduled
+from prefect.states import Cancelling
 
 from odm_core.errors import OdmInputError
-from tasks.lost_runs import process_gone
 
 FLOW_NAME = "odm-pipeline"
 DEPLOYMENT = f"{FLOW_NAME}/odm-process"
 NOT_OUTPUTS = {"images", ".odmflow"}  # what `download` leaves behind
-LOST = "its worker died (process gone); the run that started it starts it again"
 
 
 def require_server() -> str:
@@ -175,31 +172,3 @@ def download(ref: str, dest: Path) -> list[Path]:
             shutil.copy2(item, target)
         copied.append(target)
     return copied
-
-
-def recover_orphaned_runs(pool: str) -> list[FlowRun]:
-    """Put back in the queue the pool's runs whose process on this machine is gone (a killed worker).
-
-    A process worker records each run's process id (`pid`, or `host:pid`). A run still Running or
-    Pending whose process no longer exists here is scheduled again, and the worker that picks it up
-    resumes it from the stage checkpoints (local disk, or the bucket for s3:// projects). A bare pid
-    names no machine, so this assumes the pool's runs execute on this machine: give each machine's
-    workers their own pool. A submodel's run is marked Crashed instead: the split run that started it
-    (which may live on) starts it again, or, if that run is queued again too, starts all of them.
-    """
-    host = socket.gethostname()
-    recovered = []
-    with _client() as client:
-        running = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])),
-            flow_run_filter=FlowRunFilter(state={"type": {"any_": ["RUNNING", "PENDING"]}}),
-        )
-        for run in running:
-            if run.work_pool_name != pool or not process_gone(run.infrastructure_pid, host):
-                continue
-            if run.parent_task_run_id is not None:  # a submodel: its parent starts it again
-                client.set_flow_run_state(run.id, Crashed(message=LOST), force=True)
-                continue
-            client.set_flow_run_state(run.id, Scheduled(), force=True)
-            recovered.append(run)
-    return recovered

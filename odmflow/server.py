@@ -240,7 +240,7 @@ def _recover(run: _Launch, cfg: NodeConfig, echo: Echo) -> None:
     """Queue again the runs that a worker of this machine was running when it died."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from odmflow.runs import recover_orphaned_runs
+    from odmflow.recovery import recover_orphaned_runs
 
     with temporary_settings({PREFECT_API_URL: run.state.api_url}):
         for flow_run in recover_orphaned_runs(cfg.pool):

@@ -145,6 +145,8 @@ def _non_default(spec: OptionSpec, files: dict[str, Path]) -> tuple[list[str], A
         return [spec.flag, str(files[spec.text])], files[spec.text].read_text()
     if spec.choices:
         value: Any = next(c for c in spec.choices if c != spec.default)
+    elif spec.name == "sm-cluster":
+        value = "http://127.0.0.1:3000/?token=T"
     elif spec.kind == "string":
         value = "tcp://127.0.0.1:8786"
     else:

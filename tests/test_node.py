@@ -424,6 +424,7 @@ def test_a_split_run_on_a_pool_of_one_run_at_a_time_runs_its_submodels_itself(
     from prefect.client.schemas.actions import WorkPoolUpdate
 
     pool = node["state"].pool
+    _wait(lambda: not _holding_slots(node), 120, "earlier tests' runs to leave the pool's slots")
     with _client(node) as client:
         client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=1))
     try:
@@ -436,3 +437,20 @@ def test_a_split_run_on_a_pool_of_one_run_at_a_time_runs_its_submodels_itself(
     assert parent.state.is_completed(), parent.state
     assert "runs 1 flow run at a time" in run_cli(["logs", project.name], node["env"]).stdout
     assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
+
+
+def _holding_slots(node: dict[str, Any]) -> list[str]:
+    """Runs that hold a slot of the node's pool (pending, running or cancelling): name and state."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    busy = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
+    with _client(node) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=busy)))
+        )
+    pool = node["state"].pool
+    held = [f"{r.name} {r.state.name if r.state else None}" for r in runs if r.work_pool_name == pool]
+    if held:
+        print("runs holding slots:", held)
+    return held

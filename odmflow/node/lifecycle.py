@@ -14,7 +14,7 @@ from odmflow.node import guard
 from odmflow.node.config import CANCELED, COMPLETED, FAILED, FINAL, RUNNING, UUID_RE
 from odmflow.node.files import UploadError, check_seeds, route_inputs
 from odmflow.node.monitor import Runtime, finished
-from odmflow.node.options import OptionsError, parse_client_options
+from odmflow.node.options import OptionsError, parse_client_options, seeded_submodel_options
 from odmflow.node.packing import safe_outputs
 from odmflow.node.records import TaskRecord, now_ms
 
@@ -129,8 +129,9 @@ async def initialise(rt: Runtime, record: TaskRecord) -> None:
 async def start_run(rt: Runtime, record: TaskRecord) -> None:
     """Create the task's odm-process flow run on its project, with its options."""
     options = parse_client_options(record.options, rt.settings.max_concurrency)
-    project = str(rt.store.paths(record.uuid).root)
-    run_id = await rt.bridge.create_run(project, options.pipeline, record.uuid, record.name)
+    root = rt.store.paths(record.uuid).root
+    pipeline = seeded_submodel_options(root, rt.settings.max_concurrency) or options.pipeline
+    run_id = await rt.bridge.create_run(str(root), pipeline, record.uuid, record.name)
     record.flow_run_id = run_id
     removed = rt.store.get(record.uuid) is not record
     if record.canceled or removed:  # cancelled or removed meanwhile

@@ -14,11 +14,14 @@ import json
 import logging
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from odm_core.layout import ProjectTree
 from odm_core.option_specs import OPTIONS, OptionSpec, flag_for, pipeline_options
+from odm_core.options import PipelineOptions
 
 log = logging.getLogger("odmflow.node")
 
@@ -133,3 +136,22 @@ def _errors(err: ValidationError, values: dict[str, Any]) -> list[dict[str, str]
             text = e["msg"].removeprefix("Value error, ")
         errors.append({"name": name, "error": text})
     return errors
+
+
+def seeded_submodel_options(root: Path, max_concurrency: int) -> dict[str, Any] | None:
+    """The options of an odmflow split run's submodel whose seed.zip brought its submodel_options.json
+    (with its share of the model, split_seed/): the flow run's options then, in place of the client's,
+    max-concurrency capped at the node's (as ODM's seed markers make its run a submodel). None without
+    one; OptionsError naming the file when it is not valid."""
+    path = ProjectTree(root).submodel_options_json
+    if not path.is_file():
+        return None
+    try:
+        options = PipelineOptions.model_validate_json(path.read_bytes())
+    except ValidationError as err:
+        first = err.errors()[0]["msg"]
+        message = f"seed.zip's {path.name} is not valid: {err.error_count()} errors, first: {first}"
+        raise OptionsError([{"name": "seed.zip", "error": message}]) from None
+    capped = min(options.max_concurrency, max_concurrency)
+    update = {"max_concurrency": capped, "dask_address": None}  # the node's own Dask cluster
+    return options.model_copy(update=update).model_dump(mode="json")
