@@ -46,7 +46,7 @@ def opensfm(
         features = opensfm_features.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         files = features(write_plan(tree.plan("opensfm"), units), report)
         threads = cluster_threads(dask_address, max_concurrency)
-        pairs = plan_opensfm_matching(tree, opts, files, fp, 1, 2 * threads)  # two units per thread
+        pairs = plan_opensfm_matching(tree, opts, files, fp, 1, threads)  # a unit per thread, at least
         matching = opensfm_matching.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         matches = matching(write_plan(tree.plan("opensfm-matching"), pairs), report)
         warm_workers()  # the later stages' imports, while mapping runs here

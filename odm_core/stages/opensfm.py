@@ -124,10 +124,10 @@ def opensfm(
     progress(0.0, f"extracting features ({len(units)} photos)")
     files = map_units(extract_features, units)
     features = {u.name: Path(f) for u, f in zip(units, files, strict=True)}
-    serial = map_units is serial_map  # else Dask: single-threaded units, two per worker thread
+    serial = map_units is serial_map  # else Dask: single-threaded units, at least one per worker thread
     threads = num_threads if num_threads > 0 else os.cpu_count() or 1
     pairs = plan_opensfm_matching(
-        tree, opts, features, key, threads if serial else 1, 1 if serial else 2 * threads
+        tree, opts, features, key, threads if serial else 1, 1 if serial else threads
     )
     progress(EXTRACTION_SHARE, f"matching features ({len(pairs)} units)")
     matches = [Path(f) for f in map_units(match_pairs, pairs)]
