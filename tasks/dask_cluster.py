@@ -214,6 +214,12 @@ def dask_task_runner(address: str | None, max_concurrency: int) -> KeyedDaskTask
     return KeyedDaskTaskRunner(cluster_kwargs=_local_cluster_kwargs(max_concurrency))
 
 
+def uses_external_cluster(address: str | None) -> bool:
+    """Whether the run's units go to a cluster by address (--dask-address, $ODMFLOW_DASK_ADDRESS), whose
+    workers may be on other machines, rather than to the run's own local cluster."""
+    return _address(address) is not None
+
+
 def cluster_threads(address: str | None, max_concurrency: int) -> int:
     """How many units the run's cluster works on at once: its workers' threads (an external cluster's as
     its scheduler reports them now), else the local cluster's workers."""

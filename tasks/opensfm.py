@@ -27,7 +27,7 @@ from odm_core.stages.opensfm import (
     seeded_opensfm,
 )
 from tasks._stage import STAGE_CACHE, run_checkpointed
-from tasks.dask_cluster import cluster_threads, dask_task_runner, warm_workers
+from tasks.dask_cluster import cluster_threads, dask_task_runner, uses_external_cluster, warm_workers
 
 Progress = Callable[[float, str], None]
 
@@ -46,7 +46,8 @@ def opensfm(
         features = opensfm_features.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         files = features(write_plan(tree.plan("opensfm"), units), report)
         threads = cluster_threads(dask_address, max_concurrency)
-        pairs = plan_opensfm_matching(tree, opts, files, fp, 1, threads)  # a unit per thread, at least
+        local = 0 if uses_external_cluster(dask_address) else threads
+        pairs = plan_opensfm_matching(tree, opts, files, fp, 1, threads, local)  # a unit per thread, at least
         matching = opensfm_matching.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         matches = matching(write_plan(tree.plan("opensfm-matching"), pairs), report)
         warm_workers()  # the later stages' imports, while mapping runs here

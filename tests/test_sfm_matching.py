@@ -113,10 +113,13 @@ def test_units_are_few_and_large_on_small_sets_and_bounded_on_large_ones(feature
     costs = [INDEX_COST * len(u.features) + len(u.pairs) for u in units]
     assert len(units) == 4 and sum(len(u.pairs) for u in units) == len(pairs)
     assert max(costs) == 164 and min(costs) >= 150, costs
+    # on a cluster of this machine, pairs that fill one unit go to one unit on all its threads
+    (one,) = plan_matches(pairs, files, cameras, Path("/nowhere"), "fp", min_units=2, local_threads=2)
+    assert one.num_threads == 2 and len(one.pairs) == len(pairs)
     many = [(names[i], names[j]) for i in range(400) for j in range(i + 1, min(i + 8, 400))]
-    units = plan_matches(many, files, cameras, Path("/nowhere"), "fp", min_units=4)
+    units = plan_matches(many, files, cameras, Path("/nowhere"), "fp", min_units=4, local_threads=4)
     assert len(units) % 4 == 0 and len(units) - 4 < -(-len(many) // MAX_PAIRS_PER_UNIT) <= len(units)
-    assert max(len(u.pairs) for u in units) <= MAX_PAIRS_PER_UNIT
+    assert max(len(u.pairs) for u in units) <= MAX_PAIRS_PER_UNIT and {u.num_threads for u in units} == {1}
     assert max(len(u.features) for u in units) < 2 * MAX_PAIRS_PER_UNIT // 7 + 10  # neighbours share photos
 
 

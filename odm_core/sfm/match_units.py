@@ -73,6 +73,7 @@ def plan_matches(
     key: str,
     num_threads: int = 1,
     min_units: int = 1,
+    local_threads: int = 0,
 ) -> list[MatchUnit]:
     """Units of consecutive pairs (`pairs` ordered so that neighbours share photos), a multiple of
     `min_units` of them (the cluster's threads) and at most MAX_PAIRS_PER_UNIT pairs each,
@@ -81,9 +82,15 @@ def plan_matches(
     Few large units: COLMAP builds each photo's descriptor index once per unit (about 0.3 s at 14k
     features, against 0.02-0.05 s to match a pair once both are built), so a unit's photos should share
     many of its pairs. Brighton's 103 pairs, one thread (2026-12-02): in 4 units 26 s, in 2 units 18 s
-    (9.7 + 8.3), in one unit 15.6 s."""
-    per_round = max(min_units, 1)  # a multiple of it: no worker left idle at the end
-    n_units = -(-max(per_round, -(-len(pairs) // MAX_PAIRS_PER_UNIT)) // per_round) * per_round
+    (9.7 + 8.3), in one unit 15.6 s; in one unit on 2 threads 9.3 s. So when the pairs fill fewer units
+    than `local_threads` (a cluster on this machine with that many threads; 0 for one elsewhere), there
+    are only that many units, each on local_threads // units threads."""
+    needed = max(1, -(-len(pairs) // MAX_PAIRS_PER_UNIT))
+    if needed < local_threads:  # fewer, multithreaded units: a unit's threads share its photos' indexes
+        n_units, num_threads = needed, local_threads // needed
+    else:
+        per_round = max(min_units, 1)  # a multiple of it: no worker left idle at the end
+        n_units = -(-max(per_round, needed) // per_round) * per_round
     bounds = balanced_bounds(pairs, min(n_units, max(len(pairs), 1)))
     units = []
     for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):

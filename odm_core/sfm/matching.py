@@ -70,12 +70,14 @@ def plan_matching(
     key: str,
     num_threads: int = 1,
     min_units: int = 1,
+    local_threads: int = 0,
 ) -> list[MatchUnit]:
     """The matching units of the photos' pairs, at least min_units of them (files in workdir, those of
     earlier plans that are not units of this one removed); `georef` None when the photos are not
     georeferenced."""
     pairs = select_pairs(photos, georef, opts, features)
     workdir.mkdir(parents=True, exist_ok=True)
-    units = plan_matches(pairs, features, camera_specs(db_path), workdir, key, num_threads, min_units)
+    specs = camera_specs(db_path)
+    units = plan_matches(pairs, features, specs, workdir, key, num_threads, min_units, local_threads)
     remove_stale_units(workdir, ".matches.npz", (u.out for u in units))
     return units

@@ -168,10 +168,12 @@ def plan_opensfm_matching(
     key: str,
     num_threads: int = 1,
     min_units: int = 1,
+    local_threads: int = 0,
 ) -> list[MatchUnit]:
     """The photos' keypoints and GPS priors into the database; the matching units of their pairs (GPS
     neighbours when the photos are georeferenced, files in opensfm/matches/, reused under `key`), at
-    least min_units of them, each matching with num_threads threads."""
+    least min_units of them, each matching with num_threads threads (odm_core.sfm.match_units.plan_matches
+    says how `local_threads` changes that)."""
     photos = load_photos(tree.images_json)
     georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
     write_keypoints(tree.colmap_database, features)
@@ -187,6 +189,7 @@ def plan_opensfm_matching(
         key,
         num_threads,
         min_units,
+        local_threads,
     )
 
 
