@@ -43,6 +43,14 @@ def test_dsm_and_dtm_are_valid_cogs(dem_run: ProjectTree) -> None:
     assert not list(dem_run.dem.rglob("*.part"))
 
 
+def test_a_dem_no_longer_asked_for_is_removed(dem_run: ProjectTree, tmp_path: Path) -> None:
+    tree = copy_processed(dem_run, tmp_path / "dsm-only")
+    assert tree.dtm_tif.is_file()  # from the --dsm --dtm run
+    result = run_stage(tree, "odm_dem", DemOptions(dsm=True))
+    assert result.kinds == ("dsm",) and tree.dsm_tif.is_file()
+    assert not tree.dtm_tif.exists()  # not left to pass for this run's
+
+
 def test_dsm_matches_the_true_surface(survey: SyntheticTruth, dem_run: ProjectTree) -> None:
     gsd_m = json.loads((survey.project_dir / "truth" / "truth.json").read_text())["gsd_m"]
     acc = dem_accuracy(survey.project_dir / "truth", dem_run.dsm_tif, dem_run.shots_geojson, "dsm")

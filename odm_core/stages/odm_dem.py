@@ -158,6 +158,8 @@ def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult
             relief = write_colored_hillshade(tree.dem_tif(kind), tree.dem_tiles / f"{kind}.relief.tif")
             outputs += write_xyz_tiles(relief, dem_tiles_dir(tree, kind)).files
     for kind in ("dsm", "dtm"):
+        if kind not in plan.kinds:  # an earlier run's, with other options: not a product of this one
+            tree.dem_tif(kind).unlink(missing_ok=True)
         if not plan.opts.dem_euclidean_map or kind not in plan.kinds:
             tree.dem_euclidean(kind).unlink(missing_ok=True)
         if not (plan.opts.tiles and kind in plan.kinds):
