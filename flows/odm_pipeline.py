@@ -18,6 +18,7 @@ from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.outputs import key_outputs
 from odm_core.registry import SPECS, STAGE_SPECS, STAGES, stages_between
+from odm_core.remote.cluster import connect
 from odm_core.remote.fs import is_remote
 from tasks.dask_cluster import run_cluster
 from tasks.lost_runs import exit_with_worker
@@ -69,6 +70,8 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
     """
     options = options or PipelineOptions()
     exit_with_worker()
+    if options.split.sm_cluster:  # checked as the run starts, as ODM does, not after hours of opensfm
+        connect(options.split.sm_cluster)
     url = project if is_remote(project) else None
     project = pull(url) if url else str(Path(project).resolve())
     tree = ProjectTree(Path(project))

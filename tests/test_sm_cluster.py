@@ -186,6 +186,22 @@ def test_a_node_that_is_not_odmflow_or_not_there_is_refused_naming_the_option() 
         SplitOptions(sm_cluster="127.0.0.1:3000")
 
 
+def test_a_run_with_a_node_that_does_not_answer_stops_at_once(
+    prefect_env: dict[str, str], tmp_path: Path
+) -> None:
+    """As ODM checks --sm-cluster as it starts: no stage runs (no opensfm before the error)."""
+    from tests.conftest import run_cli
+
+    (tmp_path / "p" / "images").mkdir(parents=True)
+    url = f"http://127.0.0.1:{free_port()}/?token=secret"
+    result = run_cli(["run", str(tmp_path / "p"), "--split", "2", "--sm-cluster", url], prefect_env)
+    assert result.returncode != 0
+    assert "--sm-cluster http://127.0.0.1" in result.stdout + result.stderr
+    assert "the node does not answer" in result.stdout + result.stderr
+    assert "secret" not in result.stdout + result.stderr
+    assert not (tmp_path / "p" / "images.json").exists()  # the dataset stage never ran
+
+
 def test_the_seed_carries_the_submodels_options_and_model(submodel: Path, tmp_path: Path) -> None:
     from odm_core.remote.cluster import seed_zip
 

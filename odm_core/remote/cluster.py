@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shutil
 import tempfile
 import threading
@@ -50,8 +51,8 @@ def connect(url: str) -> Node:
         info = node.info()
     except (OdmError, ValueError) as err:
         raise OdmStageError(
-            f"--sm-cluster {_shown(url)}: the node does not answer ({err}); start it, or fix the URL "
-            "(http://HOST:PORT/?token=TOKEN)"
+            f"--sm-cluster {_shown(url)}: the node does not answer ({_redacted(err)}); start it, or fix "
+            "the URL (http://HOST:PORT/?token=TOKEN)"
         ) from None
     if info.engine != ENGINE:
         raise OdmStageError(
@@ -65,6 +66,11 @@ def connect(url: str) -> Node:
 def _shown(url: str) -> str:
     """The URL without its token."""
     return url.split("?", 1)[0]
+
+
+def _redacted(err: Exception) -> str:
+    """An error's text with any token in it hidden (requests quotes the URL it asked)."""
+    return re.sub(r"token=[^&\s'\")]*", "token=...", str(err))
 
 
 def product_paths() -> list[str]:
@@ -146,7 +152,7 @@ def run_on_node(job: NodeSubmodel, on_progress: Progress) -> bool:
                 _remove(task)
             return True
         except (OdmError, OSError, OdmStageError) as err:
-            reason = str(err) or type(err).__name__
+            reason = _redacted(err) or type(err).__name__
             if attempt == job.attempts:
                 raise OdmStageError(
                     f"submodel {job.name} failed {attempt} times on the node (last: {reason}); fix the cause "
