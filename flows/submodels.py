@@ -158,11 +158,11 @@ def _on_the_node(pipeline: Callable[..., Any], url: str, runs: dict[str, dict[st
     """Send every submodel to the node at once (a thread each, see odm_core.remote.cluster); one the node
     does not start within the start timeout runs here. The first that keeps failing stops the others
     (their tasks removed from the node) and fails the run."""
-    node = connect(url)
+    node, timeout_s = connect(url), _start_timeout_s()
     stop = threading.Event()
     done = dict.fromkeys(runs, 0.0)
     jobs = {
-        name: NodeSubmodel(node, name, Path(p["project"]), SUBMODEL_ATTEMPTS, _start_timeout_s(), stop)
+        name: NodeSubmodel(node, name, Path(p["project"]), SUBMODEL_ATTEMPTS, timeout_s, stop)
         for name, p in runs.items()
     }
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="sm-cluster") as threads:

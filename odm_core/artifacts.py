@@ -10,7 +10,7 @@ import pickle
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,11 +158,19 @@ def manifest_valid(path: Path, fingerprint: str, root: Path, cache: DigestCache)
     data = read_manifest(path)
     if data is None or data["fingerprint"] != fingerprint:
         return False
-    for rel, entry in data["outputs"].items():
+    return changed_output(data, root, cache.digest) is None
+
+
+def changed_output(
+    manifest: dict[str, Any], root: Path, digest: Callable[[Path], str] = sha256_file
+) -> str | None:
+    """The first output a manifest (read_manifest's) records that is not under `root` with its recorded
+    size and sha256 (`digest`: sha256_file, or a DigestCache's), relative to root; None when all are."""
+    for rel, entry in manifest["outputs"].items():
         f = root / rel
-        if not f.is_file() or f.stat().st_size != entry["size"] or cache.digest(f) != entry["sha256"]:
-            return False
-    return True
+        if not f.is_file() or f.stat().st_size != entry["size"] or digest(f) != entry["sha256"]:
+            return str(rel)
+    return None
 
 
 def outputs_digest(path: Path) -> str:

@@ -30,7 +30,7 @@ from pyodm.api import Task
 from pyodm.exceptions import NodeConnectionError, NodeResponseError, OdmError
 from pyodm.types import TaskInfo, TaskStatus
 
-from odm_core.artifacts import read_manifest, sha256_file, sha256_text, write_json
+from odm_core.artifacts import changed_output, read_manifest, sha256_file, sha256_text, write_json
 from odm_core.checkpoint import SUBMODEL_PRODUCTS
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
@@ -114,15 +114,17 @@ def seed_digest(sub: ProjectTree) -> str:
     return sha256_text(sha256_file(sub.submodel_options_json), *photos)
 
 
-def finished_on_node(folder: Path) -> bool:
-    """Whether the products here came from a node run of this very seed and still hold the content their
-    manifests record (then the submodel is not sent again)."""
+def finished_on_node(folder: Path, seed: str | None = None) -> bool:
+    """Whether the products here came from a node run of this submodel's seed (`seed`: its seed_digest,
+    computed when not given) and still hold the content their manifests record (then the submodel is
+    not sent again)."""
     sub = ProjectTree(folder)
+    seed = seed or seed_digest(sub)
     try:
         record = json.loads(sub.node_task_json.read_text())
     except (OSError, ValueError):
         return False
-    if not isinstance(record, dict) or record.get("seed") != seed_digest(sub):
+    if not isinstance(record, dict) or record.get("seed") != seed:
         return False
     try:
         return bool(_checked_manifests(sub, str(record.get("uuid"))))
@@ -135,11 +137,11 @@ def run_on_node(job: NodeSubmodel, on_progress: Progress) -> bool:
     start it within the start timeout (the task is removed: every slot of the node is taken, perhaps by
     this run itself; the caller runs it). Raises OdmStageError naming the submodel once it has failed
     `attempts` times (the node's message and last log lines in it)."""
-    if finished_on_node(job.folder):
+    seed = seed_digest(ProjectTree(job.folder))
+    if finished_on_node(job.folder, seed):
         log.info("submodel %s: its products from the node are here already", job.name)
         on_progress(job.name, 1.0)
         return True
-    seed = seed_digest(ProjectTree(job.folder))
     for attempt in range(1, job.attempts + 1):
         try:
             task = _send(job)
@@ -253,10 +255,9 @@ def _checked_manifests(tree: ProjectTree, uuid: str) -> list[Path]:
             if stage == "odm_georeferencing":  # every submodel makes its point cloud
                 raise OdmStageError(f"task {uuid}: no {stage} manifest came back; the run did not finish")
             continue  # a stage the submodel's options skip
-        for rel, entry in record["outputs"].items():
-            f = tree.root / rel
-            if not f.is_file() or f.stat().st_size != entry["size"] or sha256_file(f) != entry["sha256"]:
-                raise OdmStageError(f"task {uuid}: {rel} came back incomplete or changed; run again")
+        changed = changed_output(record, tree.root)
+        if changed is not None:
+            raise OdmStageError(f"task {uuid}: {changed} came back incomplete or changed; run again")
         found.append(path)
     return found
 

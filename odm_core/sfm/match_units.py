@@ -115,11 +115,12 @@ def _cuts(pairs: Sequence[tuple[str, str]], limit: float) -> list[int]:
     alone is above it)."""
     starts, photos, count = [0], set[str](), 0
     for k, pair in enumerate(pairs):
-        grown = photos | set(pair)
-        if count and INDEX_COST * len(grown) + count + 1 > limit:
+        new = len(set(pair) - photos)
+        if count and INDEX_COST * (len(photos) + new) + count + 1 > limit:
             starts.append(k)
-            grown, count = set(pair), 0
-        photos, count = grown, count + 1
+            photos, count = set(), 0
+        photos.update(pair)
+        count += 1
     return starts
 
 
