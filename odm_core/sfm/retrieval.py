@@ -44,8 +44,8 @@ def learn_codebook(files: Sequence[Path], seed: int = 0) -> np.ndarray:
         raise ValueError(f"{len(sample)} descriptors in {len(files)} photos: too few for image retrieval")
     cv2.setRNGSeed(seed)
     criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 20, 1e-3)
-    flags = cv2.KMEANS_PP_CENTERS  # OpenCV allocates the labels when given None (its stub wants an array)
-    _, _, centres = cv2.kmeans(sample, CODEBOOK_SIZE, None, criteria, 1, flags)  # type: ignore[call-overload]
+    labels = np.zeros((len(sample), 1), np.int32)  # output only: k-means++ seeds the centres
+    _, _, centres = cv2.kmeans(sample, CODEBOOK_SIZE, labels, criteria, 1, cv2.KMEANS_PP_CENTERS)
     return np.asarray(centres, np.float32)
 
 
