@@ -137,3 +137,28 @@ def test_tiles_kmz_and_no_cog(processed: ProjectTree, tmp_path: Path) -> None:
         and not tree.dsm_tiles.exists()
         and not tree.orthophoto_kmz.exists()
     )
+
+
+def test_tiles_with_halos_give_the_same_orthophoto_as_one_tile(
+    processed: ProjectTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tile units bound a unit's memory; cutting the surface into many of them (with their halos)
+    must not change the orthophoto: each tile sees the roofs beyond its edge and the smoothing across it."""
+    from odm_core.stages import odm_orthophoto
+
+    def build(tile_px: int, name: str) -> tuple[np.ndarray, int]:
+        tree = copy_processed(processed, tmp_path / name)
+        monkeypatch.setattr(odm_orthophoto, "TILE_PX", tile_px)
+        opts = OrthophotoOptions(orthophoto_resolution=10)
+        plan = odm_orthophoto.plan_odm_orthophoto(tree, opts, "key")
+        run_stage(tree, "odm_orthophoto", opts)
+        with rasterio.open(tree.orthophoto_tif) as src:
+            return src.read(), len(plan.tiles)
+
+    (whole, n_whole), (tiled, n_tiled) = build(100_000, "whole"), build(200, "tiled")
+    assert n_whole == 1 and n_tiled >= 4
+    assert whole.shape == tiled.shape
+    covered = (whole[3] > 0) & (tiled[3] > 0)
+    assert covered.mean() > 0.5 and np.array_equal(whole[3] > 0, tiled[3] > 0)
+    differs = np.abs(whole[:3].astype(int) - tiled[:3].astype(int)).max(axis=0) > 2
+    assert differs[covered].mean() < 1e-3

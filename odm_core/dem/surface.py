@@ -23,7 +23,9 @@ from odm_core.layout import ProjectTree
 from odm_core.sfm.reconstruction import average_gsd_cm
 from odm_core.worker import load_arrays, save_arrays
 
-TILE_PX = 4000  # about ODM's max_tile_size (4096), a multiple of COARSE so blocks line up across tiles
+# Cells a side of a DEM or orthophoto tile unit (ODM's max_tile_size is 4096): what bounds a unit's memory
+# on any survey size; a multiple of COARSE so coarse blocks line up across tiles.
+TILE_PX = 2000
 GSD_ERROR = 0.1  # ODM's gsd_error_estimate: the estimated GSD may be 10% too coarse
 FILL_SMOOTHING = 3  # GDAL fillnodata smoothing passes: softens the fill's straight streaks
 FOOTPRINT_CLOSE_PX = 3  # coarse cells: gaps narrower than this between data are inside the footprint
