@@ -51,6 +51,31 @@ def test_height_grid_fills_holes_inside_the_footprint_only() -> None:
     assert np.nanmax(np.abs(grid.z - plane)) < 0.15  # highest points within the radii: a little above
 
 
+def test_height_grid_from_the_file_in_chunks_is_the_grid_of_the_whole_cloud(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """odm_meshing grids the filtered cloud's file a chunk at a time (its memory is the grid's): the
+    same surface as from the cloud in memory; a file shorter than its header says is named."""
+    from odm_core.cloud.ply import empty_points, write_ply
+    from odm_core.mesh import height_field
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 20, (30_000, 2))
+    z = np.where(np.hypot(xy[:, 0] - 8, xy[:, 1] - 12) < 3, 6.0, 0.05 * xy[:, 1])  # a tower on a slope
+    points = empty_points(len(xy))
+    points["x"], points["y"], points["z"] = xy[:, 0], xy[:, 1], z
+    cloud = write_ply(tmp_path / "cloud.ply", points)
+    whole = height_grid(np.column_stack([points["x"], points["y"], points["z"]]), 0.25, (0.25, 0.5))
+    monkeypatch.setattr(height_field, "CHUNK_POINTS", 7_000)  # five pieces, the last one short
+    pieces = height_grid(cloud, 0.25, (0.25, 0.5))
+    assert (pieces.west, pieces.north) == (whole.west, whole.north)
+    np.testing.assert_array_equal(pieces.z, whole.z)
+    assert np.nanmax(pieces.z) > 5.9  # the tower's top cells come from one chunk or another
+    cloud.write_bytes(cloud.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="cloud.ply is truncated"):
+        height_grid(cloud, 0.25, (0.25, 0.5))
+
+
 def test_poisson_trimmed_to_the_cloud_has_no_skirt(tmp_path: Path) -> None:
     rng = np.random.default_rng(2)
     xy = rng.uniform(0, 10, (20_000, 2))

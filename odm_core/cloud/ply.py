@@ -5,6 +5,7 @@ The fields are ODM's: position, normal, colour and `views` (how many photos saw 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +60,9 @@ def write_ply(path: Path, points: np.ndarray) -> Path:
     return path
 
 
-def read_ply(path: Path) -> np.ndarray:
-    """The vertices of a binary little-endian PLY as a structured array, with ODM's fields filled in.
-
-    Fields the file lacks (normals, colour, views) are zero; other elements after the vertices are ignored.
-    """
+def vertex_layout(path: Path) -> tuple[int, np.dtype, int]:
+    """(the byte offset of the vertex data, its record dtype, the vertex count) of a binary little-endian
+    PLY. Raises ValueError for another format or list properties in the vertices."""
     with path.open("rb") as f:
         if f.readline().strip() != b"ply":
             raise ValueError(f"{path} is not a PLY file")
@@ -82,7 +81,37 @@ def read_ply(path: Path) -> np.ndarray:
                 fields.append((words[2], _PLY_TYPES[words[1]]))
         if fmt != "binary_little_endian":
             raise ValueError(f"{path}: only binary little-endian PLY is read (found {fmt or 'none'})")
-        raw = np.fromfile(f, dtype=np.dtype(fields), count=count)
+        return f.tell(), np.dtype(fields), count
+
+
+def vertex_count(path: Path) -> int:
+    """How many vertices the PLY holds (its header's count). Raises ValueError as vertex_layout."""
+    return vertex_layout(path)[2]
+
+
+def xyz_pieces(path: Path, piece: int) -> Iterator[np.ndarray]:
+    """The PLY's vertex positions as float64 (n, 3) arrays of at most `piece` vertices, read one after
+    the other: a pass over the cloud holds a piece, not the cloud. Raises ValueError as vertex_layout,
+    and when the file is shorter than its header says."""
+    offset, dtype, count = vertex_layout(path)
+    with path.open("rb") as f:
+        f.seek(offset)
+        for start in range(0, count, piece):
+            part = np.fromfile(f, dtype=dtype, count=min(piece, count - start))
+            if len(part) < min(piece, count - start):
+                raise ValueError(f"{path} is truncated: {start + len(part)} of {count} vertices")
+            yield np.column_stack([part["x"], part["y"], part["z"]]).astype(np.float64)
+
+
+def read_ply(path: Path) -> np.ndarray:
+    """The vertices of a binary little-endian PLY as a structured array, with ODM's fields filled in.
+
+    Fields the file lacks (normals, colour, views) are zero; other elements after the vertices are ignored.
+    """
+    offset, dtype, count = vertex_layout(path)
+    with path.open("rb") as f:
+        f.seek(offset)
+        raw = np.fromfile(f, dtype=dtype, count=count)
     if len(raw) != count:
         raise ValueError(f"{path} is truncated: {len(raw)} of {count} vertices")
     points = empty_points(count)

@@ -10,17 +10,21 @@ are filled; outside it the mesh stops.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from rasterio.fill import fillnodata
 from scipy import ndimage
 
+from odm_core.cloud.ply import xyz_pieces
 from odm_core.dem import gridding
 from odm_core.mesh.ply import TriangleMesh
 
 CELLS_PER_TARGET_VERTEX = 4.0  # the grid's cells over the cloud's bounding box, per --mesh-size vertex
 FOOTPRINT_CLOSE_CELLS = 3  # gaps narrower than this between data are inside the footprint
+CHUNK_POINTS = 2_000_000  # points gridded at a time
 
 
 @dataclass(frozen=True)
@@ -34,25 +38,50 @@ class HeightGrid:
     cell_m: float
 
 
-def grid_cell_m(xyz: np.ndarray, spacing_m: float, mesh_size: int) -> float:
+def xyz_chunks(points: np.ndarray | Path) -> Iterator[np.ndarray]:
+    """The points (N x 3 metres, or a binary PLY's path) as float64 N x 3 pieces of at most CHUNK_POINTS:
+    a pass over a file holds a piece, not the cloud."""
+    if isinstance(points, Path):
+        yield from xyz_pieces(points, CHUNK_POINTS)
+        return
+    for start in range(0, len(points), CHUNK_POINTS):
+        yield np.asarray(points[start : start + CHUNK_POINTS], np.float64)
+
+
+def xy_bounds(points: np.ndarray | Path) -> tuple[float, float, float, float]:
+    """(min x, min y, max x, max y) of the points (as xyz_chunks takes them); raises ValueError if none."""
+    lows, highs = [], []
+    for xyz in xyz_chunks(points):
+        lows.append(xyz[:, :2].min(axis=0))
+        highs.append(xyz[:, :2].max(axis=0))
+    if not lows:
+        raise ValueError("no points to grid")
+    (minx, miny), (maxx, maxy) = np.min(lows, axis=0), np.max(highs, axis=0)
+    return float(minx), float(miny), float(maxx), float(maxy)
+
+
+def grid_cell_m(bounds: tuple[float, float, float, float], spacing_m: float, mesh_size: int) -> float:
     """ODM's 2.5D DSM resolution (the cloud's spacing), coarsened so the grid over the cloud's bounding
-    box holds at most CELLS_PER_TARGET_VERTEX x mesh_size cells."""
-    width, height = np.ptp(xyz[:, 0]), np.ptp(xyz[:, 1])
+    box (min x, min y, max x, max y) holds at most CELLS_PER_TARGET_VERTEX x mesh_size cells."""
+    width, height = bounds[2] - bounds[0], bounds[3] - bounds[1]
     return max(spacing_m, math.sqrt(max(width * height, 1e-6) / (CELLS_PER_TARGET_VERTEX * mesh_size)))
 
 
-def height_grid(xyz: np.ndarray, cell_m: float, radii_m: tuple[float, ...]) -> HeightGrid:
-    """The smoothed, gap-filled surface of points (N x 3, model frame, metres) on a grid of cell_m.
+def height_grid(points: np.ndarray | Path, cell_m: float, radii_m: tuple[float, ...]) -> HeightGrid:
+    """The smoothed, gap-filled surface of points (model frame, metres; N x 3 or a PLY file's path, read
+    a chunk at a time: the memory is the grid's, whatever the cloud's size) on a grid of cell_m.
 
     Each cell takes its highest point, else the highest within the smallest of ODM's radii (radii_m)
     that holds one; holes inside the footprint (data closed by FOOTPRINT_CLOSE_CELLS, holes filled) are
     interpolated (GDAL's fillnodata); then dem.gridding's median smoothing."""
-    west, north = float(xyz[:, 0].min()), float(xyz[:, 1].max())
-    cols = int(math.floor((xyz[:, 0].max() - west) / cell_m)) + 1
-    rows = int(math.floor((north - xyz[:, 1].min()) / cell_m)) + 1
-    col = np.minimum(((xyz[:, 0] - west) / cell_m).astype(np.int64), cols - 1)
-    row = np.minimum(((north - xyz[:, 1]) / cell_m).astype(np.int64), rows - 1)
-    cells = gridding.highest((rows, cols), row * cols + col, xyz[:, 2])
+    west, south, east, north = xy_bounds(points)
+    cols = int(math.floor((east - west) / cell_m)) + 1
+    rows = int(math.floor((north - south) / cell_m)) + 1
+    cells = np.full((rows, cols), np.nan, np.float32)
+    for xyz in xyz_chunks(points):
+        col = np.minimum(((xyz[:, 0] - west) / cell_m).astype(np.int64), cols - 1)
+        row = np.minimum(((north - xyz[:, 1]) / cell_m).astype(np.int64), rows - 1)
+        cells = np.fmax(cells, gridding.highest((rows, cols), row * cols + col, xyz[:, 2]))
     z = gridding.highest_nearby(cells, tuple(r / cell_m for r in radii_m))
     data = ~np.isnan(z)
     footprint = ndimage.binary_fill_holes(

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from odm_core.cloud.ply import read_ply, xyz
+from odm_core.cloud.ply import read_ply, vertex_count, xyz
 from odm_core.cloud.stats import recorded_sampling_m, recorded_spacing_m
 from odm_core.errors import OdmStageError
 from odm_core.layout import ProjectTree
 from odm_core.mesh.decimate import decimate, target_faces
-from odm_core.mesh.height_field import grid_cell_m, grid_mesh, height_grid
+from odm_core.mesh.height_field import grid_cell_m, grid_mesh, height_grid, xy_bounds
 from odm_core.mesh.ply import TriangleMesh, write_mesh_ply
 from odm_core.mesh.poisson import poisson_depth, screened_poisson, trim_to_cloud
 from odm_core.options import MeshingOptions
@@ -83,9 +83,9 @@ def odm_meshing(
     cloud = tree.filtered_point_cloud
     if not cloud.is_file():
         raise OdmStageError(f"{cloud} is missing: run the odm_filterpoints stage first")
-    points = read_ply(cloud)
-    if len(points) < 3:
-        raise OdmStageError(f"{cloud} has {len(points)} points: too few to mesh")
+    n_points = vertex_count(cloud)
+    if n_points < 3:
+        raise OdmStageError(f"{cloud} has {n_points} points: too few to mesh")
     stats = tree.filtered_point_cloud_stats
     sampling = recorded_sampling_m(stats) or recorded_spacing_m(stats) or 0.0
     threads = num_threads if num_threads > 0 else 1
@@ -98,8 +98,9 @@ def odm_meshing(
     with ThreadPoolExecutor(
         max_workers=1
     ) as pool:  # the 2.5D mesh beside Poisson, whose 2 threads scale poorly
-        making_25d = None if opts.use_3dmesh else pool.submit(_mesh_25d, tree, points, opts)
+        making_25d = None if opts.use_3dmesh else pool.submit(_mesh_25d, tree, n_points, opts)
         if not opts.skip_3dmodel:
+            points = read_ply(cloud)  # Poisson takes the whole cloud (the 2.5D mesh reads it in chunks)
             depth = _depth(opts, xyz(points), sampling)
             progress(
                 0.05,
@@ -164,20 +165,21 @@ def _trimmed_3d(
     return trimmed, poisson.mesh.n_faces, 1.0 - trimmed.n_faces / poisson.mesh.n_faces
 
 
-def _mesh_25d(tree: ProjectTree, points: np.ndarray, opts: MeshingOptions) -> tuple[TriangleMesh, float]:
+def _mesh_25d(tree: ProjectTree, n_points: int, opts: MeshingOptions) -> tuple[TriangleMesh, float]:
     """(the decimated 2.5D mesh, its height grid's cell in metres): ODM's DSM resolution is the cloud's
-    spacing (radius_steps[0] / multiplier), 8 x coarser for the sparse cloud of --fast-orthophoto."""
-    pos = xyz(points)
+    spacing (radius_steps[0] / multiplier), 8 x coarser for the sparse cloud of --fast-orthophoto. The
+    cloud is gridded from the file a chunk at a time: the grid is bounded by --mesh-size, the cloud is not."""
+    points = tree.filtered_point_cloud
     stats = tree.filtered_point_cloud_stats
     spacing = recorded_spacing_m(stats) or 0.0
     if not _dense(tree):
         spacing *= FAST_ORTHOPHOTO_COARSER
-    vertices = max_vertices(opts.mesh_size, len(pos))
-    cell = grid_cell_m(pos, spacing, vertices)
+    vertices = max_vertices(opts.mesh_size, n_points)
+    cell = grid_cell_m(xy_bounds(points), spacing, vertices)
     radii = [max(spacing, recorded_sampling_m(stats) or 0.0, cell)]
     for _ in range(RADIUS_STEPS - 1):
         radii.append(radii[-1] * math.sqrt(2))
-    mesh = grid_mesh(height_grid(pos, cell, tuple(radii)))
+    mesh = grid_mesh(height_grid(points, cell, tuple(radii)))
     if mesh.n_faces == 0:
         raise OdmStageError(f"odm_meshing: the 2.5D grid of {tree.filtered_point_cloud} has no cell to mesh")
     return decimate(mesh, target_faces(vertices), tree.odm_meshing), cell
