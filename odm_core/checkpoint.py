@@ -33,6 +33,7 @@ from odm_core.artifacts import (
 from odm_core.layout import ProjectTree
 from odm_core.registry import SPECS
 from odm_core.split.record import read_split_record
+from odm_core.worker import release_freed_memory
 
 ENGINES = (
     "pycolmap",
@@ -171,7 +172,10 @@ def run_stage(stage: str, tree: ProjectTree, fp: str, work: Callable[[], R]) -> 
     manifest.unlink(missing_ok=True)
     remove_partial_files(tree)
     started = time.monotonic()
-    result = work()
+    try:
+        result = work()
+    finally:
+        release_freed_memory()  # the next stage starts from what this process really holds
     write_manifest(manifest, stage, fp, _unique(result.outputs), tree.root, time.monotonic() - started)
     return result
 
