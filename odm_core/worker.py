@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from odm_core.artifacts import write_unit_checkpoint
@@ -39,7 +38,9 @@ def peak_rss_mb() -> float:
 
 def reset_peak_rss() -> None:
     """Restart peak_rss_mb's count from the present (Linux: clear_refs 5), for a worker that runs the
-    units of several stages in turn; elsewhere the peak stays the process's."""
+    units of several stages in turn, after handing back what the last stage freed (release_freed_memory),
+    so the count starts from what the worker really holds; elsewhere the peak stays the process's."""
+    release_freed_memory()
     with contextlib.suppress(OSError):
         Path("/proc/self/clear_refs").write_text("5")
 
@@ -95,6 +96,8 @@ def prepare_unit() -> None:
     """Set up this worker process for a unit: glibc's heap tuned, OpenCV on one thread (one core per Dask
     worker: workers, not threads, are the parallelism)."""
     tune_malloc()
+    import cv2  # here, not at import: odm_core.checkpoint imports this module in every process
+
     cv2.setNumThreads(1)
 
 

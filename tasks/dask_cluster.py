@@ -18,7 +18,7 @@ from prefect_dask import DaskTaskRunner
 from prefect_dask.task_runners import PrefectDaskFuture
 
 from odm_core.errors import OdmInputError
-from odm_core.worker import release_freed_memory, reset_peak_rss
+from odm_core.worker import reset_peak_rss
 
 MEMORY_FRACTION = 0.8  # of this machine's RAM, shared by the local workers
 # What the stages' units import: the first Dask stage's (opensfm's) as a run's shared workers start, while
@@ -209,8 +209,7 @@ def dask_task_runner(address: str | None, max_concurrency: int) -> KeyedDaskTask
     if _run_cluster is not None:
         cluster = _run_cluster.result()
         with Client(cluster) as client:
-            client.run(release_freed_memory)  # not the last stage's leftovers...
-            client.run(reset_peak_rss)  # ...and each stage reports its own workers' peak
+            client.run(reset_peak_rss)  # each stage reports its own workers' peak
         return KeyedDaskTaskRunner(address=cluster.scheduler_address)
     return KeyedDaskTaskRunner(cluster_kwargs=_local_cluster_kwargs(max_concurrency))
 

@@ -89,18 +89,24 @@ def vertex_count(path: Path) -> int:
     return vertex_layout(path)[2]
 
 
-def xyz_pieces(path: Path, piece: int) -> Iterator[np.ndarray]:
-    """The PLY's vertex positions as float64 (n, 3) arrays of at most `piece` vertices, read one after
-    the other: a pass over the cloud holds a piece, not the cloud. Raises ValueError as vertex_layout,
-    and when the file is shorter than its header says."""
+def vertex_records(path: Path, piece: int | None = None) -> Iterator[np.ndarray]:
+    """The PLY's vertex records (its own dtype) in arrays of at most `piece` (None: all in one), read one
+    after the other: a pass over the cloud holds a piece, not the cloud. Raises ValueError as
+    vertex_layout, and when the file is shorter than its header says."""
     offset, dtype, count = vertex_layout(path)
+    piece = piece or max(count, 1)
     with path.open("rb") as f:
         f.seek(offset)
         for start in range(0, count, piece):
             part = np.fromfile(f, dtype=dtype, count=min(piece, count - start))
             if len(part) < min(piece, count - start):
                 raise ValueError(f"{path} is truncated: {start + len(part)} of {count} vertices")
-            yield np.column_stack([part["x"], part["y"], part["z"]]).astype(np.float64)
+            yield part
+
+
+def xyz_pieces(path: Path, piece: int) -> Iterator[np.ndarray]:
+    """vertex_records' positions: float64 (n, 3) arrays of at most `piece` vertices."""
+    return (xyz(part) for part in vertex_records(path, piece))
 
 
 def read_ply(path: Path) -> np.ndarray:
@@ -108,13 +114,10 @@ def read_ply(path: Path) -> np.ndarray:
 
     Fields the file lacks (normals, colour, views) are zero; other elements after the vertices are ignored.
     """
-    offset, dtype, count = vertex_layout(path)
-    with path.open("rb") as f:
-        f.seek(offset)
-        raw = np.fromfile(f, dtype=dtype, count=count)
-    if len(raw) != count:
-        raise ValueError(f"{path} is truncated: {len(raw)} of {count} vertices")
-    points = empty_points(count)
+    raw = next(vertex_records(path), None)
+    if raw is None:
+        return empty_points(0)
+    points = empty_points(len(raw))
     for name in POINT_DTYPE.names or ():
         if name in (raw.dtype.names or ()):
             points[name] = raw[name]

@@ -67,14 +67,20 @@ def grid_cell_m(bounds: tuple[float, float, float, float], spacing_m: float, mes
     return max(spacing_m, math.sqrt(max(width * height, 1e-6) / (CELLS_PER_TARGET_VERTEX * mesh_size)))
 
 
-def height_grid(points: np.ndarray | Path, cell_m: float, radii_m: tuple[float, ...]) -> HeightGrid:
+def height_grid(
+    points: np.ndarray | Path,
+    cell_m: float,
+    radii_m: tuple[float, ...],
+    bounds: tuple[float, float, float, float] | None = None,
+) -> HeightGrid:
     """The smoothed, gap-filled surface of points (model frame, metres; N x 3 or a PLY file's path, read
-    a chunk at a time: the memory is the grid's, whatever the cloud's size) on a grid of cell_m.
+    a chunk at a time: the memory is the grid's, whatever the cloud's size) on a grid of cell_m;
+    `bounds`: their xy_bounds when known (else one more pass computes them).
 
     Each cell takes its highest point, else the highest within the smallest of ODM's radii (radii_m)
     that holds one; holes inside the footprint (data closed by FOOTPRINT_CLOSE_CELLS, holes filled) are
     interpolated (GDAL's fillnodata); then dem.gridding's median smoothing."""
-    west, south, east, north = xy_bounds(points)
+    west, south, east, north = bounds or xy_bounds(points)
     cols = int(math.floor((east - west) / cell_m)) + 1
     rows = int(math.floor((north - south) / cell_m)) + 1
     cells = np.full((rows, cols), np.nan, np.float32)

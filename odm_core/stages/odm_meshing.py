@@ -175,11 +175,12 @@ def _mesh_25d(tree: ProjectTree, n_points: int, opts: MeshingOptions) -> tuple[T
     if not _dense(tree):
         spacing *= FAST_ORTHOPHOTO_COARSER
     vertices = max_vertices(opts.mesh_size, n_points)
-    cell = grid_cell_m(xy_bounds(points), spacing, vertices)
+    bounds = xy_bounds(points)
+    cell = grid_cell_m(bounds, spacing, vertices)
     radii = [max(spacing, recorded_sampling_m(stats) or 0.0, cell)]
     for _ in range(RADIUS_STEPS - 1):
         radii.append(radii[-1] * math.sqrt(2))
-    mesh = grid_mesh(height_grid(points, cell, tuple(radii)))
+    mesh = grid_mesh(height_grid(points, cell, tuple(radii), bounds))
     if mesh.n_faces == 0:
         raise OdmStageError(f"odm_meshing: the 2.5D grid of {tree.filtered_point_cloud} has no cell to mesh")
     return decimate(mesh, target_faces(vertices), tree.odm_meshing), cell
