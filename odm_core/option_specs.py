@@ -20,54 +20,19 @@ import annotated_types as at
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from odm_core.option_files import read_boundary, read_gcp, read_geo, read_image_groups_file
 from odm_core.options import PipelineOptions, StageOptions
 
 RUN = "run"  # the `stage` of an option that drives the run (a PipelineOptions field of its own)
 _BOUND_SIGNS = {"gt": "<", "ge": "<=", "lt": "<", "le": "<="}
 
 
-def read_boundary(path: Path) -> str:
-    """The text of a --boundary GeoJSON file, checked; ValueError names the file and what is wrong."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"--boundary {path}: cannot read it ({err}); give a GeoJSON polygon file") from None
-    from odm_core.geo.boundary import parse_boundary
-
-    try:
-        parse_boundary(text)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    return text
-
-
 # How a text value becomes a field's value, by the `text` key of a Field's json_schema_extra.
-def read_geo(path: Path) -> str:
-    """The text of a --geo file, its CRS line checked; ValueError names the file and what is wrong."""
-    from odm_core.errors import OdmInputError
-    from odm_core.photos.geofile import geo_file_text
-
-    try:
-        return geo_file_text(path)
-    except OdmInputError as err:
-        raise ValueError(str(err)) from None
-
-
-def read_gcp(path: Path) -> str:
-    """The text of a --gcp file, its CRS line checked; ValueError names the file and what is wrong."""
-    from odm_core.errors import OdmInputError
-    from odm_core.geo.gcp import gcp_file_text
-
-    try:
-        return gcp_file_text(path)
-    except OdmInputError as err:
-        raise ValueError(str(err)) from None
-
-
 TEXT_READERS: dict[str, Callable[[str], Any]] = {
     "geojson_file": lambda value: read_boundary(Path(value)),
     "geo_file": lambda value: read_geo(Path(value)),
     "gcp_file": lambda value: read_gcp(Path(value)),
+    "image_groups_file": lambda value: read_image_groups_file(Path(value)),
 }
 
 

@@ -220,12 +220,13 @@ class PipelineOptions(StageOptions):
         return frozenset(fast | (SUBMODEL_SKIPS if self.submodel else set()))
 
     def stage_options(self, stage: str, image_groups: bool = False) -> StageOptions:
-        """What a stage's task receives: its own options; `split`, when the run may split (--split given,
-        or the project has an image_groups.txt: `image_groups`), also the options its submodels run with
-        (they run the later stages, so those options enter its fingerprint; a run that cannot split does
-        not re-run its split stage for them)."""
+        """What a stage's task receives: its own options; `split`, when the run may split (--split or
+        --split-image-groups given, or the project has an image_groups.txt: `image_groups`), also the
+        options its submodels run with (they run the later stages, so those options enter its
+        fingerprint; a run that cannot split does not re-run its split stage for them)."""
         opts: StageOptions = getattr(self, stage)
-        may_split = image_groups or self.split.split != SplitOptions().split
+        may_split = image_groups or self.split.split_image_groups is not None
+        may_split = may_split or self.split.split != SplitOptions().split
         if stage == "split" and may_split:
             return opts.model_copy(update={"submodel_options": submodel_options(self)})
         return opts

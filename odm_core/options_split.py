@@ -29,6 +29,12 @@ class SplitOptions(StageOptions):
         le=100000,
         description="Metres around a submodel's own photos from which it also takes photos (overlap).",
     )
+    split_image_groups: str | None = Field(
+        None,
+        description="A file of 'photo_filename group_name' lines: one submodel per group instead of "
+        "--split's partition (default: the project's image_groups.txt when there is one).",
+        json_schema_extra={"text": "image_groups_file"},
+    )  # the file's text
     sm_no_align: bool = Field(
         False,
         description="ODM's switch to skip aligning the submodels to each other. odmflow cuts every "

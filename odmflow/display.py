@@ -10,7 +10,7 @@ from types import TracebackType
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from odm_core.registry import overall_percent
+from odm_core.registry import STAGES, overall_percent
 
 
 class ProgressDisplay(logging.Handler):
@@ -19,6 +19,8 @@ class ProgressDisplay(logging.Handler):
     def __init__(self, end_with: str, console: Console | None = None) -> None:
         super().__init__(level=logging.INFO)
         self.end_with = end_with
+        self._stages = STAGES[: STAGES.index(end_with) + 1]
+        self._percent = 0.0
         self.console = console or Console(stderr=True)
         self.live = self.console.is_terminal
         self._progress = Progress(
@@ -40,18 +42,22 @@ class ProgressDisplay(logging.Handler):
         if stage is None:
             return
         fraction = float(getattr(record, "odm_fraction", 0.0))
-        percent = overall_percent(stage, fraction, self.end_with)
+        submodel = getattr(record, "odm_submodel", None)
+        if submodel is None and stage in self._stages:
+            self._percent = overall_percent(stage, fraction, self.end_with)
+        percent = self._percent  # a submodel's stages run inside the split stage: the bar holds there
+        label = f"{submodel} {stage}" if submodel else stage
         message = record.getMessage()
         if self.live and self._task is not None:
-            self._progress.update(self._task, completed=percent, description=message, stage=stage)
+            self._progress.update(self._task, completed=percent, description=message, stage=label)
             return
         last_stage, last_percent = self._last_plain
-        if stage != last_stage or percent - last_percent >= 10 or fraction >= 1.0:
+        if label != last_stage or percent - last_percent >= 10 or fraction >= 1.0:
             elapsed = time.monotonic() - self._start
             # The same "stage: NN% message" line as the run's Prefect logs, after the elapsed time.
-            self._stream.write(f"[{elapsed:6.1f}s] {stage}: {100 * fraction:3.0f}% {message}\n")
+            self._stream.write(f"[{elapsed:6.1f}s] {label}: {100 * fraction:3.0f}% {message}\n")
             self._stream.flush()
-            self._last_plain = (stage, percent)
+            self._last_plain = (label, percent)
 
     def __enter__(self) -> ProgressDisplay:
         logger = logging.getLogger("odmflow.progress")

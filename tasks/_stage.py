@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect.cache_policies import CacheKeyFnPolicy
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
@@ -59,14 +59,25 @@ def run_checkpointed(
     cache = DigestCache(tree.digest_cache)
     fp = checkpoint.fingerprint(stage, tree, opts, cache)
     cache.save()
-    report = progress_reporter(stage)
+    report = progress_reporter(stage, _submodel_of(project))
     result = checkpoint.run_stage(stage, tree, fp, lambda: work(tree, report, fp))
     report(1.0, "done")
     return result
 
 
-def progress_reporter(stage: str, min_interval_s: float = 1.0) -> Callable[[float, str], None]:
-    """A progress callback that logs 'stage: NN% message' lines (the CLI's display reads them too)."""
+def _submodel_of(project: str) -> str | None:
+    """The submodel whose stage this is when its pipeline runs nested in a split run's flow (its folder's
+    name, e.g. submodel_0000), else None."""
+    ctx = FlowRunContext.get()
+    nested = ctx is not None and ctx.flow_run is not None and ctx.flow_run.parent_task_run_id is not None
+    return Path(project).name if nested else None
+
+
+def progress_reporter(
+    stage: str, submodel: str | None = None, min_interval_s: float = 1.0
+) -> Callable[[float, str], None]:
+    """A progress callback that logs 'stage: NN% message' lines (the CLI's display reads them too, with
+    the submodel they are for when they come from a submodel's pipeline nested in a split run)."""
     logger = get_run_logger()
     run_id = str(flow_run.get_id())  # the pipeline's run, also when reported from a nested flow
     side = logging.getLogger(PROGRESS_LOGGER)
@@ -74,7 +85,7 @@ def progress_reporter(stage: str, min_interval_s: float = 1.0) -> Callable[[floa
 
     def report(fraction: float, message: str) -> None:
         now = time.monotonic()
-        side.info(message, extra={"odm_stage": stage, "odm_fraction": fraction})
+        side.info(message, extra={"odm_stage": stage, "odm_fraction": fraction, "odm_submodel": submodel})
         update_progress(stage, fraction, run_id)
         if message != last_message[0] and now - last_s[0] >= min_interval_s:
             logger.info("%s: %3.0f%% %s", stage, 100 * fraction, message)

@@ -161,7 +161,9 @@ def test_every_flag_reaches_every_field_it_sets(tmp_path: Path) -> None:
     geo.write_text("EPSG:4326\nDJI_0001.JPG 9.0 45.0 120.0\n")
     gcp = tmp_path / "gcp_list.txt"
     gcp.write_text("EPSG:32632\n500000 5000000 100 10 10 DJI_0001.JPG\n")
-    files = {"geojson_file": boundary, "geo_file": geo, "gcp_file": gcp}
+    groups = tmp_path / "image_groups.txt"
+    groups.write_text("DJI_0001.JPG A\n")
+    files = {"geojson_file": boundary, "geo_file": geo, "gcp_file": gcp, "image_groups_file": groups}
     args, expected = [str(tmp_path)], {}
     for spec in OPTIONS:
         words, expected[spec.name] = _non_default(spec, files)
@@ -200,6 +202,24 @@ def test_unreadable_boundary_names_the_flag(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert f"--boundary {missing}: cannot read it" in result.output and "Traceback" not in result.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
+
+
+def test_split_image_groups_is_the_files_checked_text(tmp_path: Path) -> None:
+    groups = tmp_path / "groups.txt"
+    groups.write_text("a.jpg north\nb.jpg south\n")
+    opts = pipeline_options_from_odm({"split-image-groups": str(groups)})
+    assert opts.split.split_image_groups == groups.read_text()
+    assert opts.stage_options("split").submodel_options is not None  # the run may split
+    assert opts.stage_options("split").submodel_options["split"]["split_image_groups"] is None
+    (tmp_path / "images").mkdir()
+    missing = tmp_path / "nope.txt"
+    result = CliRunner().invoke(app, ["run", str(tmp_path), "--split-image-groups", str(missing)])
+    assert result.exit_code == 2
+    assert f"{missing}: cannot read it" in result.output and "Traceback" not in result.output
+    groups.write_text("\n\n")
+    result = CliRunner().invoke(app, ["run", str(tmp_path), "--split-image-groups", str(groups)])
+    assert result.exit_code == 2 and f"{groups}: no 'photo_filename group_name' line" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["groups.txt", "images"]
 
 
 def test_run_help_through_the_console_script() -> None:

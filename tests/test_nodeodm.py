@@ -149,7 +149,7 @@ def test_options_come_from_the_catalogue_in_nodeodms_form(node: dict[str, Any]) 
     names = {o.name for o in node["node"].options()}  # pyodm's NodeOption(**o) accepts every item
     assert {"dsm", "dtm", "fast-orthophoto", "orthophoto-resolution", "dem-resolution", "rerun-from"} <= names
     assert {"end-with", "cog", "gltf", "skip-3dmodel", "max-concurrency"} <= names
-    assert not names & ({"project-path", "gcp", "geo", "rerun-all", "dask-address", "name"} | HIDDEN)
+    assert not names & ({"project-path", "gcp", "geo", "split-image-groups", "rerun-all", "name"} | HIDDEN)
 
 
 def test_auth_routes_answer_without_a_token(node: dict[str, Any]) -> None:

@@ -212,6 +212,37 @@ def test_a_second_run_resumes_every_submodel_from_its_checkpoints(
         assert manifest.stat().st_mtime_ns < before  # each submodel's stages came from checkpoints
 
 
+def test_split_image_groups_makes_one_submodel_per_group(
+    split_run: tuple[ProjectTree, str], tmp_path: Path, prefect_env: dict[str, str]
+) -> None:
+    """ODM's --split-image-groups: the file's groups are the submodels (their cores, --split-overlap 0:
+    their photos), the file is left as it was and not copied into the project; a bad line is named."""
+    source, _ = split_run
+    tree = ProjectTree(tmp_path / "grouped")
+    shutil.copytree(source.root, tree.root, ignore=shutil.ignore_patterns("submodels"))
+    photos = sorted(p.name for p in tree.images.iterdir())
+    groups = {name: ("north", "middle", "south")[i * 3 // len(photos)] for i, name in enumerate(photos)}
+    groups_txt = tmp_path / "my groups.txt"
+    text = "".join(f"{name} {group}\n" for name, group in groups.items())
+    groups_txt.write_text(text)
+    args = ["run", str(tree.root), "--split-image-groups", str(groups_txt), "--split-overlap", "0"]
+    cheap = ["--fast-orthophoto", "--orthophoto-resolution", "50", "--end-with", "split"]  # the submodels
+    result = run_cli([*args, *cheap], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "submodel_0002 odm_orthophoto: 100% done" in result.stderr  # they ran within the split stage
+    assert "split: 24 photos into 3 submodels (--split-image-groups)" in result.stdout
+    expected = [sorted(n for n in photos if groups[n] == g) for g in ("middle", "north", "south")]
+    record = _record(tree)
+    assert [s["core"] for s in record] == expected  # in the groups' name order, as ODM
+    assert [s["photos"] for s in record] == expected
+    assert groups_txt.read_text() == text and not tree.image_groups_txt.exists()
+
+    groups_txt.write_text(text + "IMG_X.JPG two groups\n")
+    result = run_cli(args, prefect_env)
+    assert result.returncode != 0
+    assert f"{groups_txt} line 25: expected 'filename group'" in result.stdout + result.stderr
+
+
 def test_a_submodel_that_keeps_failing_ends_the_run_naming_it(
     split_run: tuple[ProjectTree, str], prefect_env: dict[str, str]
 ) -> None:

@@ -124,7 +124,7 @@ def test_groups_give_one_submodel_per_group_in_sorted_order() -> None:
 
 def test_groups_must_hold_every_photo() -> None:
     names, xy = grid(3, 1)
-    with pytest.raises(OdmInputError, match="IMG_0002.JPG"):
+    with pytest.raises(OdmInputError, match="IMG_0002.JPG is in no image group .*IMG_0002.JPG GROUP"):
         partition(names, xy, 2, 0.0, groups={names[0]: "a", names[1]: "b"})
 
 
@@ -153,6 +153,11 @@ def test_read_image_groups(tmp_path: Path) -> None:
     path.write_text("a.jpg g1\nb.jpg g1\na.jpg g2\n")
     with pytest.raises(OdmInputError, match=rf"{path} line 3.*a.jpg"):
         read_image_groups(path)
+    path.write_text("\n  \n")
+    with pytest.raises(OdmInputError, match=rf"{path}: no 'photo_filename group_name' line"):
+        read_image_groups(path)
+    with pytest.raises(OdmInputError, match=rf"{tmp_path / 'absent.txt'}: cannot read it"):
+        read_image_groups(tmp_path / "absent.txt")
 
 
 def test_ownership_is_the_nearest_core_photo() -> None:

@@ -94,28 +94,45 @@ def _check_inputs(names: Sequence[str], xy_m: np.ndarray, split: int, overlap_m:
 def _group_labels(names: Sequence[str], groups: Mapping[str, str]) -> np.ndarray:
     missing = [n for n in names if n not in groups]
     if missing:
-        raise OdmInputError(f"photo {missing[0]} is in no group of image_groups.txt ({len(missing)} missing)")
+        raise OdmInputError(
+            f"photo {missing[0]} is in no image group ({len(missing)} missing): add a line "
+            f"'{missing[0]} GROUP' to the image groups file"
+        )
     order = {g: i for i, g in enumerate(sorted({groups[n] for n in names}))}
     return np.array([order[groups[n]] for n in names], dtype=np.int64)
 
 
 def read_image_groups(path: Path) -> dict[str, str]:
-    """ODM's image_groups.txt: `photo_filename group_name` per line, whitespace separated.
+    """ODM's image_groups.txt read from `path`: `parse_image_groups` of its text, naming the file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise OdmInputError(
+            f"{path}: cannot read it ({err}); give a text file of 'photo group' lines"
+        ) from None
+    return parse_image_groups(text, str(path))
 
-    Blank lines are ignored. Returns photo -> group. Raises OdmInputError naming the file and line for a
-    line without exactly two fields or a photo listed twice.
+
+def parse_image_groups(text: str, source: str = "image_groups.txt") -> dict[str, str]:
+    """ODM's image groups file (`--split-image-groups`, image_groups.txt): `photo_filename group_name`
+    per line, whitespace separated.
+
+    Blank lines are ignored. Returns photo -> group. Raises OdmInputError naming `source` and the line for
+    a line without exactly two fields or a photo listed twice, and `source` for a file with no group.
     """
     groups: dict[str, str] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue
         if len(fields) != 2:
-            raise OdmInputError(f"{path} line {number}: expected 'filename group', got {line.strip()!r}")
+            raise OdmInputError(f"{source} line {number}: expected 'filename group', got {line.strip()!r}")
         photo, group = fields
         if photo in groups:
-            raise OdmInputError(f"{path} line {number}: photo {photo} is already in group {groups[photo]}")
+            raise OdmInputError(f"{source} line {number}: photo {photo} is already in group {groups[photo]}")
         groups[photo] = group
+    if not groups:
+        raise OdmInputError(f"{source}: no 'photo_filename group_name' line; give one line per photo")
     return groups
 
 

@@ -31,7 +31,13 @@ from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
 from odm_core.options_split import SplitOptions
 from odm_core.sfm.seed import model_subset, write_seed
-from odm_core.split.partition import Submodel, clusters_geojson, partition, read_image_groups
+from odm_core.split.partition import (
+    Submodel,
+    clusters_geojson,
+    parse_image_groups,
+    partition,
+    read_image_groups,
+)
 from odm_core.split.record import photos_and_masks, write_split_record
 from odm_core.worker import MapUnits, serial_map
 
@@ -63,7 +69,7 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
     stage was not given its submodels' options (PipelineOptions.stage_options gives them)."""
     rec = pycolmap.Reconstruction(tree.colmap_model)
     names = sorted(im.name for im in rec.images.values() if im.has_pose)
-    groups = read_image_groups(tree.image_groups_txt) if tree.image_groups_txt.is_file() else None
+    groups = _image_groups(tree, opts)
     georef = GeoReference.of_model(tree.coords_txt, tree.reference_lla_json)
     reason = _not_split(len(names), opts.split, groups is not None, georef is not None)
     if reason is not None or georef is None:
@@ -82,10 +88,19 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
     positions = dict(zip(names, xy_m.tolist(), strict=True))
     outputs.append(write_json(tree.clusters_geojson, clusters_geojson(submodels, names, xy_m, georef.epsg)))
     outputs.append(write_split_record(tree.split_json, submodels, positions, georef.epsg))
-    how = "image_groups.txt" if groups else f"--split {opts.split}, --split-overlap {opts.split_overlap:g} m"
+    how = f"--split {opts.split}, --split-overlap {opts.split_overlap:g} m"
+    if groups:
+        how = "--split-image-groups" if opts.split_image_groups is not None else tree.image_groups_txt.name
     if opts.sm_no_align:
         how += "; --sm-no-align changes nothing: the submodels share one model"
     return SplitResult(len(names), tuple(s.name for s in submodels), how, tuple(outputs))
+
+
+def _image_groups(tree: ProjectTree, opts: SplitOptions) -> dict[str, str] | None:
+    """Photo -> group from --split-image-groups (the file's text), else the project's image_groups.txt."""
+    if opts.split_image_groups is not None:
+        return parse_image_groups(opts.split_image_groups, "--split-image-groups")
+    return read_image_groups(tree.image_groups_txt) if tree.image_groups_txt.is_file() else None
 
 
 def _not_split(n_photos: int, split_size: int, grouped: bool, georeferenced: bool) -> str | None:

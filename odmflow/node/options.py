@@ -25,9 +25,9 @@ from odm_core.options import PipelineOptions
 
 log = logging.getLogger("odmflow.node")
 
-# Options a client does not set: files the node routes from the uploads (gcp, geo), ODM's hidden ones
-# (rerun-all), and the node's own Dask cluster.
-HIDDEN = frozenset({"gcp", "geo", "rerun-all", "dask-address"})
+# Options a client does not set: files the node routes from the uploads (gcp, geo, image_groups.txt),
+# ODM's hidden ones (rerun-all), and the node's own Dask cluster.
+HIDDEN = frozenset({"gcp", "geo", "split-image-groups", "rerun-all", "dask-address"})
 NODE_OPTIONS: tuple[OptionSpec, ...] = tuple(spec for spec in OPTIONS if spec.name not in HIDDEN)
 BY_NAME = {spec.name: spec for spec in NODE_OPTIONS}
 POST_PROCESSING = ("cog", "gltf")  # added as true unless skipPostProcessing, as NodeODM adds its own
