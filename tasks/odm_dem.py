@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.futures import wait
 
 from odm_core.artifacts import read_plan, write_plan
+from odm_core.cloud.pieces import CloudPiece, PieceResult, run_cloud_piece
 from odm_core.dem.units import DemUnit, DemUnitResult, run_dem_unit
 from odm_core.layout import ProjectTree
 from odm_core.options import DemOptions
@@ -43,16 +44,33 @@ def odm_dem_tile(unit: DemUnit) -> DemUnitResult:
     return run_dem_unit(unit)
 
 
+@task(name="cloud_piece", task_run_name="cloud-{piece.start}", retries=1)
+def cloud_piece(piece: CloudPiece) -> PieceResult:
+    """One piece of the georeferenced cloud cut into the tile units' boxes, on a Dask worker."""
+    return run_cloud_piece(piece)
+
+
+def cut_cloud(pieces: tuple[CloudPiece, ...]) -> list[PieceResult]:
+    """Every piece of the cloud, on the flow's Dask runner; raises a piece's error."""
+    futures = [cloud_piece.submit(p) for p in pieces]
+    wait(futures)
+    return [f.result() for f in futures]
+
+
 @flow(name="odm-dem-tiles", validate_parameters=False)
 def odm_dem_tiles(
     project: str, plan_file: str, progress: Callable[[float, str], None]
-) -> list[DemUnitResult]:
-    """Grid every tile, fill each raster's coarse copy, then fill and smooth every tile (the DemPlan in
-    plan_file)."""
+) -> list[DemUnitResult | PieceResult]:
+    """Cut the cloud into the tiles' boxes, grid every tile, fill each raster's coarse copy, then fill
+    and smooth every tile (the DemPlan in plan_file)."""
     plan: DemPlan = read_plan(plan_file)
+    results: list[DemUnitResult | PieceResult] = list(cut_cloud(plan.pieces))
+    progress(
+        0.1, f"cloud cut into {len(plan.raw) // len(plan.kinds)} tiles' boxes in {len(plan.pieces)} pieces"
+    )
     raw = [odm_dem_tile.submit(u) for u in plan.raw]
     wait(raw)
-    results = [f.result() for f in raw]
+    results += [f.result() for f in raw]
     progress(0.45, f"gridded {len(raw)} tiles")
     for kind in plan.kinds:
         fill_dem_coarse(ProjectTree(Path(project)), plan, kind)

@@ -24,7 +24,7 @@ from odm_core.stages.odm_orthophoto import (
 )
 from tasks._stage import STAGE_CACHE, run_checkpointed
 from tasks.dask_cluster import dask_task_runner
-from tasks.odm_dem import odm_dem_tile  # the surface is gridded as a DSM's raw tiles
+from tasks.odm_dem import cut_cloud, odm_dem_tile  # the surface is gridded as a DSM's raw tiles
 
 
 @task(name="odm_orthophoto", cache_policy=STAGE_CACHE, persist_result=True)
@@ -60,6 +60,7 @@ def odm_orthophoto_tiles(plan_file: str, progress: Callable[[float, str], None])
     """Grid the surface per tile, fill its coarse copy, then render every tile from the photos (the
     OrthoPlan in plan_file)."""
     plan: OrthoPlan = read_plan(plan_file)
+    cut_cloud(plan.pieces)
     surface = [odm_dem_tile.submit(u) for u in plan.surface]
     wait(surface)
     for future in surface:

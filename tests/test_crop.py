@@ -95,13 +95,14 @@ def test_boundary_is_the_crop_with_crop_0(tmp_path: Path) -> None:
 
 def build_dem(tree: ProjectTree, tile_px: int, monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, ...]:
     """DSM and its euclidean map, built in tiles of tile_px cells."""
+    from odm_core.cloud.pieces import run_cloud_piece
     from odm_core.dem.units import run_dem_unit
     from odm_core.stages import odm_dem
 
     monkeypatch.setattr(odm_dem, "TILE_PX", tile_px)
     opts = DemOptions(dsm=True, dem_resolution=20, dem_gapfill_steps=2, dem_euclidean_map=True)
     plan = odm_dem.plan_odm_dem(tree, opts, f"key{tile_px}")
-    results = [run_dem_unit(u) for u in plan.raw]
+    results = [run_cloud_piece(p) for p in plan.pieces] + [run_dem_unit(u) for u in plan.raw]
     raw = np.full((plan.grid.height, plan.grid.width), np.nan, np.float32)
     for unit in plan.raw:
         t = unit.tile
@@ -218,7 +219,7 @@ def test_surface_fill_covers_the_crop_area_only_when_given_it(tmp_path: Path) ->
     raw = tmp_path / "raw.npz"
     save_arrays(raw, "k", coarse=coarse)
     tile = dr.Tile(0, 0, 400, 400, 0)
-    unit = DemUnit("dsm", "raw", "", grid, tile, (0.1,), SmrfParams(), (), str(raw), "k")
+    unit = DemUnit("dsm", "raw", (), grid, tile, (0.1,), SmrfParams(), (), str(raw), "k")
     hull = box(0.0, 0.0, 40.0, 40.0)  # the L's convex hull (in the grid's metres)
     for area, notch_inside in ((None, False), (hull, True)):
         out = tmp_path / f"coarse_{area is not None}.npz"

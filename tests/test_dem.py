@@ -107,6 +107,7 @@ def test_smrf_leaves_a_box_on_a_slope_out_of_the_ground() -> None:
 def test_tiles_with_halos_give_the_same_raster_as_one_tile(
     monkeypatch: pytest.MonkeyPatch, dem_run: ProjectTree, tmp_path: Path
 ) -> None:
+    from odm_core.cloud.pieces import run_cloud_piece
     from odm_core.dem.units import run_dem_unit
     from odm_core.options import DemOptions
     from odm_core.stages import odm_dem
@@ -117,7 +118,7 @@ def test_tiles_with_halos_give_the_same_raster_as_one_tile(
             shutil.copytree(stage_dir, tree.root / stage_dir.name, dirs_exist_ok=True)
         monkeypatch.setattr(odm_dem, "TILE_PX", tile_px)
         plan = odm_dem.plan_odm_dem(tree, DemOptions(dsm=True), "key")
-        results = [run_dem_unit(u) for u in plan.raw]
+        results = [run_cloud_piece(p) for p in plan.pieces] + [run_dem_unit(u) for u in plan.raw]
         odm_dem.fill_dem_coarse(tree, plan, "dsm")
         results += [run_dem_unit(u) for u in plan.final]
         odm_dem.finish_odm_dem(tree, plan, results)

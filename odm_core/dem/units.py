@@ -1,7 +1,8 @@
 """The DEM's per-tile units of work: raw elevations from the points, then gaps filled and smoothed.
 
-A unit reads the georeferenced LAZ in chunks and keeps only the points in its tile (with halo), so no unit
-and no process holds the whole cloud or the whole raster. Units write `.npz` files with a checkpoint
+A raw unit reads the points of its tile's box (tile and halo) from the cloud's pieces
+(`odm_core.cloud.pieces`, the LAZ read once), so no unit and no process holds the whole cloud or the
+whole raster. Units write `.npz` files with a checkpoint
 sidecar, like the dense stage's, and carry paths and the grid, never arrays.
 """
 
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-import laspy
 import numpy as np
 
 from odm_core.artifacts import unit_checkpoint_valid
+from odm_core.cloud.pieces import Box, box_points
 from odm_core.cloud.smrf import SmrfParams, classify_ground
 from odm_core.dem import gridding as dr
 from odm_core.dem.euclidean import block_holes, tile_distance
@@ -23,7 +24,6 @@ from odm_core.geo.crop import read_polygon
 from odm_core.worker import load_arrays, peak_rss_mb, prepare_unit, save_arrays
 
 COARSE = 10  # ODM fills holes on a copy at 10% of the DEM's size
-LAZ_CHUNK = 2_000_000
 GROUND_CLASS = 2
 
 
@@ -33,7 +33,7 @@ class DemUnit:
 
     kind: str  # "dsm" or "dtm"
     phase: str  # "raw" or "final"
-    laz: str
+    pieces: tuple[str, ...]  # raw: the cloud's piece files, holding its tile's box (tile_box)
     grid: dr.DemGrid
     tile: dr.Tile
     radii_m: tuple[float, ...]
@@ -55,20 +55,16 @@ class DemUnitResult:
     peak_rss_mb: float = 0.0
 
 
-def tile_points(laz: str, bounds: tuple[float, float, float, float]) -> tuple[np.ndarray, ...]:
-    """(x, y, z, classification) of the LAZ's points inside bounds, read in chunks."""
-    minx, miny, maxx, maxy = bounds
-    parts: list[tuple[np.ndarray, ...]] = []
-    with laspy.open(laz) as reader:
-        for chunk in reader.chunk_iterator(LAZ_CHUNK):
-            x, y = np.asarray(chunk.x), np.asarray(chunk.y)
-            keep = (x >= minx) & (x < maxx) & (y >= miny) & (y < maxy)
-            parts.append(
-                (x[keep], y[keep], np.asarray(chunk.z)[keep], np.asarray(chunk.classification)[keep])
-            )
-    if not parts:
-        return tuple(np.zeros(0) for _ in range(4))
-    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+def tile_box(tile: dr.Tile, grid: dr.DemGrid, margin_m: float) -> tuple[str, Box]:
+    """The name and bounds of the cloud box a tile's raw unit reads: its tile, `margin_m` around."""
+    minx, miny, maxx, maxy = tile.bounds(grid)
+    return f"{tile.row}_{tile.col}", (minx - margin_m, miny - margin_m, maxx + margin_m, maxy + margin_m)
+
+
+def raw_margin_m(kind: str, radii_m: tuple[float, ...], smrf: SmrfParams) -> float:
+    """Metres of points around a tile its raw unit needs: the largest search radius, and for a DTM the
+    ground classification's window."""
+    return max(radii_m) + (smrf.window_m + 2 if kind == "dtm" else 0)
 
 
 def raw_tile(unit: DemUnit) -> DemUnitResult:
@@ -76,9 +72,10 @@ def raw_tile(unit: DemUnit) -> DemUnitResult:
     inverse-distance mean of ground points within each radius (DTM); the smallest radius with points wins."""
     start = time.perf_counter()
     grid, tile = unit.grid, unit.tile
-    margin = max(unit.radii_m) + (unit.smrf.window_m + 2 if unit.kind == "dtm" else 0)
-    minx, miny, maxx, maxy = tile.bounds(grid)
-    x, y, z, _ = tile_points(unit.laz, (minx - margin, miny - margin, maxx + margin, maxy + margin))
+    name, (minx, miny, maxx, maxy) = tile_box(tile, grid, raw_margin_m(unit.kind, unit.radii_m, unit.smrf))
+    x, y, z, _ = box_points(unit.pieces, name)
+    keep = (x >= minx) & (x < maxx) & (y >= miny) & (y < maxy)  # the box may hold a wider margin
+    x, y, z = x[keep], y[keep], z[keep]
     if unit.kind == "dtm" and len(x):
         ground = classify_ground(x, y, z, unit.smrf)
         x, y, z = x[ground], y[ground], z[ground]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from rasterio.windows import Window
 from shapely.geometry.base import BaseGeometry
 
 from odm_core.artifacts import sha256_text
+from odm_core.cloud.pieces import CloudPiece, PieceResult, plan_pieces, run_cloud_piece
 from odm_core.cloud.smrf import SmrfParams
 from odm_core.dem import gridding as dr
 from odm_core.dem.euclidean import coarse_hole_distance
@@ -32,7 +34,7 @@ from odm_core.dem.surface import (
     radius_steps,
     raster_crs,
 )
-from odm_core.dem.units import COARSE, DemUnit, DemUnitResult, run_dem_unit
+from odm_core.dem.units import COARSE, DemUnit, DemUnitResult, raw_margin_m, run_dem_unit, tile_box
 from odm_core.geo.crop import read_polygon, window_mask
 from odm_core.layout import ProjectTree
 from odm_core.options import DemOptions
@@ -53,10 +55,11 @@ class DemPlan:
     crs_wkt: str
     opts: DemOptions = DemOptions()  # the output options: --cog, --tiles, --dem-euclidean-map
     crop: str = ""  # the crop polygon file (odm_georeferencing's bounds.gpkg), "" without one
+    pieces: tuple[CloudPiece, ...] = ()  # the cloud read once, cut into the raw units' boxes
 
     @property
     def n_units(self) -> int:
-        return len(self.raw) + len(self.final)
+        return len(self.pieces) + len(self.raw) + len(self.final)
 
 
 @dataclass(frozen=True)
@@ -96,32 +99,25 @@ def plan_odm_dem(tree: ProjectTree, opts: DemOptions, key: str) -> DemPlan:
     bounds_gpkg = tree.georeferenced_model_bounds_gpkg
     crop = str(bounds_gpkg) if bounds_gpkg.is_file() else ""
     euclidean = opts.dem_euclidean_map
+    tiles = list(dr.tiles(grid, TILE_PX, halo))
+    margin_m = max(raw_margin_m(kind, radii, smrf) for kind in kinds)
+    pieces = plan_pieces(laz, tuple(tile_box(t, grid, margin_m) for t in tiles), tree.dem_tiles, key)
+    files = tuple(p.out for p in pieces)
     raw, final = [], []
     for kind in kinds:
-        for tile in dr.tiles(grid, TILE_PX, halo):
+        for tile in tiles:
             name = f"{kind}_{tile.row}_{tile.col}"
             unit_key = sha256_text(f"{key}|{kind}|{tile}")
             raw_out = str(tree.dem_tiles / f"{name}.raw.npz")
-            raw.append(DemUnit(kind, "raw", str(laz), grid, tile, radii, smrf, (), raw_out, unit_key))
+            raw.append(DemUnit(kind, "raw", files, grid, tile, radii, smrf, (), raw_out, unit_key))
             sources = (raw_out, str(tree.dem_tiles / f"{kind}.coarse.npz"), _holes_path(tree, kind))
             final_out = str(tree.dem_tiles / f"{name}.final.npz")
             final.append(
                 DemUnit(
-                    kind,
-                    "final",
-                    str(laz),
-                    grid,
-                    tile,
-                    radii,
-                    smrf,
-                    sources,
-                    final_out,
-                    unit_key,
-                    crop,
-                    euclidean,
+                    kind, "final", (), grid, tile, radii, smrf, sources, final_out, unit_key, crop, euclidean
                 )
             )
-    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs, opts, crop)
+    return DemPlan(kinds, grid, tuple(raw), tuple(final), crs, opts, crop, pieces)
 
 
 def _holes_path(tree: ProjectTree, kind: str) -> str:
@@ -142,7 +138,9 @@ def fill_dem_coarse(tree: ProjectTree, plan: DemPlan, kind: str) -> None:
         save_arrays(Path(_holes_path(tree, kind)), plan.final[0].key, distance=distance)
 
 
-def finish_odm_dem(tree: ProjectTree, plan: DemPlan, results: list[DemUnitResult]) -> DemResult:
+def finish_odm_dem(
+    tree: ProjectTree, plan: DemPlan, results: Sequence[DemUnitResult | PieceResult]
+) -> DemResult:
     """Stream each raster's final tiles into a tiled GeoTIFF, cropped, then copy it as a COG (or a
     GeoTIFF with overviews: --no-cog); the same for its euclidean map with --dem-euclidean-map; with
     --tiles, XYZ tiles of its colour-relief hillshade too. Outputs not asked for are removed."""
@@ -208,10 +206,10 @@ def write_cog(
 
 
 def run(tree: ProjectTree, opts: DemOptions, key: str, map_units: MapUnits = serial_map) -> DemResult:
-    """The stage in one process (what tests, benchmarks and scripts call): plan, raw tiles through
-    `map_units`, the coarse fills, final tiles, COGs. `key` keys the units' checkpoints."""
+    """The stage in one process (what tests, benchmarks and scripts call): plan, the cloud's pieces and
+    raw tiles through `map_units`, the coarse fills, final tiles, COGs. `key` keys the units' checkpoints."""
     plan = plan_odm_dem(tree, opts, key)
-    results = map_units(run_dem_unit, plan.raw)
+    results = map_units(run_cloud_piece, plan.pieces) + map_units(run_dem_unit, plan.raw)
     for kind in plan.kinds:
         fill_dem_coarse(tree, plan, kind)
     return finish_odm_dem(tree, plan, results + map_units(run_dem_unit, plan.final))

@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from odm_core.artifacts import atomic_path, sha256_text, unit_checkpoint_valid
 from odm_core.camera.reconstruction import view_cameras
 from odm_core.camera.view import ViewCamera
+from odm_core.cloud.pieces import CloudPiece, plan_pieces, run_cloud_piece
 from odm_core.cloud.smrf import SmrfParams
 from odm_core.dem import gridding as dr
 from odm_core.dem.surface import (
@@ -37,7 +38,7 @@ from odm_core.dem.surface import (
     radius_steps,
     raster_crs,
 )
-from odm_core.dem.units import DemUnit, filled_surface, run_dem_unit
+from odm_core.dem.units import DemUnit, filled_surface, raw_margin_m, run_dem_unit, tile_box
 from odm_core.errors import OdmStageError
 from odm_core.geo.crop import read_polygon, window_mask, write_polygon
 from odm_core.geo.georef import GeoReference
@@ -81,6 +82,7 @@ class OrthoPlan:
     crs_wkt: str
     coarse: str
     crop: str = ""  # the crop polygon file (odm_georeferencing's bounds.gpkg), "" without one
+    pieces: tuple[CloudPiece, ...] = ()  # the cloud read once, cut into the surface units' boxes
 
 
 @dataclass(frozen=True)
@@ -138,21 +140,23 @@ def plan_odm_orthophoto(tree: ProjectTree, opts: OrthophotoOptions, key: str) ->
     offset = tuple(float(v) for v in georef.offset) if georef is not None else (0.0, 0.0, 0.0)
     photo_px_m = (gsd_cm or 100 * grid.resolution_m) / 100.0
     coarse = str(tree.orthophoto_work / "surface.coarse.npz")
+    grid_tiles = list(dr.tiles(grid, TILE_PX, halo))
+    boxes = tuple(tile_box(t, grid, raw_margin_m("dsm", radii, SmrfParams())) for t in grid_tiles)
+    pieces = plan_pieces(laz, boxes, tree.orthophoto_work, key)
+    files = tuple(p.out for p in pieces)
     surface, tiles = [], []
-    for tile in dr.tiles(grid, TILE_PX, halo):
+    for tile in grid_tiles:
         name = f"{tile.row}_{tile.col}"
         unit_key = sha256_text(f"{key}|{tile}")
         raw = str(tree.orthophoto_work / f"surface_{name}.raw.npz")
-        unit = DemUnit("dsm", "raw", str(laz), grid, tile, radii, SmrfParams(), (), raw, unit_key)
+        unit = DemUnit("dsm", "raw", files, grid, tile, radii, SmrfParams(), (), raw, unit_key)
         surface.append(unit)
-        final = DemUnit(
-            "dsm", "final", str(laz), grid, tile, radii, SmrfParams(), (raw, coarse), "", unit_key
-        )
+        final = DemUnit("dsm", "final", (), grid, tile, radii, SmrfParams(), (raw, coarse), "", unit_key)
         out = str(tree.orthophoto_work / f"ortho_{name}.npz")
         tiles.append(OrthoUnit(final, views, offset, photo_px_m, out, unit_key))  # type: ignore[arg-type]
     bounds_gpkg = tree.georeferenced_model_bounds_gpkg
     crop = str(bounds_gpkg) if bounds_gpkg.is_file() else ""
-    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs, coarse, crop)
+    return OrthoPlan(grid, tuple(surface), tuple(tiles), crs, coarse, crop, pieces)
 
 
 def fill_surface(plan: OrthoPlan) -> None:
@@ -247,6 +251,7 @@ def run(
     if opts.skip_orthophoto:
         return skipped(tree)
     plan = plan_odm_orthophoto(tree, opts, key)
+    map_units(run_cloud_piece, plan.pieces)
     map_units(run_dem_unit, plan.surface)
     fill_surface(plan)
     return finish_odm_orthophoto(tree, plan, opts, map_units(render_tile, plan.tiles))
