@@ -215,10 +215,21 @@ def test_split_image_groups_is_the_files_checked_text(tmp_path: Path) -> None:
     missing = tmp_path / "nope.txt"
     result = CliRunner().invoke(app, ["run", str(tmp_path), "--split-image-groups", str(missing)])
     assert result.exit_code == 2
-    assert f"{missing}: cannot read it" in result.output and "Traceback" not in result.output
+    assert (
+        f"--split-image-groups {missing}: cannot read it" in result.output
+        and "Traceback" not in result.output
+    )
+    groups.write_bytes("\ufeffa.jpg north\n".encode())  # Windows Notepad's byte-order mark
+    assert (
+        pipeline_options_from_odm({"split-image-groups": str(groups)}).split.split_image_groups
+        == "a.jpg north\n"
+    )
     groups.write_text("\n\n")
     result = CliRunner().invoke(app, ["run", str(tmp_path), "--split-image-groups", str(groups)])
-    assert result.exit_code == 2 and f"{groups}: no 'photo_filename group_name' line" in result.output
+    assert (
+        result.exit_code == 2
+        and f"--split-image-groups {groups}: no 'photo_filename group_name'" in result.output
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["groups.txt", "images"]
 
 

@@ -105,7 +105,7 @@ def _group_labels(names: Sequence[str], groups: Mapping[str, str]) -> np.ndarray
 def read_image_groups(path: Path) -> dict[str, str]:
     """ODM's image_groups.txt read from `path`: `parse_image_groups` of its text, naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise OdmInputError(
             f"{path}: cannot read it ({err}); give a text file of 'photo group' lines"

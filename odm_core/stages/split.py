@@ -25,7 +25,7 @@ import pycolmap
 
 from odm_core.artifacts import write_json
 from odm_core.dem.surface import capped_resolution_m
-from odm_core.errors import OdmStageError
+from odm_core.errors import OdmInputError, OdmStageError
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import PipelineOptions
@@ -78,7 +78,10 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
     if opts.submodel_options is None:
         raise OdmStageError("split: no submodel options given (PipelineOptions.stage_options gives them)")
     xy_m = np.array([_centre(rec, n)[:2] for n in names]) + georef.offset[:2]
-    submodels = partition(names, xy_m, opts.split, opts.split_overlap, groups)
+    try:
+        submodels = partition(names, xy_m, opts.split, opts.split_overlap, groups)
+    except OdmInputError as err:
+        raise OdmInputError(f"{err} ({_groups_source(tree, opts)})") from None
     template = _fixed_resolutions(tree, opts.submodel_options)
     template["dataset"]["georeference"] = tree.coords_txt.read_text()
     outputs: list[Path] = []
@@ -101,6 +104,11 @@ def _image_groups(tree: ProjectTree, opts: SplitOptions) -> dict[str, str] | Non
     if opts.split_image_groups is not None:
         return parse_image_groups(opts.split_image_groups, "--split-image-groups")
     return read_image_groups(tree.image_groups_txt) if tree.image_groups_txt.is_file() else None
+
+
+def _groups_source(tree: ProjectTree, opts: SplitOptions) -> str:
+    """Where the run's image groups come from, for messages."""
+    return "--split-image-groups" if opts.split_image_groups is not None else str(tree.image_groups_txt)
 
 
 def _not_split(n_photos: int, split_size: int, grouped: bool, georeferenced: bool) -> str | None:
