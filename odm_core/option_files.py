@@ -47,16 +47,12 @@ def read_image_groups_file(path: Path) -> str:
     """The text of a --split-image-groups file (a byte-order mark dropped), its lines checked; ValueError
     names the option, the file and the line."""
     from odm_core.errors import OdmInputError
-    from odm_core.split.partition import parse_image_groups
+    from odm_core.split.partition import image_groups_text, parse_image_groups
 
+    label = f"--split-image-groups {path}"
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(
-            f"--split-image-groups {path}: cannot read it ({err}); give a text file of 'photo group' lines"
-        ) from None
-    try:
-        parse_image_groups(text, f"--split-image-groups {path}")
+        text = image_groups_text(path, label)
+        parse_image_groups(text, label)
     except OdmInputError as err:
         raise ValueError(str(err)) from None
     return text

@@ -104,13 +104,18 @@ def _group_labels(names: Sequence[str], groups: Mapping[str, str]) -> np.ndarray
 
 def read_image_groups(path: Path) -> dict[str, str]:
     """ODM's image_groups.txt read from `path`: `parse_image_groups` of its text, naming the file."""
+    return parse_image_groups(image_groups_text(path, str(path)), str(path))
+
+
+def image_groups_text(path: Path, label: str) -> str:
+    """The text of an image groups file (a byte-order mark dropped); OdmInputError naming `label` when it
+    cannot be read."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
         raise OdmInputError(
-            f"{path}: cannot read it ({err}); give a text file of 'photo group' lines"
+            f"{label}: cannot read it ({err}); give a text file of 'photo group' lines"
         ) from None
-    return parse_image_groups(text, str(path))
 
 
 def parse_image_groups(text: str, source: str = "image_groups.txt") -> dict[str, str]:

@@ -69,7 +69,7 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
     stage was not given its submodels' options (PipelineOptions.stage_options gives them)."""
     rec = pycolmap.Reconstruction(tree.colmap_model)
     names = sorted(im.name for im in rec.images.values() if im.has_pose)
-    groups = _image_groups(tree, opts)
+    groups, source = _image_groups(tree, opts)
     georef = GeoReference.of_model(tree.coords_txt, tree.reference_lla_json)
     reason = _not_split(len(names), opts.split, groups is not None, georef is not None)
     if reason is not None or georef is None:
@@ -81,7 +81,7 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
     try:
         submodels = partition(names, xy_m, opts.split, opts.split_overlap, groups)
     except OdmInputError as err:
-        raise OdmInputError(f"{err} ({_groups_source(tree, opts)})") from None
+        raise OdmInputError(f"{err} ({source})") from None
     template = _fixed_resolutions(tree, opts.submodel_options)
     template["dataset"]["georeference"] = tree.coords_txt.read_text()
     outputs: list[Path] = []
@@ -93,22 +93,20 @@ def split(tree: ProjectTree, opts: SplitOptions, progress: Progress = _noop) -> 
     outputs.append(write_split_record(tree.split_json, submodels, positions, georef.epsg))
     how = f"--split {opts.split}, --split-overlap {opts.split_overlap:g} m"
     if groups:
-        how = "--split-image-groups" if opts.split_image_groups is not None else tree.image_groups_txt.name
+        how = source
     if opts.sm_no_align:
         how += "; --sm-no-align changes nothing: the submodels share one model"
     return SplitResult(len(names), tuple(s.name for s in submodels), how, tuple(outputs))
 
 
-def _image_groups(tree: ProjectTree, opts: SplitOptions) -> dict[str, str] | None:
-    """Photo -> group from --split-image-groups (the file's text), else the project's image_groups.txt."""
+def _image_groups(tree: ProjectTree, opts: SplitOptions) -> tuple[dict[str, str] | None, str]:
+    """Photo -> group and where it came from: --split-image-groups (the file's text), else the project's
+    image_groups.txt; (None, "") without groups."""
     if opts.split_image_groups is not None:
-        return parse_image_groups(opts.split_image_groups, "--split-image-groups")
-    return read_image_groups(tree.image_groups_txt) if tree.image_groups_txt.is_file() else None
-
-
-def _groups_source(tree: ProjectTree, opts: SplitOptions) -> str:
-    """Where the run's image groups come from, for messages."""
-    return "--split-image-groups" if opts.split_image_groups is not None else str(tree.image_groups_txt)
+        return parse_image_groups(opts.split_image_groups, "--split-image-groups"), "--split-image-groups"
+    if tree.image_groups_txt.is_file():
+        return read_image_groups(tree.image_groups_txt), tree.image_groups_txt.name
+    return None, ""
 
 
 def _not_split(n_photos: int, split_size: int, grouped: bool, georeferenced: bool) -> str | None:
