@@ -15,6 +15,7 @@ GCP_HELP = "Ground control points (ODM's gcp_list.txt format); default: PROJECT/
 CameraLens = Literal[
     "auto", "perspective", "brown", "fisheye", "fisheye_opencv", "spherical", "equirectangular", "dual"
 ]
+SfmAlgorithm = Literal["incremental", "triangulation", "planar"]
 
 
 def ignore_gsd_field() -> Any:

@@ -20,6 +20,7 @@ from odm_core.option_fields import (
     GEO_HELP,
     CameraLens,
     Quality,
+    SfmAlgorithm,
     StageOptions,
     skip_3dmodel_field,
     use_3dmesh_field,
@@ -67,6 +68,11 @@ class OpensfmOptions(StageOptions):
     camera_lens: CameraLens = Field(
         "auto", description="Camera model: auto, perspective, brown, fisheye, fisheye_opencv."
     )
+    sfm_algorithm: SfmAlgorithm = Field(
+        "incremental",
+        description="Structure from motion: incremental, or triangulation from each photo's GPS and gimbal "
+        "angles (for RTK positions and a calibrated gimbal; photos without angles: incremental).",
+    )
     force_gps: bool = Field(False, description="With GCPs, keep the photos' GPS in bundle adjustment too.")
     gcp_accuracy: float = Field(
         0.02, gt=0, le=100, description="GCP survey accuracy in metres (vertical: twice this): their weight."
@@ -82,6 +88,15 @@ class OpensfmOptions(StageOptions):
             raise ValueError(
                 f"--camera-lens {self.camera_lens} is not supported by odmflow's SfM engine; "
                 "use auto, perspective, brown, fisheye or fisheye_opencv"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _supported_sfm(self) -> OpensfmOptions:
+        if self.sfm_algorithm == "planar":
+            raise ValueError(
+                "--sfm-algorithm planar is not built in odmflow; use incremental (the default) or "
+                "triangulation"
             )
         return self
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import laspy
 import numpy as np
@@ -10,8 +12,11 @@ import pytest
 import rasterio
 
 from odm_core.evaluate.cloud_compare import compare_clouds
-from odm_core.geo.georef import lla_to_utm
+from odm_core.geo.georef import GeoReference, lla_to_utm
 from odm_core.layout import ProjectTree
+from odm_core.photos.photo import Photo
+from odm_core.sfm.mapping_process import map_in_process
+from odm_core.sfm.triangulation import photo_rotations
 from tests.conftest import copy_project, require_brighton, run_cli
 from tests.inprocess import expected, flow_states
 
@@ -120,3 +125,25 @@ def test_dsm_and_dtm_are_cogs_that_match_odms_cloud(
         dsm_z, dtm_z = dsm.read(1, masked=True), dtm.read(1, masked=True)
     assert float(np.ma.median(dsm_z - dtm_z)) < 0.2  # mostly open ground
     assert float(np.ma.max(dsm_z - dtm_z)) > 5.0  # trees stand above the terrain
+
+
+def test_triangulation_sets_aside_photos_whose_recorded_yaw_is_wrong(
+    brighton_run: ProjectTree, tmp_path: Path
+) -> None:
+    """Six of Brighton's photos (the south-west leg, DJI_0024-0029) record a gimbal yaw about 180 degrees
+    from what their matches show. --sfm-algorithm triangulation names them and maps incrementally: the
+    run's own model, not one with six photos turned the wrong way."""
+    db = tmp_path / "database.db"
+    shutil.copy(brighton_run.colmap_database, db)
+    photos = [Photo.from_json(p) for p in json.loads(brighton_run.images_json.read_text())]
+    rotations, notes = photo_rotations("triangulation", photos, GeoReference.read(brighton_run.coords_txt))
+    assert rotations is not None and notes == ()
+    rec, focal_note, mapping_notes = map_in_process(
+        db, brighton_run.images, tmp_path / "mapper", True, len(photos), lambda f, t: None, True, rotations
+    )
+    names = ", ".join(f"DJI_00{i}.JPG" for i in range(24, 29))
+    assert len(mapping_notes) == 1 and "the matches of 6 photo(s) disagree" in mapping_notes[0]
+    assert f"({names} and 1 more)" in mapping_notes[0]
+    stats = json.loads(brighton_run.opensfm_stats.read_text())["reconstruction_statistics"]
+    assert rec.num_reg_images() == stats["reconstructed_shots_count"] == 18
+    assert rec.num_points3D() == stats["reconstructed_points_count"]  # the incremental model, repeated

@@ -31,14 +31,24 @@ PARENT_POLL_S = 1.0
 
 
 def map_in_process(
-    db: Path, images: Path, out: Path, use_priors: bool, n_photos: int, progress: Progress, hold: bool
-) -> tuple[pycolmap.Reconstruction, str | None]:
-    """odm_core.sfm.mapping.incremental_mapping, then focal.settle_focal when `hold`, in a child process:
-    (the model kept, the focal note or None). Raises OdmStageError with the mapping's own message when it
-    found no model, or naming the exit code when the process died (killed, out of memory)."""
+    db: Path,
+    images: Path,
+    out: Path,
+    use_priors: bool,
+    n_photos: int,
+    progress: Progress,
+    hold: bool,
+    rotations: dict[str, list[float]] | None = None,
+) -> tuple[pycolmap.Reconstruction, str | None, tuple[str, ...]]:
+    """odm_core.sfm.mapping.incremental_mapping (or, given the photos' `rotations`, triangulation.py's
+    mapping, falling back on incremental when the matches disagree with them), then focal.settle_focal
+    when `hold`, in a child process: (the model kept, the focal's note or None, the mapping's notes).
+    Raises OdmStageError with the mapping's own message when it found no model, or naming the exit code
+    when the process died (killed, out of memory)."""
     read_fd, write_fd = os.pipe()
     args = {"db": str(db), "images": str(images), "out": str(out), "use_priors": use_priors}
     args |= {"n_photos": n_photos, "hold": hold, "parent": os.getpid(), "report_fd": write_fd}
+    args |= {"rotations": rotations}
     command = [sys.executable, "-m", "odm_core.sfm.mapping_process", json.dumps(args)]
     outcome: dict[str, Any] | None = None
     with os.fdopen(read_fd) as reports:
@@ -59,7 +69,7 @@ def map_in_process(
         )
     if "error" in outcome:
         raise OdmStageError(outcome["error"])
-    return pycolmap.Reconstruction(outcome["model"]), outcome["note"]
+    return pycolmap.Reconstruction(outcome["model"]), outcome["note"], tuple(outcome["notes"])
 
 
 def _follow(reports: IO[str], progress: Progress) -> dict[str, Any] | None:
@@ -93,19 +103,16 @@ def main(arguments: str) -> None:
         reports.flush()
 
     from odm_core.sfm.focal import settle_focal
-    from odm_core.sfm.mapping import incremental_mapping
 
     db, out = Path(a["db"]), Path(a["out"])
     report: Progress = lambda fraction, text: _report({"progress": [fraction, text]})  # noqa: E731
     try:
-        rec = incremental_mapping(
-            db, Path(a["images"]), out, a["use_priors"], a["n_photos"], report, a["hold"]
-        )
+        rec, notes = _mapped(a, report)
         rec, note = settle_focal(rec, db) if a["hold"] else (rec, None)
         model = out / "model"
         model.mkdir(parents=True, exist_ok=True)
         rec.write(str(model))
-        _report({"model": str(model), "note": note})
+        _report({"model": str(model), "note": note, "notes": notes})
     except OdmStageError as err:
         _report({"error": str(err)})
     except Exception as err:  # noqa: BLE001 - reported to the stage, which raises it
@@ -113,6 +120,30 @@ def main(arguments: str) -> None:
     sys.stdout.flush()
     reports.close()
     os._exit(0)
+
+
+def _mapped(a: dict[str, Any], report: Progress) -> tuple[pycolmap.Reconstruction, list[str]]:
+    """The child's model: triangulation from the photos' rotations when given and the matches agree with
+    them, else incremental mapping; and a note when the triangulation was set aside."""
+    from odm_core.sfm.mapping import incremental_mapping
+    from odm_core.sfm.triangulation import triangulation_mapping
+
+    db, images, out = Path(a["db"]), Path(a["images"]), Path(a["out"])
+    notes: list[str] = []
+    if a["rotations"]:
+        rec, disagreeing = triangulation_mapping(db, images, out, a["rotations"], report, a["hold"])
+        if not disagreeing:
+            return rec, notes
+        listed = ", ".join(disagreeing[:5]) + (
+            f" and {len(disagreeing) - 5} more" if len(disagreeing) > 5 else ""
+        )
+        notes.append(
+            f"--sfm-algorithm triangulation: the matches of {len(disagreeing)} photo(s) disagree with their "
+            f"recorded GPS and gimbal angles ({listed}), so the photos were mapped incrementally instead "
+            "(check those photos' yaw, pitch and roll, or use the default --sfm-algorithm incremental)"
+        )
+    rec = incremental_mapping(db, images, out, a["use_priors"], a["n_photos"], report, a["hold"])
+    return rec, notes
 
 
 if __name__ == "__main__":  # `python -m` imported odm_core first: numpy before pycolmap, as it must be

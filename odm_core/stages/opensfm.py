@@ -37,6 +37,7 @@ from odm_core.sfm.mapping_process import map_in_process
 from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
 from odm_core.sfm.matching import plan_matching
 from odm_core.sfm.seed import read_seed
+from odm_core.sfm.triangulation import photo_rotations
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
@@ -206,17 +207,22 @@ def finish_opensfm(
     work = tree.colmap_database.parent
     db = tree.colmap_database
     georeferenced = _write_matches(db, pairs, matches) and georef is not None
-    progress(0.7, "incremental mapping")
+    rotations, algorithm_notes = photo_rotations(
+        opts.sfm_algorithm, photos, georef if georeferenced else None
+    )
+    progress(0.7, "triangulation from GPS and gimbal angles" if rotations else "incremental mapping")
     held = hold_focal(db)
-    rec, focal_note = map_in_process(
-        db, tree.images, work / "mapper", georeferenced, len(photos), progress, held
+    rec, focal_note, mapping_notes = map_in_process(
+        db, tree.images, work / "mapper", georeferenced, len(photos), progress, held, rotations
     )
     registered, unregistered = _registration(rec, photos)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
     alignment, adjustment = ground_control(
         tree, rec, photos, georef, opts, alignment, not focal_note, progress
     )
-    notes = ((focal_note,) if focal_note else ()) + alignment.notes
+    for note in algorithm_notes + mapping_notes:
+        log.warning("%s", note)
+    notes = algorithm_notes + mapping_notes + ((focal_note,) if focal_note else ()) + alignment.notes
     for note in notes:
         log.info("%s", note)
     model_georef = georef if alignment.georeferenced else None
@@ -228,6 +234,7 @@ def finish_opensfm(
     stats = reconstruction_stats(
         rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment
     )
+    stats["sfm_algorithm"] = "triangulation" if rotations and not mapping_notes else "incremental"
     stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
     stats.update(report_figures(tree.colmap_database, rec))
     gcp_lines = write_gcp_stats(tree, adjustment, stats, outputs)
