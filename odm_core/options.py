@@ -70,8 +70,9 @@ class OpensfmOptions(StageOptions):
     )
     sfm_algorithm: SfmAlgorithm = Field(
         "incremental",
-        description="Structure from motion: incremental, or triangulation from each photo's GPS and gimbal "
-        "angles (for RTK positions and a calibrated gimbal; photos without angles: incremental).",
+        description="Structure from motion: incremental; triangulation from each photo's GPS and gimbal "
+        "angles (RTK and a calibrated gimbal; photos without angles: incremental); planar for nadir photos "
+        "of flat ground from one altitude.",
     )
     force_gps: bool = Field(False, description="With GCPs, keep the photos' GPS in bundle adjustment too.")
     gcp_accuracy: float = Field(
@@ -88,15 +89,6 @@ class OpensfmOptions(StageOptions):
             raise ValueError(
                 f"--camera-lens {self.camera_lens} is not supported by odmflow's SfM engine; "
                 "use auto, perspective, brown, fisheye or fisheye_opencv"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _supported_sfm(self) -> OpensfmOptions:
-        if self.sfm_algorithm == "planar":
-            raise ValueError(
-                "--sfm-algorithm planar is not built in odmflow; use incremental (the default) or "
-                "triangulation"
             )
         return self
 

@@ -1,5 +1,5 @@
-"""ODM's --sfm-algorithm triangulation: gimbal angles as DJI records them, true north turned onto the UTM
-grid, the mapping from GPS and angles against the incremental model, ODM's fallbacks, through the CLI."""
+"""ODM's --sfm-algorithm triangulation and planar: gimbal angles as DJI records them, true north turned
+onto the UTM grid, each mapping against the incremental model, ODM's fallbacks, through the CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from scipy.spatial.transform import Rotation
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.photos.photo import Photo
+from odm_core.sfm.mapping_process import map_in_process
 from odm_core.sfm.triangulation import (
     gimbal_world_from_cam,
     grid_rotations,
@@ -113,13 +114,7 @@ def test_triangulation_from_good_angles_lands_on_the_incremental_model(
         db, processed.images, tmp_path, grid_rotations(photos, georef), _quiet
     )
     assert disagreeing == [] and rec.num_reg_images() == survey.n_photos
-    incremental = pycolmap.Reconstruction(processed.colmap_database.parent / "mapper" / "model")
-    for image in incremental.images.values():
-        ours = rec.find_image_with_name(image.name)
-        assert np.linalg.norm(ours.projection_center() - image.projection_center()) < 0.05
-        relative = ours.cam_from_world().rotation.matrix() @ image.cam_from_world().rotation.matrix().T
-        assert math.degrees(Rotation.from_matrix(relative).magnitude()) < 0.1
-    assert rec.compute_mean_reprojection_error() < 1.05 * incremental.compute_mean_reprojection_error()
+    _assert_same_model(rec, pycolmap.Reconstruction(processed.colmap_database.parent / "mapper" / "model"))
 
 
 def _quiet(fraction: float, text: str) -> None:
@@ -162,11 +157,27 @@ def test_odmflow_run_triangulates_from_a_geo_file_with_angles(
     assert stats["reconstruction_statistics"]["reprojection_error_pixels"] < 0.3
 
 
-def test_planar_is_refused_naming_the_option(
-    survey: SyntheticTruth, prefect_env: dict[str, str], tmp_path: Path
+def test_planar_chaining_lands_on_the_incremental_model(
+    survey: SyntheticTruth, processed: ProjectTree, tmp_path: Path
 ) -> None:
-    tree = copy_survey(survey, tmp_path / "survey")
-    result = run_cli(["run", str(tree.root), "--sfm-algorithm", "planar"], prefect_env)
-    assert result.returncode == 2
-    assert "--sfm-algorithm planar is not built in odmflow" in result.stdout + result.stderr
-    assert not tree.opensfm.exists()
+    """--sfm-algorithm planar, as the stage runs it (the mapping child, the focal held then settled): the
+    photos posed from chained 2D similarities alone, then moved onto their GPS, end on the model that
+    incremental mapping found from the same matches (the 2 oblique photos included)."""
+    db = tmp_path / "database.db"
+    shutil.copy(processed.colmap_database, db)
+    rec, focal_note, notes = map_in_process(
+        db, processed.images, tmp_path / "mapper", True, survey.n_photos, _quiet, True, None, True
+    )
+    assert notes == () and rec.num_reg_images() == survey.n_photos
+    incremental = pycolmap.Reconstruction(processed.colmap_database.parent / "mapper" / "model")
+    _assert_same_model(rec, incremental)
+
+
+def _assert_same_model(rec: pycolmap.Reconstruction, incremental: pycolmap.Reconstruction) -> None:
+    """Every camera within 5 cm and 0.1 degree of the incremental model's, and as low an error."""
+    for image in incremental.images.values():
+        ours = rec.find_image_with_name(image.name)
+        assert np.linalg.norm(ours.projection_center() - image.projection_center()) < 0.05
+        relative = ours.cam_from_world().rotation.matrix() @ image.cam_from_world().rotation.matrix().T
+        assert math.degrees(Rotation.from_matrix(relative).magnitude()) < 0.1
+    assert rec.compute_mean_reprojection_error() < 1.05 * incremental.compute_mean_reprojection_error()

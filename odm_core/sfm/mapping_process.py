@@ -39,16 +39,18 @@ def map_in_process(
     progress: Progress,
     hold: bool,
     rotations: dict[str, list[float]] | None = None,
+    planar: bool = False,
 ) -> tuple[pycolmap.Reconstruction, str | None, tuple[str, ...]]:
     """odm_core.sfm.mapping.incremental_mapping (or, given the photos' `rotations`, triangulation.py's
-    mapping, falling back on incremental when the matches disagree with them), then focal.settle_focal
+    mapping, or with `planar` planar.py's, falling back on incremental when the matches disagree with
+    them), then focal.settle_focal
     when `hold`, in a child process: (the model kept, the focal's note or None, the mapping's notes).
     Raises OdmStageError with the mapping's own message when it found no model, or naming the exit code
     when the process died (killed, out of memory)."""
     read_fd, write_fd = os.pipe()
     args = {"db": str(db), "images": str(images), "out": str(out), "use_priors": use_priors}
     args |= {"n_photos": n_photos, "hold": hold, "parent": os.getpid(), "report_fd": write_fd}
-    args |= {"rotations": rotations}
+    args |= {"rotations": rotations, "planar": planar}
     command = [sys.executable, "-m", "odm_core.sfm.mapping_process", json.dumps(args)]
     outcome: dict[str, Any] | None = None
     with os.fdopen(read_fd) as reports:
@@ -123,27 +125,37 @@ def main(arguments: str) -> None:
 
 
 def _mapped(a: dict[str, Any], report: Progress) -> tuple[pycolmap.Reconstruction, list[str]]:
-    """The child's model: triangulation from the photos' rotations when given and the matches agree with
-    them, else incremental mapping; and a note when the triangulation was set aside."""
+    """The child's model: triangulation from the photos' rotations when given, or the planar chaining
+    (`planar`), when the matches agree with it; else incremental mapping, with a note saying why."""
     from odm_core.sfm.mapping import incremental_mapping
+    from odm_core.sfm.planar import planar_mapping
     from odm_core.sfm.triangulation import triangulation_mapping
 
     db, images, out = Path(a["db"]), Path(a["images"]), Path(a["out"])
     notes: list[str] = []
-    if a["rotations"]:
-        rec, disagreeing = triangulation_mapping(db, images, out, a["rotations"], report, a["hold"])
-        if not disagreeing:
+    if a["rotations"] or a["planar"]:
+        if a["rotations"]:
+            rec, set_aside = triangulation_mapping(db, images, out, a["rotations"], report, a["hold"])
+        else:
+            rec, set_aside = planar_mapping(db, images, out, report, a["hold"], a["use_priors"])
+        if not set_aside:
             return rec, notes
-        listed = ", ".join(disagreeing[:5]) + (
-            f" and {len(disagreeing) - 5} more" if len(disagreeing) > 5 else ""
-        )
-        notes.append(
-            f"--sfm-algorithm triangulation: the matches of {len(disagreeing)} photo(s) disagree with their "
-            f"recorded GPS and gimbal angles ({listed}), so the photos were mapped incrementally instead "
-            "(check those photos' yaw, pitch and roll, or use the default --sfm-algorithm incremental)"
-        )
+        notes.append(_set_aside_note("planar" if a["planar"] else "triangulation", set_aside))
     rec = incremental_mapping(db, images, out, a["use_priors"], a["n_photos"], report, a["hold"])
     return rec, notes
+
+
+def _set_aside_note(algorithm: str, names: list[str]) -> str:
+    """The warning when the triangulation's or planar model is set aside for incremental mapping."""
+    listed = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    if algorithm == "triangulation":
+        what, fix = "their recorded GPS and gimbal angles", "check those photos' yaw, pitch and roll, or use"
+    else:
+        what, fix = "one flat ground seen straight down from one height", "use"
+    return (
+        f"--sfm-algorithm {algorithm}: the matches of {len(names)} photo(s) disagree with {what} ({listed}), "
+        f"so the photos were mapped incrementally instead ({fix} the default --sfm-algorithm incremental)"
+    )
 
 
 if __name__ == "__main__":  # `python -m` imported odm_core first: numpy before pycolmap, as it must be

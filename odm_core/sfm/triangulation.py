@@ -103,20 +103,25 @@ def photo_rotations(
     return grid_rotations(photos, georef), ()
 
 
-def _posed_model(db: Path, rotations: dict[str, list[float]]) -> pycolmap.Reconstruction:
-    """A model of the database's cameras and images, each image at its GPS prior turned by its rotation."""
+def posed_model(
+    db: Path, rotations: dict[str, list[float]], centres: dict[str, np.ndarray] | None = None
+) -> pycolmap.Reconstruction:
+    """A model of the database's cameras and the images named in `rotations` (world_from_cam, row-major
+    3 x 3), each at its centre: `centres`, or by default its GPS prior."""
     rec = pycolmap.Reconstruction()
     with pycolmap.Database.open(db) as database:
         for camera in database.read_all_cameras():
             rec.add_camera_with_trivial_rig(camera)
         priors = {p.corr_data_id.id: np.asarray(p.position, float) for p in database.read_all_pose_priors()}
         for stored in database.read_all_images():
+            if stored.name not in rotations:
+                continue
             keypoints = database.read_keypoints(stored.image_id)[:, :2].astype(np.float64)
             image = pycolmap.Image(
                 name=stored.name, keypoints=keypoints, camera_id=stored.camera_id, image_id=stored.image_id
             )
             cam_from_world_r = np.asarray(rotations[stored.name], float).reshape(3, 3).T
-            centre = priors[stored.data_id.id]
+            centre = centres[stored.name] if centres is not None else priors[stored.data_id.id]
             pose = pycolmap.Rigid3d(pycolmap.Rotation3d(cam_from_world_r), -cam_from_world_r @ centre)
             rec.add_image_with_trivial_frame(image, pose)
     return rec
@@ -135,19 +140,45 @@ def _triangulated(
     return pycolmap.triangulate_points(rec, db, images, out, clear_points=True, options=options)
 
 
-def _adjusted(rec: pycolmap.Reconstruction, db: Path, hold_focal: bool) -> None:
-    """One bundle adjustment of poses, points and (unless held) the focal, under the GPS priors."""
+def _adjusted(rec: pycolmap.Reconstruction, db: Path, hold_focal: bool, use_priors: bool = True) -> None:
+    """One bundle adjustment of poses, points and (unless held) the focal, under the GPS priors when
+    `use_priors` (the model is then in their frame)."""
     options = pycolmap.BundleAdjustmentOptions()
     options.print_summary = False
     options.refine_focal_length = not hold_focal
+    if not use_priors:
+        pycolmap.bundle_adjustment(rec, options)
+        rec.update_point_3d_errors()
+        return
     config = pycolmap.BundleAdjustmentConfig()
     for image_id in rec.reg_image_ids():
-        config.add_image(image_id)
+        if rec.image(image_id).num_points3D > 0:  # a photo that sees no point: nothing to adjust it by
+            config.add_image(image_id)
     with pycolmap.Database.open(db) as database:
         priors = database.read_all_pose_priors()
     prior_options = pycolmap.PosePriorBundleAdjustmentOptions()
     pycolmap.create_pose_prior_bundle_adjuster(options, prior_options, config, priors, rec).solve()
     rec.update_point_3d_errors()
+
+
+def refined(
+    rec: pycolmap.Reconstruction,
+    db: Path,
+    images: Path,
+    out: Path,
+    progress: Progress,
+    thresholds_px: tuple[float, ...],
+    hold_focal: bool,
+    use_priors: bool = True,
+) -> pycolmap.Reconstruction:
+    """Rounds of triangulation from the model's poses and bundle adjustment, one per threshold (the
+    last of ROUNDS_PX's thresholds when fewer are given: progress counts on from there)."""
+    first = len(ROUNDS_PX) - len(thresholds_px)
+    for i, threshold_px in enumerate(thresholds_px, start=first):
+        progress(0.7 + 0.25 * i / len(ROUNDS_PX), f"triangulating at {threshold_px:g} px")
+        rec = _triangulated(rec, db, images, out / "triangulation", threshold_px)
+        _adjusted(rec, db, hold_focal, use_priors)
+    return rec
 
 
 def matched_keypoints(db: Path) -> dict[str, int]:
@@ -189,9 +220,5 @@ def triangulation_mapping(
     """The model from the photos' GPS priors (in `db`) and gimbal rotations (grid_rotations): rounds of
     triangulation and bundle adjustment (module docstring); and the photos whose pose the matches do not
     support (disagreeing_photos), for the caller to fall back on incremental mapping."""
-    rec = _posed_model(db, rotations)
-    for i, threshold_px in enumerate(ROUNDS_PX):
-        progress(0.7 + 0.25 * i / len(ROUNDS_PX), f"triangulating at {threshold_px:g} px")
-        rec = _triangulated(rec, db, images, out / "triangulation", threshold_px)
-        _adjusted(rec, db, hold_focal)
+    rec = refined(posed_model(db, rotations), db, images, out, progress, ROUNDS_PX, hold_focal)
     return rec, disagreeing_photos(rec, db)

@@ -210,10 +210,11 @@ def finish_opensfm(
     rotations, algorithm_notes = photo_rotations(
         opts.sfm_algorithm, photos, georef if georeferenced else None
     )
-    progress(0.7, "triangulation from GPS and gimbal angles" if rotations else "incremental mapping")
+    planar = opts.sfm_algorithm == "planar"
+    progress(0.7, "incremental mapping" if not (rotations or planar) else f"{opts.sfm_algorithm} mapping")
     held = hold_focal(db)
     rec, focal_note, mapping_notes = map_in_process(
-        db, tree.images, work / "mapper", georeferenced, len(photos), progress, held, rotations
+        db, tree.images, work / "mapper", georeferenced, len(photos), progress, held, rotations, planar
     )
     registered, unregistered = _registration(rec, photos)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
@@ -234,7 +235,9 @@ def finish_opensfm(
     stats = reconstruction_stats(
         rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment
     )
-    stats["sfm_algorithm"] = "triangulation" if rotations and not mapping_notes else "incremental"
+    stats["sfm_algorithm"] = (
+        opts.sfm_algorithm if (rotations or planar) and not mapping_notes else "incremental"
+    )
     stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
     stats.update(report_figures(tree.colmap_database, rec))
     gcp_lines = write_gcp_stats(tree, adjustment, stats, outputs)
