@@ -122,8 +122,10 @@ def _quiet(fraction: float, text: str) -> None:
 
 
 def test_odmflow_run_triangulates_from_a_geo_file_with_angles(
-    survey: SyntheticTruth, prefect_env: dict[str, str], tmp_path: Path
+    small_survey: SyntheticTruth, prefect_env: dict[str, str], tmp_path: Path
 ) -> None:
+    """The true positions and angles (1 degree of noise) in a --geo file: the run triangulates."""
+    survey = small_survey
     tree = copy_survey(survey, tmp_path / "my survey")
     angles = _true_angles(survey.project_dir / "truth", 1.0)
     cameras = json.loads((survey.project_dir / "truth" / "cameras.json").read_text())["photos"]
