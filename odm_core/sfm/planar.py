@@ -13,6 +13,10 @@ moved onto them by the similarity of its camera centres (COLMAP's `estimate_sim3
 adjust under them, as for the triangulation. A photo no chain reaches, or that keeps too few of its
 matched keypoints (`triangulation.disagreeing_photos`), sets the model aside: the stage then maps
 incrementally and says so.
+
+Measured (docs/BENCHMARKS.md): it ends on the incremental model on the tests' survey (its 2 oblique photos
+included) and the 200-photo nadir survey (centres within 0.015 m; 452 against 336 s), and registers all 18 of
+Brighton's photos (0.13-0.61 m from the incremental model's centres).
 """
 
 from __future__ import annotations
