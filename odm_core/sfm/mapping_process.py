@@ -25,6 +25,8 @@ from typing import IO, Any
 import pycolmap
 
 from odm_core.errors import OdmStageError
+from odm_core.geo.georef import GeoReference
+from odm_core.photos.photo import Photo
 
 Progress = Callable[[float, str], None]
 PARENT_POLL_S = 1.0
@@ -72,6 +74,38 @@ def map_in_process(
     if "error" in outcome:
         raise OdmStageError(outcome["error"])
     return pycolmap.Reconstruction(outcome["model"]), outcome["note"], tuple(outcome["notes"])
+
+
+def map_photos(
+    db: Path,
+    images: Path,
+    photos: list[Photo],
+    georef: GeoReference | None,
+    algorithm: str,
+    progress: Progress,
+) -> tuple[pycolmap.Reconstruction, str | None, tuple[str, ...], str]:
+    """The stage's mapping with --sfm-algorithm `algorithm` (map_in_process, the focal held when every
+    camera has an EXIF focal): the model, the focal's note, warnings when the algorithm asked for could not
+    be used, and the algorithm that made the model. `georef` None: too few GPS positions (no priors)."""
+    from odm_core.sfm.focal import hold_focal
+    from odm_core.sfm.triangulation import photo_rotations
+
+    rotations, warnings = photo_rotations(algorithm, photos, georef)
+    planar = algorithm == "planar"
+    progress(0.7, f"{algorithm} mapping" if rotations or planar else "incremental mapping")
+    rec, focal_note, mapping_notes = map_in_process(
+        db,
+        images,
+        db.parent / "mapper",
+        georef is not None,
+        len(photos),
+        progress,
+        hold_focal(db),
+        rotations,
+        planar,
+    )
+    used = algorithm if (rotations or planar) and not mapping_notes else "incremental"
+    return rec, focal_note, warnings + mapping_notes, used
 
 
 def _follow(reports: IO[str], progress: Progress) -> dict[str, Any] | None:

@@ -31,13 +31,11 @@ from odm_core.sfm.control import ground_control, reconstruction_stats, rms_error
 from odm_core.sfm.database import import_photos, write_pose_priors
 from odm_core.sfm.extract import FeatureUnit, extract_features, plan_features, write_keypoints
 from odm_core.sfm.figures import report_figures
-from odm_core.sfm.focal import hold_focal
 from odm_core.sfm.gps import finite_or_none, gps_errors, gps_residuals_m
-from odm_core.sfm.mapping_process import map_in_process
+from odm_core.sfm.mapping_process import map_photos
 from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
 from odm_core.sfm.matching import plan_matching
 from odm_core.sfm.seed import read_seed
-from odm_core.sfm.triangulation import photo_rotations
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
@@ -201,31 +199,24 @@ def finish_opensfm(
     matches: list[Path],
     progress: Progress = _noop,
 ) -> OpensfmResult:
-    """From the matching units' files: incremental mapping, alignment to GPS and GCPs, and the model files."""
+    """From the matching units' files: mapping (--sfm-algorithm), alignment to GPS and GCPs, model files."""
     photos = load_photos(tree.images_json)
     georef = GeoReference.read(tree.coords_txt) if tree.coords_txt.exists() else None
-    work = tree.colmap_database.parent
-    db = tree.colmap_database
-    georeferenced = _write_matches(db, pairs, matches) and georef is not None
-    rotations, algorithm_notes = photo_rotations(
-        opts.sfm_algorithm, photos, georef if georeferenced else None
+    georeferenced = _write_matches(tree.colmap_database, pairs, matches) and georef is not None
+    priors = georef if georeferenced else None
+    rec, focal_note, warnings, algorithm = map_photos(
+        tree.colmap_database, tree.images, photos, priors, opts.sfm_algorithm, progress
     )
-    planar = opts.sfm_algorithm == "planar"
-    progress(0.7, "incremental mapping" if not (rotations or planar) else f"{opts.sfm_algorithm} mapping")
-    held = hold_focal(db)
-    rec, focal_note, mapping_notes = map_in_process(
-        db, tree.images, work / "mapper", georeferenced, len(photos), progress, held, rotations, planar
-    )
+    for note in warnings:
+        log.warning("%s", note)
     registered, unregistered = _registration(rec, photos)
     alignment = align(rec, photos, georef, used_priors=georeferenced)
     alignment, adjustment = ground_control(
         tree, rec, photos, georef, opts, alignment, not focal_note, progress
     )
-    for note in algorithm_notes + mapping_notes:
-        log.warning("%s", note)
-    notes = algorithm_notes + mapping_notes + ((focal_note,) if focal_note else ()) + alignment.notes
-    for note in notes:
+    for note in ((focal_note,) if focal_note else ()) + alignment.notes:
         log.info("%s", note)
+    notes = warnings + ((focal_note,) if focal_note else ()) + alignment.notes
     model_georef = georef if alignment.georeferenced else None
     progress(0.95, "writing the reconstruction")
     color_points(rec, tree.images)
@@ -235,9 +226,7 @@ def finish_opensfm(
     stats = reconstruction_stats(
         rec, photos, gps_errors(np.array(list(residuals.values())).reshape(-1, 3)), alignment
     )
-    stats["sfm_algorithm"] = (
-        opts.sfm_algorithm if (rotations or planar) and not mapping_notes else "incremental"
-    )
+    stats["sfm_algorithm"] = algorithm
     stats["gps_residuals"] = {name: [finite_or_none(v) for v in r] for name, r in residuals.items()}
     stats.update(report_figures(tree.colmap_database, rec))
     gcp_lines = write_gcp_stats(tree, adjustment, stats, outputs)
