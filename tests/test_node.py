@@ -424,7 +424,9 @@ def test_a_split_run_on_a_pool_of_one_run_at_a_time_runs_its_submodels_itself(
     from prefect.client.schemas.actions import WorkPoolUpdate
 
     pool = node["state"].pool
-    _wait(lambda: not _holding_slots(node), 120, "earlier tests' runs to leave the pool's slots")
+    _wait(
+        lambda: not _holding_slots(node, recover=True), 120, "earlier tests' runs to leave the pool's slots"
+    )
     with _client(node) as client:
         client.update_work_pool(pool, WorkPoolUpdate(concurrency_limit=1))
     try:
@@ -439,11 +441,20 @@ def test_a_split_run_on_a_pool_of_one_run_at_a_time_runs_its_submodels_itself(
     assert (project / "odm_orthophoto" / "odm_orthophoto.tif").is_file()
 
 
-def _holding_slots(node: dict[str, Any]) -> list[str]:
-    """Runs that hold a slot of the node's pool (pending, running or cancelling): name and state."""
+def _holding_slots(node: dict[str, Any], recover: bool = False) -> list[str]:
+    """Runs that hold a slot of the node's pool (pending, running or cancelling): name and state.
+    `recover`: first do what `odmflow server up` does after a crash (odmflow.recovery): earlier tests
+    kill workers, and a run that a killed worker had claimed but not started stays Pending ("Submitting")
+    and holds its slot for ever."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    from odmflow.recovery import recover_orphaned_runs
+
+    if recover:
+        with temporary_settings({PREFECT_API_URL: node["state"].api_url}):
+            recover_orphaned_runs(node["state"].pool)
     busy = [StateType.PENDING, StateType.RUNNING, StateType.CANCELLING]
     with _client(node) as client:
         runs = client.read_flow_runs(

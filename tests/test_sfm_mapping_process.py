@@ -36,7 +36,7 @@ def test_the_child_maps_and_reports_progress(
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(noise), os.environ.get("PYTHONPATH", "")]))
     truth = _database(tmp_path / "database.db", matched=True)
     lines: list[tuple[float, str]] = []
-    rec, note = map_in_process(
+    rec, note, notes = map_in_process(
         tmp_path / "database.db",
         tmp_path,
         tmp_path / "mapper",
@@ -45,7 +45,7 @@ def test_the_child_maps_and_reports_progress(
         lambda f, m: lines.append((f, m)),
         False,
     )
-    assert note is None
+    assert note is None and notes == ()  # incremental: nothing set aside
     assert rec.num_reg_images() == 6 and rec.num_points3D() > 200
     assert rec.compute_mean_reprojection_error() < 0.5
     assert sorted(im.name for im in rec.images.values()) == sorted(im.name for im in truth.images.values())
