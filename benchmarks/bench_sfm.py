@@ -75,7 +75,7 @@ def main() -> None:
         t1 = time.perf_counter()
         with _units_map(args.workers) as map_units:
             t1 = time.perf_counter()
-            sfm = opensfm(tree, OpensfmOptions(), args.threads, _phases(t1), key="bench", map_units=map_units)
+            sfm = opensfm(tree, OpensfmOptions(), args.threads, _phases(t1), reuse=True, map_units=map_units)
             t2 = time.perf_counter()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     print(f"photos: {ds.n_photos} ({args.images}), threads: {args.threads}, Dask workers: {args.workers}")

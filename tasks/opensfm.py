@@ -41,13 +41,13 @@ def opensfm(
     def work(tree: ProjectTree, report: Progress, fp: str) -> OpensfmResult:
         if opts.model_seed is not None:  # a split-merge submodel: its parent's model
             return seeded_opensfm(tree, opts, opts.model_seed)
-        units = plan_opensfm(tree, opts, fp)  # while the run's local cluster may still be starting
+        units = plan_opensfm(tree, opts, reuse=True)  # while the run's local cluster may still be starting
         runner = dask_task_runner(dask_address, max_concurrency)
         features = opensfm_features.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         files = features(write_plan(tree.plan("opensfm"), units), report)
         threads = cluster_threads(dask_address, max_concurrency)
         local = 0 if uses_external_cluster(dask_address) else threads
-        pairs = plan_opensfm_matching(tree, opts, files, fp, 1, threads, local)  # a unit per thread, at least
+        pairs = plan_opensfm_matching(tree, opts, files, True, 1, threads, local)  # a unit per thread or more
         matching = opensfm_matching.with_options(task_runner=runner)  # type: ignore[arg-type]  # Dask's
         matches = matching(write_plan(tree.plan("opensfm-matching"), pairs), report)
         warm_workers()  # the later stages' imports, while mapping runs here

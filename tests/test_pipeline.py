@@ -92,9 +92,14 @@ def test_option_change_reruns_the_stages_it_affects(
     runs = run_flow(tree, dsm=True, dtm=True)
     assert states(runs) == expected("odm_dem", "odm_report")
     assert runs["odm_dem"].result.kinds == ("dsm", "dtm")
-    # an option of dataset changes its outputs, so opensfm, which reads them, runs again too
+    # an option of dataset changes its outputs, so opensfm, which reads them, runs again too; its feature
+    # and matching units are not made again: their photos, options and code are unchanged
+    units = sorted(tree.sfm_features.glob("*.npz")) + sorted(tree.sfm_matches.glob("*.npz"))
+    made = {unit: unit.stat().st_mtime_ns for unit in units}
     runs = run_flow(tree, gps_accuracy=5.0, end_with="opensfm")
     assert states(runs) == expected("dataset", "opensfm", end_with="opensfm")
+    assert {u.parent for u in units} == {tree.sfm_features, tree.sfm_matches}  # both kinds were there
+    assert {unit: unit.stat().st_mtime_ns for unit in units} == made
 
 
 def _outputs(tree: ProjectTree) -> set[Path]:

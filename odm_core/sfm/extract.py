@@ -16,7 +16,7 @@ shape (a11, a12, a21, a22) = scale x rotation(orientation); descriptors as COLMA
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,14 +48,23 @@ class FeatureUnit:
 
 
 def plan_features(
-    images: Path, sizes: dict[str, int], n_features: int, masks: Path | None, workdir: Path, key: str
+    images: Path,
+    sizes: dict[str, int],
+    n_features: int,
+    masks: Path | None,
+    workdir: Path,
+    key: str,
+    digest: Callable[[Path], str] | None = None,
 ) -> list[FeatureUnit]:
     """One unit per photo (`sizes`: file name -> process size in px), each writing
-    workdir/<name>.features.npz; the checkpoint key is `key` (the caller's fingerprint) and the unit's own."""
+    workdir/<name>.features.npz; the checkpoint key is `key` (odm_core.sfm.unit_keys) and the unit's own:
+    name, size, n_features, mask, and with `digest` (file -> content digest) the photo's and mask's
+    content."""
     units = []
     for name, size in sizes.items():
         mask = masks / f"{name}.png" if masks is not None else None
         mask_path = str(mask) if mask is not None and mask.is_file() else None
+        content = [digest(images / name), digest(Path(mask_path)) if mask_path else ""] if digest else []
         units.append(
             FeatureUnit(
                 photo=str(images / name),
@@ -64,7 +73,7 @@ def plan_features(
                 n_features=n_features,
                 mask=mask_path,
                 out=str(workdir / f"{name}.features.npz"),
-                key=f"{key}|{name}|{size}|{n_features}|{mask_path}",
+                key="|".join([key, name, str(size), str(n_features), str(mask_path), *content]),
             )
         )
     return units

@@ -81,7 +81,8 @@ def plan_matches(
 ) -> list[MatchUnit]:
     """Units of consecutive pairs (`pairs` ordered so that neighbours share photos), a multiple of
     `min_units` of them (the cluster's threads) and at most MAX_PAIRS_PER_UNIT pairs each,
-    each writing workdir/pairs-<k>.matches.npz; keyed on `key`, the pairs and the features' own keys.
+    each writing workdir/pairs-<k>.matches.npz; keyed on `key`, the pairs, and the features' own keys and
+    cameras of its photos.
 
     Few large units: COLMAP builds each photo's descriptor index once per unit (about 0.3 s at 14k
     features, against 0.02-0.05 s to match a pair once both are built), so a unit's photos should share
@@ -100,7 +101,7 @@ def plan_matches(
     for k, (start, stop) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         batch = tuple(pairs[start:stop])
         names = sorted({n for pair in batch for n in pair})
-        feature_keys = [unit_checkpoint_record(features[n]) for n in names]
+        feature_keys = [f"{unit_checkpoint_record(features[n])}|{cameras[n]!r}" for n in names]
         units.append(
             MatchUnit(
                 pairs=batch,

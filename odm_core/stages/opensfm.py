@@ -14,12 +14,11 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from uuid import uuid4
 
 import numpy as np
 import pycolmap
 
-from odm_core.artifacts import remove_stale_units, write_json
+from odm_core.artifacts import DigestCache, remove_stale_units, write_json
 from odm_core.geo.georef import GeoReference
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
@@ -36,6 +35,7 @@ from odm_core.sfm.mapping_process import map_photos
 from odm_core.sfm.match_units import MatchUnit, match_pairs, write_matches
 from odm_core.sfm.matching import plan_matching
 from odm_core.sfm.seed import read_seed
+from odm_core.sfm.unit_keys import FEATURES_MODULE, MATCHING_MODULE, units_key
 from odm_core.worker import MapUnits, serial_map
 
 log = logging.getLogger(__name__)
@@ -92,16 +92,20 @@ def _noop(fraction: float, message: str) -> None:
     return None
 
 
-def plan_opensfm(tree: ProjectTree, opts: OpensfmOptions, key: str) -> list[FeatureUnit]:
+def plan_opensfm(tree: ProjectTree, opts: OpensfmOptions, reuse: bool) -> list[FeatureUnit]:
     """A new COLMAP database with the photos and cameras of images.json, and one feature unit per photo
-    (their files in opensfm/features/, reused where the checkpoint `key` + the unit's own match; the files
-    of photos no longer in the project removed)."""
+    (their files in opensfm/features/, with `reuse` reused where their checkpoint's key matches: their
+    photo's content, options and code, odm_core.sfm.unit_keys; the files of photos no longer in the
+    project removed)."""
     photos = load_photos(tree.images_json)
     work = tree.colmap_database.parent
     shutil.rmtree(work, ignore_errors=True)  # never resume from a half-written database
     work.mkdir(parents=True)
     sizes, masks = import_photos(tree, photos, opts)
-    units = plan_features(tree.images, sizes, opts.min_num_features, masks, tree.sfm_features, key)
+    key, cache = units_key(FEATURES_MODULE, reuse), DigestCache(tree.digest_cache)
+    digest = cache.digest if reuse else None
+    units = plan_features(tree.images, sizes, opts.min_num_features, masks, tree.sfm_features, key, digest)
+    cache.save()
     remove_stale_units(tree.sfm_features, ".features.npz", (u.out for u in units))
     return units
 
@@ -111,22 +115,22 @@ def opensfm(
     opts: OpensfmOptions,
     num_threads: int = -1,
     progress: Progress = _noop,
-    key: str = "",
+    reuse: bool = False,
     map_units: MapUnits = serial_map,
 ) -> OpensfmResult:
     """Run SfM on the photos of images.json and write the model in ODM's and COLMAP's formats; the feature
-    and matching units through map_units, their checkpoints reused only under the same non-empty `key`."""
+    and matching units through map_units, with `reuse` their checkpoints reused where their own inputs,
+    options and code are unchanged (odm_core.sfm.unit_keys)."""
     if opts.model_seed is not None:
         return seeded_opensfm(tree, opts, opts.model_seed)
-    key = key or f"unkeyed-{uuid4().hex}"
-    units = plan_opensfm(tree, opts, key)
+    units = plan_opensfm(tree, opts, reuse)
     progress(0.0, f"extracting features ({len(units)} photos)")
     files = map_units(extract_features, units)
     features = {u.name: Path(f) for u, f in zip(units, files, strict=True)}
     serial = map_units is serial_map  # else Dask: single-threaded units, at least one per worker thread
     threads = num_threads if num_threads > 0 else os.cpu_count() or 1
     pairs = plan_opensfm_matching(
-        tree, opts, features, key, threads if serial else 1, 1 if serial else threads
+        tree, opts, features, reuse, threads if serial else 1, 1 if serial else threads
     )
     progress(EXTRACTION_SHARE, f"matching features ({len(pairs)} units)")
     matches = [Path(f) for f in map_units(match_pairs, pairs)]
@@ -164,13 +168,13 @@ def plan_opensfm_matching(
     tree: ProjectTree,
     opts: OpensfmOptions,
     features: dict[str, Path],
-    key: str,
+    reuse: bool,
     num_threads: int = 1,
     min_units: int = 1,
     local_threads: int = 0,
 ) -> list[MatchUnit]:
     """The photos' keypoints and GPS priors into the database; the matching units of their pairs (GPS
-    neighbours when the photos are georeferenced, files in opensfm/matches/, reused under `key`), at
+    neighbours when the photos are georeferenced, files in opensfm/matches/, reused with `reuse`), at
     least min_units of them, each matching with num_threads threads (odm_core.sfm.match_units.plan_matches
     says how `local_threads` changes that)."""
     photos = load_photos(tree.images_json)
@@ -185,7 +189,7 @@ def plan_opensfm_matching(
         opts,
         features,
         tree.sfm_matches,
-        key,
+        units_key(MATCHING_MODULE, reuse),
         num_threads,
         min_units,
         local_threads,
@@ -269,8 +273,8 @@ def _registration(rec: pycolmap.Reconstruction, photos: list[Photo]) -> tuple[se
 
 
 def run(
-    tree: ProjectTree, opts: OpensfmOptions, key: str = "", map_units: MapUnits = serial_map
+    tree: ProjectTree, opts: OpensfmOptions, reuse: bool = False, map_units: MapUnits = serial_map
 ) -> OpensfmResult:
-    """The stage in one process (what tests, benchmarks and scripts call): its feature units through
-    map_units, reused under the same `key`."""
-    return opensfm(tree, opts, key=key, map_units=map_units)
+    """The stage in one process (what tests, benchmarks and scripts call): its units through map_units,
+    with `reuse` reused where unchanged."""
+    return opensfm(tree, opts, reuse=reuse, map_units=map_units)
