@@ -12,7 +12,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from odm_core.artifacts import read_plan, write_plan
+from odm_core.artifacts import read_plan, unit_checkpoint_valid, write_plan
 from odm_core.layout import ProjectTree
 from odm_core.options import OpensfmOptions
 from odm_core.sfm.extract import FeatureUnit, extract_features
@@ -88,19 +88,32 @@ def _gather(futures: list[Any], progress: Progress, start: float, share: float, 
     return [future.result() for future in futures]
 
 
+def _to_run(units: list[Any], progress: Progress, start: float, what: str) -> list[Any]:
+    """The units whose checkpoint is not valid: only those become task runs on the cluster (a rerun for
+    a change only the mapping reads sends none); the others are reported as kept."""
+    todo = [unit for unit in units if not unit_checkpoint_valid(Path(unit.out), unit.key)]
+    if len(todo) < len(units):
+        progress(start, f"{what}: {len(units) - len(todo)} of {len(units)} kept from an earlier run")
+    return todo
+
+
 @flow(name="opensfm-features", validate_parameters=False)
 def opensfm_features(plan_file: str, progress: Progress) -> dict[str, Path]:
-    """Every photo's feature unit at once (the units in plan_file); photo name -> its features file."""
+    """Every photo's feature unit at once (the units in plan_file) but those already done; photo name ->
+    its features file."""
     units: list[FeatureUnit] = read_plan(plan_file)
-    futures = [opensfm_feature.submit(unit) for unit in units]
-    files = _gather(futures, progress, 0.0, EXTRACTION_SHARE, "extracting features, photos")
-    return {unit.name: Path(f) for unit, f in zip(units, files, strict=True)}
+    todo = _to_run(units, progress, 0.0, "extracting features")
+    futures = [opensfm_feature.submit(unit) for unit in todo]
+    _gather(futures, progress, 0.0, EXTRACTION_SHARE, "extracting features, photos")
+    return {unit.name: Path(unit.out) for unit in units}
 
 
 @flow(name="opensfm-matching", validate_parameters=False)
 def opensfm_matching(plan_file: str, progress: Progress) -> list[Path]:
-    """Every matching unit at once (the units in plan_file); their files in the same order."""
+    """Every matching unit at once (the units in plan_file) but those already done; their files in the
+    same order."""
     units: list[MatchUnit] = read_plan(plan_file)
-    futures = [opensfm_match.submit(unit) for unit in units]
-    files = _gather(futures, progress, EXTRACTION_SHARE, MATCHING_SHARE, "matching features, pair batches")
-    return [Path(f) for f in files]
+    todo = _to_run(units, progress, EXTRACTION_SHARE, "matching features")
+    futures = [opensfm_match.submit(unit) for unit in todo]
+    _gather(futures, progress, EXTRACTION_SHARE, MATCHING_SHARE, "matching features, pair batches")
+    return [Path(unit.out) for unit in units]

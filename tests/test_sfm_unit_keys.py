@@ -51,3 +51,23 @@ def test_a_matching_units_key_follows_its_photos_cameras(tmp_path: Path) -> None
     (same,) = plan_matches(pairs, features, dict.fromkeys(features, camera), tmp_path, "k")
     (other,) = plan_matches(pairs, features, {"a.jpg": camera, "b.jpg": fisheye}, tmp_path, "k")
     assert one.key == same.key and other.key != one.key
+
+
+def test_units_already_done_are_not_sent_to_the_cluster(tmp_path: Path) -> None:
+    """A rerun whose feature units all hold valid checkpoints makes no task run for them (none is
+    submitted, so this runs without a Prefect flow or a cluster) and reports them kept."""
+    from odm_core.artifacts import write_plan
+    from tasks.opensfm import opensfm_features
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (images / name).write_bytes(name.encode())
+    units = plan_features(images, {"a.jpg": 640, "b.jpg": 640}, 4000, None, tmp_path, "k")
+    for unit in units:
+        save_arrays(Path(unit.out), unit.key, x=np.zeros(3))
+    lines: list[str] = []
+    plan = write_plan(tmp_path / "plan.pkl", units)
+    files = opensfm_features.fn(plan, lambda fraction, message: lines.append(message))
+    assert files == {u.name: Path(u.out) for u in units}
+    assert lines[0] == "extracting features: 2 of 2 kept from an earlier run"
