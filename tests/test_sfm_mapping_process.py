@@ -52,6 +52,7 @@ def test_the_child_maps_and_reports_progress(
     assert lines and lines[-1][1].startswith("registered") and all(0.7 <= f <= 0.95 for f, _ in lines)
     printed = capfd.readouterr()
     assert "library noise" in printed.out and '"progress"' not in printed.out + printed.err
+    assert "incremental_pipeline" not in printed.err  # COLMAP's INFO lines are not printed
     assert lines[0] == (0.7 + 0.25 / 6, "registered 1 photos")  # the first report is not lost
 
 

@@ -87,11 +87,12 @@ def test_units_match_as_colmaps_exhaustive_matcher_and_the_matches_follow_the_vi
 
 
 def test_a_unit_reuses_its_checkpoint_only_under_the_same_key(
-    features: dict[str, Path], tmp_path: Path
+    features: dict[str, Path], tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     pairs = [("a.png", "b.png")]
     (unit,) = plan_matches(pairs, features, dict.fromkeys(features, CAMERA), tmp_path, "fp-1")
     out = match_pairs(unit)
+    assert "feature_matching" not in capfd.readouterr().err  # COLMAP's INFO lines are not printed
     stamp = out.stat().st_mtime_ns
     assert match_pairs(unit) == out and out.stat().st_mtime_ns == stamp
     (again,) = plan_matches(pairs, features, dict.fromkeys(features, CAMERA), tmp_path, "fp-2")

@@ -131,6 +131,7 @@ def main(arguments: str) -> None:
     """The child: map, settle the focal, write the model, report on its pipe (`report_fd`); then exit at
     once (the outcome is out, nothing left to tear down)."""
     a = json.loads(arguments)
+    pycolmap.logging.minloglevel = 1  # COLMAP's warnings and errors only: its INFO lines flood the console
     threading.Thread(target=_exit_with_parent, args=(a["parent"],), daemon=True).start()
     reports = os.fdopen(a["report_fd"], "w")
 

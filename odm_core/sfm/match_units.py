@@ -152,6 +152,7 @@ def match_pairs(unit: MatchUnit) -> Path:
     if unit_checkpoint_valid(out, unit.key):
         return out
     prepare_unit()
+    pycolmap.logging.minloglevel = 1  # COLMAP's warnings and errors only: its INFO lines flood the console
     with tempfile.TemporaryDirectory(prefix="match-", dir=out.parent) as tmp:
         db_path, pairs_file = Path(tmp) / "database.db", Path(tmp) / "pairs.txt"
         ids = _unit_database(db_path, unit)
