@@ -54,6 +54,7 @@ class Sampler(threading.Thread):
     def __init__(self, roots: list[int]) -> None:
         super().__init__(daemon=True)
         self.roots, self.peaks, self.commands = roots, dict[int, float](), dict[int, str]()
+        self.owners: dict[int, int] = {}  # pid -> the root (worker) it runs under
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -68,6 +69,7 @@ class Sampler(threading.Thread):
                         rss = p.memory_info().rss / MIB
                         if p.pid not in self.commands:
                             self.commands[p.pid] = " ".join(p.cmdline())[:160]
+                            self.owners[p.pid] = root
                     except psutil.Error:
                         continue
                     self.peaks[p.pid] = max(self.peaks.get(p.pid, 0.0), rss)
@@ -171,7 +173,7 @@ def main() -> None:
         sampler.stopped.set()
         status = subprocess.run([str(BIN / "odmflow"), "status", project.name], env=env, capture_output=True)
         print(status.stdout.decode() + status.stderr.decode())
-        report_memory(sampler)
+        report_memory(sampler, {w.pid: name for w, name in zip(workers, "AB", strict=True)})
         evaluate(survey / "truth", project)
     finally:
         for w in workers:
@@ -193,10 +195,10 @@ def wait_for(api_url: str, name: str, deadline: float) -> None:
     raise SystemExit(f"the run {name} did not end in time")
 
 
-def report_memory(sampler: Sampler) -> None:
-    print("peak RSS per process (MiB), largest first:")
+def report_memory(sampler: Sampler, names: dict[int, str]) -> None:
+    print("peak RSS per process (MiB), largest first, under worker A or B:")
     for pid, peak in sorted(sampler.peaks.items(), key=lambda kv: -kv[1])[:16]:
-        print(f"  {peak:7.0f}  {pid}  {sampler.commands.get(pid, '?')}")
+        print(f"  {peak:7.0f}  {names[sampler.owners[pid]]}  {pid}  {sampler.commands.get(pid, '?')}")
 
 
 if __name__ == "__main__":
