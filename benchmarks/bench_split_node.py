@@ -137,21 +137,9 @@ def main() -> None:
     state = json.loads((home / "state.json").read_text())
     env = {**os.environ, "PREFECT_API_URL": state["api_url"], "ODMFLOW_HOME": str(REPO)}
     env["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    workers = []
+    workers: list[subprocess.Popen[bytes]] = []
     try:
-        for name, limit in (("A", 2), ("B", 1)):
-            log = (work / f"worker-{name}.log").open("wb")
-            command = [
-                str(BIN / "prefect"),
-                "worker",
-                "start",
-                "--pool",
-                "odmflow-process",
-                "--type",
-                "process",
-            ]
-            command += ["--name", name, "--limit", str(limit), "--install-policy", "never"]
-            workers.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
+        workers += [start_worker(work, name, limit, env) for name, limit in (("A", 2), ("B", 1))]
         sampler = Sampler([w.pid for w in workers])
         sampler.start()
         start = time.perf_counter()
@@ -179,6 +167,14 @@ def main() -> None:
         for w in workers:
             w.terminate()
         odmflow("server", "down", "--home", str(home))
+
+
+def start_worker(work: Path, name: str, limit: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A process worker of the node's pool named `name` taking `limit` runs at once, logging into `work`."""
+    log = (work / f"worker-{name}.log").open("wb")
+    command = [str(BIN / "prefect"), "worker", "start", "--pool", "odmflow-process", "--type", "process"]
+    command += ["--name", name, "--limit", str(limit), "--install-policy", "never"]
+    return subprocess.Popen(command, env=env, stdout=log, stderr=log)
 
 
 def wait_for(api_url: str, name: str, deadline: float) -> None:
