@@ -94,7 +94,14 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
             if url:
                 push(url, project, stage)
             if stage == "split" and result.submodels:  # the submodels make what the later stages would
-                run_submodels(odm_pipeline, tree, result.submodels, url, options.split.sm_cluster)
+                run_submodels(
+                    odm_pipeline,
+                    tree,
+                    result.submodels,
+                    url,
+                    options.split.sm_cluster,
+                    options.submodel_rerun(),
+                )
                 replaced = SPLIT_REPLACES
             cached = checkpoint.finished_at(stage, tree) < started
             runs[stage] = StageRun(stage, cached, result, time.perf_counter() - start)

@@ -42,6 +42,7 @@ def run_submodels(
     names: tuple[str, ...],
     url: str | None,
     cluster: str | None = None,
+    rerun: dict[str, Any] | None = None,
 ) -> None:
     """Every submodel's pipeline with the options the split stage wrote: as tasks of the node at `cluster`
     (--sm-cluster) when given, else as flow runs of this run's deployment when it is one (any worker of
@@ -50,12 +51,14 @@ def run_submodels(
     a bucket project of its own (PREFIX/submodels/NAME, its photos copied there in the bucket), so its
     worker needs no disk shared with this one; the products the merge reads are downloaded here after.
     Raises OdmStageError naming a submodel that failed SUBMODEL_ATTEMPTS times. A pool limited to one run
-    at a time, which this run holds, would never start them: they run here then too."""
-    runs = {name: _parameters(tree, name) for name in names}
+    at a time, which this run holds, would never start them: they run here then too. `rerun`: the rerun
+    options (PipelineOptions.submodel_rerun) every submodel's run takes on top of its own; on the node,
+    submodels whose products came back already are sent again."""
+    runs = {name: _parameters(tree, name, rerun or {}) for name in names}
     mark_split_run()
     update_progress("split", SPLIT_WRITTEN, str(flow_run.get_id()))
     if cluster:
-        _on_the_node(pipeline, cluster, runs)
+        _on_the_node(pipeline, cluster, runs, resend=bool(rerun))
         return
     if deployment.id and _pool_has_room():
         if url:
@@ -107,10 +110,10 @@ def _progress(done: int, total: int) -> None:
     update_progress("split", SPLIT_WRITTEN + (1 - SPLIT_WRITTEN) * done / total, str(flow_run.get_id()))
 
 
-def _parameters(tree: ProjectTree, name: str) -> dict[str, Any]:
+def _parameters(tree: ProjectTree, name: str, rerun: dict[str, Any]) -> dict[str, Any]:
     folder = ProjectTree(tree.submodel(name))
     options = PipelineOptions.model_validate_json(folder.submodel_options_json.read_text())
-    return {"project": str(folder.root), "options": options}
+    return {"project": str(folder.root), "options": options.model_copy(update=rerun)}
 
 
 def _give_up_after(name: str, attempt: int, message: str | None) -> None:
@@ -154,15 +157,18 @@ def _on_the_pool(pipeline: Callable[..., Any], deployment_id: str, runs: dict[st
                     _progress(len(runs) - len(pending), len(runs))
 
 
-def _on_the_node(pipeline: Callable[..., Any], url: str, runs: dict[str, dict[str, Any]]) -> None:
-    """Send every submodel to the node at once (a thread each, see odm_core.remote.cluster); one the node
-    does not start within the start timeout runs here. The first that keeps failing stops the others
-    (their tasks removed from the node) and fails the run."""
+def _on_the_node(
+    pipeline: Callable[..., Any], url: str, runs: dict[str, dict[str, Any]], resend: bool
+) -> None:
+    """Send every submodel to the node at once (a thread each, see odm_core.remote.cluster; `resend`:
+    also those whose products came back already); one the node does not start within the start timeout
+    runs here. The first that keeps failing stops the others (their tasks removed from the node) and
+    fails the run."""
     node, timeout_s = connect(url), _start_timeout_s()
     stop = threading.Event()
     done = dict.fromkeys(runs, 0.0)
     jobs = {
-        name: NodeSubmodel(node, name, Path(p["project"]), SUBMODEL_ATTEMPTS, timeout_s, stop)
+        name: NodeSubmodel(node, name, Path(p["project"]), SUBMODEL_ATTEMPTS, timeout_s, stop, resend)
         for name, p in runs.items()
     }
     with ThreadPoolExecutor(max_workers=len(jobs), thread_name_prefix="sm-cluster") as threads:

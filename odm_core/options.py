@@ -32,7 +32,7 @@ from odm_core.options_products import (
     OrthophotoOptions,
     ReportOptions,
 )
-from odm_core.options_split import MergeOptions, SplitOptions, submodel_options
+from odm_core.options_split import SUBMODEL_END, MergeOptions, SplitOptions, submodel_options
 from odm_core.registry import STAGE_SPECS, STAGES, StageName
 
 
@@ -218,6 +218,11 @@ class PipelineOptions(StageOptions):
             raise ValueError(
                 f"--rerun-from {self.rerun_from} comes after --end-with {self.end_with}; nothing would run"
             )
+        if self.merge.merge == "dem" and not (self.odm_dem.dsm or self.odm_dem.dtm):
+            raise ValueError(
+                "--merge dem merges the submodels' DSM and DTM, and this run makes neither: add --dsm "
+                "(and/or --dtm), or choose another --merge (all, pointcloud, orthophoto)"
+            )
         return self
 
     def skipped_stages(self) -> frozenset[str]:
@@ -239,12 +244,25 @@ class PipelineOptions(StageOptions):
         return opts
 
     def forced_stages(self) -> set[str]:
-        """Stages whose checkpoints are ignored in this run."""
+        """Stages whose checkpoints are ignored in this run (with a stage the submodels of a split survey
+        run, the merge too: it merges what they make again)."""
         if self.rerun_all:
             return set(STAGES)
         if self.rerun_from:
-            return set(STAGES[STAGES.index(self.rerun_from) :])
+            forced = set(STAGES[STAGES.index(self.rerun_from) :])
+            return forced | ({"merge"} if self.submodel_rerun() else set())
         return set()
+
+    def submodel_rerun(self) -> dict[str, Any]:
+        """The rerun options a split survey's submodels take from this run's: --rerun-all, or
+        --rerun-from a stage after `merge` that they run (up to SUBMODEL_END); none for earlier stages
+        (those re-cut the submodels, whose checkpoints then follow their new content)."""
+        if self.rerun_all:
+            return {"rerun_all": True}
+        merge, rerun = STAGES.index("merge"), STAGES.index(self.rerun_from) if self.rerun_from else -1
+        if merge < rerun <= STAGES.index(SUBMODEL_END):
+            return {"rerun_from": self.rerun_from}
+        return {}
 
 
 def _check_registry() -> None:

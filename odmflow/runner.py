@@ -38,6 +38,8 @@ CHILD_CONSOLE_LEVEL_ENV = "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"
 # Dask's config reads this when a spawned worker imports distributed, before a Nanny's `env` reaches it:
 # a worker whose heartbeat meets the scheduler already closing at the end of a run prints a traceback.
 CHILD_DASK_LEVEL_ENV = "DASK_LOGGING__DISTRIBUTED"
+# The start of prefect.server.api.server.SubprocessASGIServer's error when its server does not answer.
+EPHEMERAL_TIMEOUT = "Timed out while attempting to connect to ephemeral Prefect API server"
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
@@ -73,10 +75,28 @@ def run_pipeline(project: Path | str, options: PipelineOptions, verbose: bool = 
     project = str(project)
     start = time.monotonic()
     with ProgressDisplay(options.end_with):
-        state = odm_pipeline(project, options, return_state=True)
+        try:
+            state = odm_pipeline(project, options, return_state=True)
+        except RuntimeError as err:
+            if EPHEMERAL_TIMEOUT not in str(err):
+                raise
+            raise OdmStageError(_ephemeral_hint()) from None
     runs: dict[str, StageRun] = state.result(raise_on_failure=True)  # re-raises the stage's own error
     _summary(runs, time.monotonic() - start)
     return runs
+
+
+def _ephemeral_hint() -> str:
+    """What to do when Prefect's embedded server did not answer in time (a busy machine, or several runs
+    each starting one at once)."""
+    from prefect.settings import PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS as TIMEOUT
+
+    return (
+        f"Prefect's embedded server did not start within {TIMEOUT.value()} s (a busy machine, or other "
+        "odmflow runs starting theirs at the same time): run the command again; for several runs at once, "
+        "start one server with `odmflow server up` and set PREFECT_API_URL to the address it prints, or "
+        f"allow it longer with {TIMEOUT.name}=60"
+    )
 
 
 def _summary(runs: dict[str, StageRun], elapsed_s: float) -> None:

@@ -60,6 +60,7 @@ def test_wrong_project_path_is_a_clear_error(tmp_path: Path, make, expected: str
         (["--rerun-from", "odm_report", "--end-with", "opensfm"], "--rerun-from"),
         (["--max-concurrency", "0"], "--max-concurrency"),
         (["--crop", "-1"], "--crop"),
+        (["--merge", "dem"], "--merge dem merges the submodels' DSM and DTM, and this run makes neither"),
     ],
 )
 def test_invalid_options_are_refused_before_any_work(tmp_path: Path, args: list[str], flag: str) -> None:
@@ -116,3 +117,17 @@ def test_bad_input_folder_gives_clear_messages_and_keeps_images(
     assert "no GPS" in out and "plain.png" in out
     assert "2 photos used, 2 skipped" in out
     assert snapshot(project / "images") == before
+
+
+def test_an_embedded_server_that_does_not_start_is_a_clear_error(tmp_path: Path, gps_photo: Path) -> None:
+    """Without PREFECT_API_URL a run starts Prefect's embedded server; one that does not answer in time (a
+    busy machine, several runs starting at once) ends the run with what to do, not a traceback."""
+    (tmp_path / "p" / "images").mkdir(parents=True)
+    (tmp_path / "p" / "images" / "IMG_0001.JPG").write_bytes(gps_photo.read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(tmp_path / "home"), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "0"}
+    result = run_cli(["run", str(tmp_path / "p")], env, timeout=300)
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert "Prefect's embedded server did not start within 0 s" in out and "odmflow server up" in out
+    assert "Traceback" not in out and sorted(p.name for p in (tmp_path / "p").iterdir()) == ["images"]

@@ -93,10 +93,21 @@ def test_options_are_frozen() -> None:
 def test_forced_stages() -> None:
     assert PipelineOptions().forced_stages() == set()
     later = set(STAGES[STAGES.index("odm_georeferencing") :])
-    assert PipelineOptions(rerun_from="odm_georeferencing").forced_stages() == later
+    # a stage that a split survey's submodels run: the merge merges again what they make
+    assert PipelineOptions(rerun_from="odm_georeferencing").forced_stages() == later | {"merge"}
     assert "odm_filterpoints" not in later and {"odm_georeferencing", "odm_report"} <= later
     assert "openmvs" in PipelineOptions(rerun_from="opensfm").forced_stages()
+    assert PipelineOptions(rerun_from="odm_report").forced_stages() == {"odm_report"}
     assert PipelineOptions(rerun_all=True).forced_stages() == set(STAGES)
+
+
+def test_submodels_take_the_reruns_of_the_stages_they_run() -> None:
+    assert PipelineOptions(rerun_from="odm_orthophoto").submodel_rerun() == {"rerun_from": "odm_orthophoto"}
+    assert PipelineOptions(rerun_from="openmvs").submodel_rerun() == {"rerun_from": "openmvs"}
+    assert PipelineOptions(rerun_all=True).submodel_rerun() == {"rerun_all": True}
+    for earlier_or_later in ("opensfm", "split", "merge", "odm_report"):  # re-cut, merged, or not theirs
+        assert PipelineOptions(rerun_from=earlier_or_later).submodel_rerun() == {}
+    assert PipelineOptions().submodel_rerun() == {}
 
 
 def test_progress_is_monotonic_and_ends_at_100() -> None:
@@ -162,3 +173,10 @@ def test_split_carries_the_submodels_options_only_when_the_run_may_split() -> No
     values = split.stage_options("split").submodel_options
     assert values is not None and values["odm_dem"]["dsm"] and values["split"]["split"] == 999999
     assert PipelineOptions.model_validate(values).submodel  # the submodels' own options validate
+
+
+def test_merge_dem_needs_a_dem() -> None:
+    with pytest.raises(ValidationError, match="add --dsm"):
+        PipelineOptions.model_validate({"merge": {"merge": "dem"}})
+    for dem in ("dsm", "dtm"):
+        assert PipelineOptions.model_validate({"merge": {"merge": "dem"}, "odm_dem": {dem: True}})

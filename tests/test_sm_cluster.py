@@ -8,6 +8,7 @@ import json
 import threading
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,18 @@ def test_a_submodel_runs_on_the_node_with_its_seed_and_its_products_come_back(
         ProjectTree(submodel).submodel_options_json.read_text().replace('"ab', '"cd', 1)
     )
     assert not finished_on_node(submodel)  # another seed: the products are not this one's
+
+
+def test_a_rerun_sends_a_submodel_again_whose_products_came_back(
+    node_url: str, fake: FakePrefect, submodel: Path
+) -> None:
+    """--rerun-from a stage the submodels run (or --rerun-all) reaches them on the node too (`resend`)."""
+    worker = _play_worker(fake, ["ok", "ok"])
+    assert run_on_node(_job(node_url, submodel), lambda *_: None) is True
+    assert finished_on_node(submodel)
+    assert run_on_node(replace(_job(node_url, submodel), resend=True), lambda *_: None) is True
+    worker.join()
+    assert len(fake.runs) == 2 and finished_on_node(submodel)
 
 
 def test_a_submodel_failing_on_the_node_is_tried_again_then_named(

@@ -212,6 +212,26 @@ def test_a_second_run_resumes_every_submodel_from_its_checkpoints(
         assert manifest.stat().st_mtime_ns < before  # each submodel's stages came from checkpoints
 
 
+def test_rerun_from_a_stage_the_submodels_run_reruns_it_in_each_and_merges_again(
+    split_run: tuple[ProjectTree, str], prefect_env: dict[str, str]
+) -> None:
+    """--rerun-from odm_orthophoto on a split survey: every submodel makes its orthophoto again (its
+    earlier stages from their checkpoints) and the merge runs again; the split itself is not redone."""
+    tree, _ = split_run
+    subs = [ProjectTree(tree.submodel(s["name"])) for s in _record(tree)]
+    before = {
+        p: p.stat().st_mtime_ns for t in subs for p in (t.manifest("odm_orthophoto"), t.manifest("odm_dem"))
+    }
+    merged = tree.manifest("merge").stat().st_mtime_ns
+    result = run_cli(["run", str(tree.root), *SPLIT, "--rerun-from", "odm_orthophoto"], prefect_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "split (checkpoint)" in result.stdout and "merge (checkpoint)" not in result.stdout
+    assert tree.manifest("merge").stat().st_mtime_ns > merged
+    for t in subs:
+        assert t.manifest("odm_orthophoto").stat().st_mtime_ns > before[t.manifest("odm_orthophoto")]
+        assert t.manifest("odm_dem").stat().st_mtime_ns == before[t.manifest("odm_dem")]
+
+
 def test_split_image_groups_makes_one_submodel_per_group(
     split_run: tuple[ProjectTree, str], tmp_path: Path, prefect_env: dict[str, str]
 ) -> None:

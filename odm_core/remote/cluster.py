@@ -97,7 +97,8 @@ class Stopped(Exception):
 @dataclass(frozen=True)
 class NodeSubmodel:
     """One submodel to run on the node: `attempts` tries in all, each waiting at most `start_timeout_s`
-    for the node to start it; `stop` ends it early."""
+    for the node to start it; `stop` ends it early; `resend`: sent even when its products from the node
+    are here already (the run's --rerun-from or --rerun-all reaches the submodels)."""
 
     node: Node
     name: str
@@ -105,6 +106,7 @@ class NodeSubmodel:
     attempts: int
     start_timeout_s: float
     stop: threading.Event  # set: give up (another submodel failed), removing the task
+    resend: bool = False
 
 
 def seed_digest(sub: ProjectTree) -> str:
@@ -138,7 +140,7 @@ def run_on_node(job: NodeSubmodel, on_progress: Progress) -> bool:
     this run itself; the caller runs it). Raises OdmStageError naming the submodel once it has failed
     `attempts` times (the node's message and last log lines in it)."""
     seed = seed_digest(ProjectTree(job.folder))
-    if finished_on_node(job.folder, seed):
+    if not job.resend and finished_on_node(job.folder, seed):
         log.info("submodel %s: its products from the node are here already", job.name)
         on_progress(job.name, 1.0)
         return True
