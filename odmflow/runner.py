@@ -13,6 +13,7 @@ import typer
 from odm_core.errors import OdmInputError, OdmStageError
 from odm_core.options import PipelineOptions
 from odmflow.display import ProgressDisplay
+from odmflow.interrupt import stop_on_interrupt
 
 if TYPE_CHECKING:
     from flows.odm_pipeline import StageRun
@@ -74,7 +75,7 @@ def run_pipeline(project: Path | str, options: PipelineOptions, verbose: bool = 
     typer.echo(f"odmflow: processing {project} with {where}", err=True)
     project = str(project)
     start = time.monotonic()
-    with ProgressDisplay(options.end_with):
+    with stop_on_interrupt(), ProgressDisplay(options.end_with):
         try:
             state = odm_pipeline(project, options, return_state=True)
         except RuntimeError as err:
