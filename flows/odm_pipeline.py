@@ -103,6 +103,7 @@ def odm_pipeline(project: str, options: PipelineOptions | None = None) -> dict[s
                     options.submodel_rerun(),
                 )
                 replaced = SPLIT_REPLACES
+                forced |= {"merge"} if options.submodel_rerun() else set()  # they made their products again
             cached = checkpoint.finished_at(stage, tree) < started
             runs[stage] = StageRun(stage, cached, result, time.perf_counter() - start)
     links = {name: _link(path, tree, url) for name, path in key_outputs(tree).items()}

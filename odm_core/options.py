@@ -244,19 +244,19 @@ class PipelineOptions(StageOptions):
         return opts
 
     def forced_stages(self) -> set[str]:
-        """Stages whose checkpoints are ignored in this run (with a stage the submodels of a split survey
-        run, the merge too: it merges what they make again)."""
+        """Stages whose checkpoints are ignored in this run (in a split survey, `merge` too when the
+        submodels rerun: see submodel_rerun)."""
         if self.rerun_all:
             return set(STAGES)
         if self.rerun_from:
-            forced = set(STAGES[STAGES.index(self.rerun_from) :])
-            return forced | ({"merge"} if self.submodel_rerun() else set())
+            return set(STAGES[STAGES.index(self.rerun_from) :])
         return set()
 
     def submodel_rerun(self) -> dict[str, Any]:
         """The rerun options a split survey's submodels take from this run's: --rerun-all, or
-        --rerun-from a stage after `merge` that they run (up to SUBMODEL_END); none for earlier stages
-        (those re-cut the submodels, whose checkpoints then follow their new content)."""
+        --rerun-from a stage after `merge` that they run (up to SUBMODEL_END), and then the merge runs
+        again too; none for earlier stages (those re-cut the submodels, whose checkpoints then follow
+        their new content)."""
         if self.rerun_all:
             return {"rerun_all": True}
         merge, rerun = STAGES.index("merge"), STAGES.index(self.rerun_from) if self.rerun_from else -1

@@ -93,8 +93,7 @@ def test_options_are_frozen() -> None:
 def test_forced_stages() -> None:
     assert PipelineOptions().forced_stages() == set()
     later = set(STAGES[STAGES.index("odm_georeferencing") :])
-    # a stage that a split survey's submodels run: the merge merges again what they make
-    assert PipelineOptions(rerun_from="odm_georeferencing").forced_stages() == later | {"merge"}
+    assert PipelineOptions(rerun_from="odm_georeferencing").forced_stages() == later
     assert "odm_filterpoints" not in later and {"odm_georeferencing", "odm_report"} <= later
     assert "openmvs" in PipelineOptions(rerun_from="opensfm").forced_stages()
     assert PipelineOptions(rerun_from="odm_report").forced_stages() == {"odm_report"}
