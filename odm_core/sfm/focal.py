@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pycolmap
 
+from odm_core.sfm.focal_thin import MAX_OBSERVATIONS, adopt, observations, thinned
+
 DRIFT_TOLERANCE = 0.1  # a refined focal this close to EXIF's is kept
 MIN_PRIORS = 3  # GPS positions that fix the model's frame in the freeing adjustment
 ERROR_TOLERANCE = 0.01  # refining the focal gains less than 1% of reprojection error: it is not determined
@@ -66,35 +68,49 @@ def free_focal(rec: pycolmap.Reconstruction, db_path: Path) -> None:
     rec.update_point_3d_errors()
 
 
-def settle_focal(held: pycolmap.Reconstruction, db_path: Path) -> tuple[pycolmap.Reconstruction, str | None]:
+def settle_focal(
+    held: pycolmap.Reconstruction, db_path: Path, max_observations: int = MAX_OBSERVATIONS
+) -> tuple[pycolmap.Reconstruction, str | None]:
     """From a model mapped with the focal held at EXIF's: the model to keep (the focal refined by one
     bundle adjustment, or the held one) and a note for the user when EXIF's focal was kept against a
     drift the reprojection error does not support. `held` is adjusted in place; while the adjustment runs
     its held state waits on disk (beside the database), not as a second copy in memory (135 MiB at 300
-    photos)."""
+    photos). A model of more than `max_observations` is decided on a thinned copy (focal_thin.py)."""
     priors = exif_focals(db_path)
+    if observations(held) > max_observations:
+        copy = thinned(held)
+        held_px = float(copy.compute_mean_reprojection_error())
+        free_focal(copy, db_path)
+        note = _exif_note(priors, copy, held_px)
+        if note is None:
+            adopt(held, copy)
+        return held, note
     held_px = float(held.compute_mean_reprojection_error())
     with tempfile.TemporaryDirectory(prefix=".held-", suffix=".part", dir=db_path.parent) as saved:
         held.write(saved)
-        refined = held
-        free_focal(refined, db_path)
-        drifts = {
-            cid: refined.cameras[cid].mean_focal_length() / focal - 1.0
-            for cid, focal in priors.items()
-            if cid in refined.cameras
-        }
-        if not drifts or max(abs(d) for d in drifts.values()) <= DRIFT_TOLERANCE:
-            return refined, None
-        refined_px = float(refined.compute_mean_reprojection_error())
-        cost = held_px / refined_px - 1.0 if refined_px > 0 else 0.0
-        if cost > ERROR_TOLERANCE:
-            return refined, None
-        kept = pycolmap.Reconstruction(saved)
+        free_focal(held, db_path)
+        note = _exif_note(priors, held, held_px)
+        return (held, None) if note is None else (pycolmap.Reconstruction(saved), note)
+
+
+def _exif_note(priors: dict[int, float], refined: pycolmap.Reconstruction, held_px: float) -> str | None:
+    """None when the refined focal is to be kept (near EXIF's, or reprojecting clearly better than the
+    held model's `held_px`); else the note saying EXIF's was kept."""
+    drifts = {
+        cid: refined.cameras[cid].mean_focal_length() / focal - 1.0
+        for cid, focal in priors.items()
+        if cid in refined.cameras
+    }
+    if not drifts or max(abs(d) for d in drifts.values()) <= DRIFT_TOLERANCE:
+        return None
+    refined_px = float(refined.compute_mean_reprojection_error())
+    cost = held_px / refined_px - 1.0 if refined_px > 0 else 0.0
+    if cost > ERROR_TOLERANCE:
+        return None
     worst = max(drifts.values(), key=abs)
-    note = (
+    return (
         f"bundle adjustment would move the focal length {100 * worst:+.0f}% from the EXIF value, yet "
         f"keeping it there raises the reprojection error by only {100 * max(cost, 0.0):.1f}%: the flight's "
         "geometry (one line, flat ground, few photos) does not determine it, so the EXIF focal length "
         "was kept"
     )
-    return kept, note

@@ -1,7 +1,8 @@
 """Incremental mapping and the focal's settling in a process of their own.
 
-Mapping holds COLMAP's correspondence graph and Ceres' bundle adjustment over every observation: about
-1.9 GiB at 300 photos of the synthetic survey. In the stage's own process that came on top of Prefect's
+Mapping holds COLMAP's correspondence graph and Ceres' bundle adjustment over every observation: 1.7 GiB
+at 300 photos of the synthetic survey (2.0 GiB before the focal was freed on a thinned copy, see
+focal_thin.py). In the stage's own process that came on top of Prefect's
 and the other stages' modules (2.9 GB in the node run); a child process (`python -m
 odm_core.sfm.mapping_process`) imports only numpy, pycolmap and the mapping modules (about 130 MiB) and
 returns its memory when it ends. It writes the model (COLMAP binary files) into `out`/model and reports
