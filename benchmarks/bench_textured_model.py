@@ -46,7 +46,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("images", nargs="?", type=Path, default=SHARED / "images")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep it (else a temporary one)")
-    parser.add_argument("--pictures", type=Path, default=Path("textured-views"), help="where the views go")
+    default_pictures = Path(tempfile.gettempdir()) / "odmflow-textured-views"
+    parser.add_argument("--pictures", type=Path, default=default_pictures, help="where the views go")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
